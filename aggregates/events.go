@@ -1,0 +1,310 @@
+// Package aggregates holds the booking rules. Nothing here does I/O or reads a clock: time
+// arrives inside commands, and state is rebuilt from events. Each aggregate is a decider:
+// Decide* methods answer a command with the events it causes (or a domain error), and Apply
+// returns the state after one event. Deciders are idempotent where a saga may repeat a step:
+// a command that was already carried out yields no events and no error.
+package aggregates
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Event is a domain event. Its type name is stored beside its JSON payload.
+type Event interface {
+	EventType() string
+}
+
+// Catalog events.
+type (
+	// ConcertCreated records a concert with all its dates; sales open at creation.
+	ConcertCreated struct {
+		ConcertID     string     `json:"concertId"`
+		Title         string     `json:"title"`
+		Dates         []DateSpec `json:"dates"`
+		SalesOpenedAt time.Time  `json:"salesOpenedAt"`
+	}
+	// DateSoldOut records the first moment every seat of a date was sold. It is appended at
+	// most once per date, so a date that sells out again after a refund keeps its first entry.
+	DateSoldOut struct {
+		ConcertID     string    `json:"concertId"`
+		DateID        string    `json:"dateId"`
+		SoldOutAt     time.Time `json:"soldOutAt"`
+		SalesOpenedAt time.Time `json:"salesOpenedAt"`
+	}
+)
+
+// Queue events.
+type (
+	// QueueTokenIssued records a user joining the waiting queue. The token's position is the
+	// stream sequence of this event, which increases strictly in arrival order.
+	QueueTokenIssued struct {
+		TokenID  string    `json:"tokenId"`
+		UserID   string    `json:"userId"`
+		IssuedAt time.Time `json:"issuedAt"`
+	}
+	// QueueTokenRevoked records that a token may no longer be used (after a payment).
+	QueueTokenRevoked struct {
+		TokenID   string    `json:"tokenId"`
+		Reason    string    `json:"reason"`
+		RevokedAt time.Time `json:"revokedAt"`
+	}
+	// QueueAdvanced records an admission: every token with a position up to Watermark is ACTIVE
+	// from At on.
+	QueueAdvanced struct {
+		Watermark uint64    `json:"watermark"`
+		At        time.Time `json:"at"`
+	}
+)
+
+// Seat events.
+type (
+	// SeatHeld records a temporary hold of a seat for one reservation.
+	SeatHeld struct {
+		ReservationID string    `json:"reservationId"`
+		UserID        string    `json:"userId"`
+		HeldUntil     time.Time `json:"heldUntil"`
+	}
+	// SeatReleased makes a held or sold seat available again; Reason is one of the Release*
+	// constants.
+	SeatReleased struct {
+		ReservationID string `json:"reservationId"`
+		Reason        string `json:"reason"`
+	}
+	// SeatSold records that a held seat was paid for.
+	SeatSold struct {
+		ReservationID string `json:"reservationId"`
+		PaymentID     string `json:"paymentId"`
+	}
+)
+
+// Reasons for releasing a seat or cancelling a reservation.
+const (
+	ReleaseExpired   = "EXPIRED"
+	ReleaseCancelled = "CANCELLED"
+	ReleaseRefunded  = "REFUNDED"
+)
+
+// Reservation events.
+type (
+	// ReservationHeld opens a reservation for a seat that was held for it.
+	ReservationHeld struct {
+		ReservationID string    `json:"reservationId"`
+		UserID        string    `json:"userId"`
+		ConcertID     string    `json:"concertId"`
+		DateID        string    `json:"dateId"`
+		SeatNo        int       `json:"seatNo"`
+		Price         int64     `json:"price"`
+		HeldAt        time.Time `json:"heldAt"`
+		HeldUntil     time.Time `json:"heldUntil"`
+	}
+	// ReservationPaymentStarted locks a held reservation for one payment, so that of
+	// concurrent payments only one ever debits points.
+	ReservationPaymentStarted struct {
+		PaymentID string `json:"paymentId"`
+	}
+	// ReservationPaymentAborted releases that lock when the payment failed before confirming.
+	ReservationPaymentAborted struct {
+		PaymentID string `json:"paymentId"`
+		Reason    string `json:"reason"`
+	}
+	// ReservationConfirmed records that the reservation was paid for.
+	ReservationConfirmed struct {
+		PaymentID   string    `json:"paymentId"`
+		ConfirmedAt time.Time `json:"confirmedAt"`
+	}
+	// ReservationExpired records that a hold lapsed unpaid.
+	ReservationExpired struct {
+		ExpiredAt time.Time `json:"expiredAt"`
+	}
+	// ReservationCancelled records a cancellation by the owner (Reason CANCELLED) or the
+	// reversal of a confirmed reservation by a refund (Reason REFUNDED, with PaymentID).
+	ReservationCancelled struct {
+		Reason      string    `json:"reason"`
+		PaymentID   string    `json:"paymentId,omitempty"`
+		CancelledAt time.Time `json:"cancelledAt"`
+	}
+)
+
+// Payment events.
+type (
+	// PaymentStarted opens a payment of a reservation.
+	PaymentStarted struct {
+		PaymentID     string    `json:"paymentId"`
+		ReservationID string    `json:"reservationId"`
+		UserID        string    `json:"userId"`
+		Amount        int64     `json:"amount"`
+		StartedAt     time.Time `json:"startedAt"`
+	}
+	// PaymentCompleted records that points were debited, the reservation confirmed and the
+	// seat sold.
+	PaymentCompleted struct {
+		CompletedAt time.Time `json:"completedAt"`
+	}
+	// PaymentFailed records that the payment did not happen; any debit was reversed.
+	PaymentFailed struct {
+		Reason   string    `json:"reason"`
+		FailedAt time.Time `json:"failedAt"`
+	}
+	// PaymentRefundStarted is the gate of a refund: of concurrent refunds of one payment only
+	// one gets past it. Recovery finishes every payment left here by a crash.
+	PaymentRefundStarted struct {
+		StartedAt time.Time `json:"startedAt"`
+	}
+	// PaymentRefunded records that a completed payment was reversed: points returned,
+	// reservation cancelled, seat released, each by its own reversal event before this one.
+	PaymentRefunded struct {
+		RefundedAt time.Time `json:"refundedAt"`
+	}
+)
+
+// Payment failure reasons.
+const (
+	FailInsufficientPoints = "INSUFFICIENT_POINTS"
+	FailNotPayable         = "RESERVATION_NOT_PAYABLE"
+)
+
+// Wallet events.
+type (
+	// PointsCharged adds prepaid points.
+	PointsCharged struct {
+		Amount    int64  `json:"amount"`
+		Reference string `json:"reference"`
+	}
+	// PointsDebited takes points for a payment.
+	PointsDebited struct {
+		Amount    int64  `json:"amount"`
+		PaymentID string `json:"paymentId"`
+	}
+	// PointsRefunded returns a payment's points: a reversal of PointsDebited, either because a
+	// later step of the payment failed (Reason REVERSAL) or because the payment was refunded
+	// (Reason REFUND).
+	PointsRefunded struct {
+		Amount    int64  `json:"amount"`
+		PaymentID string `json:"paymentId"`
+		Reason    string `json:"reason"`
+	}
+)
+
+// Reasons for PointsRefunded.
+const (
+	RefundReversal = "REVERSAL"
+	RefundRefund   = "REFUND"
+)
+
+// EventType implementations: the stored type names.
+func (ConcertCreated) EventType() string            { return "ConcertCreated" }
+func (DateSoldOut) EventType() string               { return "DateSoldOut" }
+func (QueueTokenIssued) EventType() string          { return "QueueTokenIssued" }
+func (QueueTokenRevoked) EventType() string         { return "QueueTokenRevoked" }
+func (QueueAdvanced) EventType() string             { return "QueueAdvanced" }
+func (SeatHeld) EventType() string                  { return "SeatHeld" }
+func (SeatReleased) EventType() string              { return "SeatReleased" }
+func (SeatSold) EventType() string                  { return "SeatSold" }
+func (ReservationHeld) EventType() string           { return "ReservationHeld" }
+func (ReservationPaymentStarted) EventType() string { return "ReservationPaymentStarted" }
+func (ReservationPaymentAborted) EventType() string { return "ReservationPaymentAborted" }
+func (ReservationConfirmed) EventType() string      { return "ReservationConfirmed" }
+func (ReservationExpired) EventType() string        { return "ReservationExpired" }
+func (ReservationCancelled) EventType() string      { return "ReservationCancelled" }
+func (PaymentStarted) EventType() string            { return "PaymentStarted" }
+func (PaymentCompleted) EventType() string          { return "PaymentCompleted" }
+func (PaymentFailed) EventType() string             { return "PaymentFailed" }
+func (PaymentRefundStarted) EventType() string      { return "PaymentRefundStarted" }
+func (PaymentRefunded) EventType() string           { return "PaymentRefunded" }
+func (PointsCharged) EventType() string             { return "PointsCharged" }
+func (PointsDebited) EventType() string             { return "PointsDebited" }
+func (PointsRefunded) EventType() string            { return "PointsRefunded" }
+
+var registry = map[string]func() Event{}
+
+func register(fs ...func() Event) {
+	for _, f := range fs {
+		registry[f().EventType()] = f
+	}
+}
+
+func init() {
+	register(
+		func() Event { return &ConcertCreated{} }, func() Event { return &DateSoldOut{} },
+		func() Event { return &QueueTokenIssued{} }, func() Event { return &QueueTokenRevoked{} }, func() Event { return &QueueAdvanced{} },
+		func() Event { return &SeatHeld{} }, func() Event { return &SeatReleased{} }, func() Event { return &SeatSold{} },
+		func() Event { return &ReservationHeld{} }, func() Event { return &ReservationPaymentStarted{} },
+		func() Event { return &ReservationPaymentAborted{} }, func() Event { return &ReservationConfirmed{} },
+		func() Event { return &ReservationExpired{} }, func() Event { return &ReservationCancelled{} },
+		func() Event { return &PaymentStarted{} }, func() Event { return &PaymentCompleted{} },
+		func() Event { return &PaymentFailed{} }, func() Event { return &PaymentRefundStarted{} }, func() Event { return &PaymentRefunded{} },
+		func() Event { return &PointsCharged{} }, func() Event { return &PointsDebited{} }, func() Event { return &PointsRefunded{} },
+	)
+}
+
+// ErrUnknownEvent reports an event type this code does not know.
+var ErrUnknownEvent = fmt.Errorf("unknown event type")
+
+// Decode turns a stored type name and JSON payload back into an event value (not a pointer).
+func Decode(eventType string, data []byte) (Event, error) {
+	f, ok := registry[eventType]
+	if !ok {
+		return nil, fmt.Errorf("decode %q: %w", eventType, ErrUnknownEvent)
+	}
+	p := f()
+	if err := json.Unmarshal(data, p); err != nil {
+		return nil, fmt.Errorf("decode %q: %w", eventType, err)
+	}
+	return deref(p), nil
+}
+
+// deref returns the value a registry pointer points to, so that type switches match values.
+func deref(p Event) Event {
+	switch e := p.(type) {
+	case *ConcertCreated:
+		return *e
+	case *DateSoldOut:
+		return *e
+	case *QueueTokenIssued:
+		return *e
+	case *QueueTokenRevoked:
+		return *e
+	case *QueueAdvanced:
+		return *e
+	case *SeatHeld:
+		return *e
+	case *SeatReleased:
+		return *e
+	case *SeatSold:
+		return *e
+	case *ReservationHeld:
+		return *e
+	case *ReservationPaymentStarted:
+		return *e
+	case *ReservationPaymentAborted:
+		return *e
+	case *ReservationConfirmed:
+		return *e
+	case *ReservationExpired:
+		return *e
+	case *ReservationCancelled:
+		return *e
+	case *PaymentStarted:
+		return *e
+	case *PaymentCompleted:
+		return *e
+	case *PaymentFailed:
+		return *e
+	case *PaymentRefundStarted:
+		return *e
+	case *PaymentRefunded:
+		return *e
+	case *PointsCharged:
+		return *e
+	case *PointsDebited:
+		return *e
+	case *PointsRefunded:
+		return *e
+	}
+	return p
+}
+
+// Encode returns an event's JSON payload.
+func Encode(e Event) ([]byte, error) { return json.Marshal(e) }

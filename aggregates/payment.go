@@ -1,0 +1,106 @@
+package aggregates
+
+import "time"
+
+// PaymentStatus is where a payment stands. STARTED and REFUNDING are internal steps of the
+// payment and refund sagas; recovery finishes every payment left in one of them.
+type PaymentStatus string
+
+// Payment statuses.
+const (
+	PaymentStartedS   PaymentStatus = "STARTED"
+	PaymentCompletedS PaymentStatus = "COMPLETED"
+	PaymentFailedS    PaymentStatus = "FAILED"
+	PaymentRefundingS PaymentStatus = "REFUNDING"
+	PaymentRefundedS  PaymentStatus = "REFUNDED"
+)
+
+// Payment is the state of one payment: the saga's own record of how far it got.
+type Payment struct {
+	started PaymentStarted
+	status  PaymentStatus
+	reason  string
+}
+
+// Exists reports whether the payment was started.
+func (p Payment) Exists() bool { return p.status != "" }
+
+// Status returns the payment's status.
+func (p Payment) Status() PaymentStatus { return p.status }
+
+// Started returns the event that opened the payment.
+func (p Payment) Started() PaymentStarted { return p.started }
+
+// FailureReason returns why a FAILED payment failed.
+func (p Payment) FailureReason() string { return p.reason }
+
+// DecideStart opens the payment; repeating it is a no-op.
+func (p Payment) DecideStart(cmd PaymentStarted) ([]Event, error) {
+	if p.Exists() {
+		return nil, nil
+	}
+	if cmd.Amount < 0 {
+		return nil, ErrInvalidAmount
+	}
+	return []Event{cmd}, nil
+}
+
+// DecideComplete completes a started payment; repeating it is a no-op.
+func (p Payment) DecideComplete(now time.Time) ([]Event, error) {
+	switch p.status {
+	case PaymentStartedS:
+		return []Event{PaymentCompleted{CompletedAt: now}}, nil
+	case PaymentCompletedS, PaymentRefundingS, PaymentRefundedS:
+		return nil, nil
+	}
+	return nil, ErrReservationNotPayable
+}
+
+// DecideFail fails a started payment; a payment that already ended is left as it is.
+func (p Payment) DecideFail(reason string, now time.Time) ([]Event, error) {
+	if p.status != PaymentStartedS {
+		return nil, nil
+	}
+	return []Event{PaymentFailed{Reason: reason, FailedAt: now}}, nil
+}
+
+// DecideRefund starts the refund of a completed payment. It is the gate of the refund saga:
+// of concurrent refunds exactly one gets past it, the others get ErrPaymentNotRefundable.
+// The reversal steps after it are idempotent, so recovery finishes an interrupted refund.
+func (p Payment) DecideRefund(now time.Time) ([]Event, error) {
+	switch p.status {
+	case PaymentCompletedS:
+		return []Event{PaymentRefundStarted{StartedAt: now}}, nil
+	case "":
+		return nil, ErrPaymentNotFound
+	}
+	return nil, ErrPaymentNotRefundable
+}
+
+// DecideFinishRefund records that every reversal of a refund is done; repeating it is a no-op.
+func (p Payment) DecideFinishRefund(now time.Time) ([]Event, error) {
+	switch p.status {
+	case PaymentRefundingS:
+		return []Event{PaymentRefunded{RefundedAt: now}}, nil
+	case PaymentRefundedS:
+		return nil, nil
+	}
+	return nil, ErrPaymentNotRefundable
+}
+
+// Apply returns the state after one event.
+func (p Payment) Apply(e Event) Payment {
+	switch ev := e.(type) {
+	case PaymentStarted:
+		p.started, p.status = ev, PaymentStartedS
+	case PaymentCompleted:
+		p.status = PaymentCompletedS
+	case PaymentFailed:
+		p.status, p.reason = PaymentFailedS, ev.Reason
+	case PaymentRefundStarted:
+		p.status = PaymentRefundingS
+	case PaymentRefunded:
+		p.status = PaymentRefundedS
+	}
+	return p
+}

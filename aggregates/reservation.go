@@ -1,0 +1,176 @@
+package aggregates
+
+import "time"
+
+// ReservationStatus is where a reservation stands, as the API shows it.
+type ReservationStatus string
+
+// Reservation statuses.
+const (
+	ReservationHeldS      ReservationStatus = "HELD"
+	ReservationConfirmedS ReservationStatus = "CONFIRMED"
+	ReservationExpiredS   ReservationStatus = "EXPIRED"
+	ReservationCancelledS ReservationStatus = "CANCELLED"
+)
+
+// Reservation is the state of one reservation.
+type Reservation struct {
+	held      ReservationHeld
+	status    ReservationStatus
+	paying    string // the payment holding the lock, while HELD
+	paymentID string // the payment that confirmed it
+}
+
+// Exists reports whether the reservation was opened.
+func (r Reservation) Exists() bool { return r.status != "" }
+
+// Status returns the reservation's status.
+func (r Reservation) Status() ReservationStatus { return r.status }
+
+// Held returns the event that opened the reservation: user, seat, price, heldUntil.
+func (r Reservation) Held() ReservationHeld { return r.held }
+
+// PaymentID returns the payment that confirmed the reservation, if any.
+func (r Reservation) PaymentID() string { return r.paymentID }
+
+// PayingWith returns the payment currently holding the lock, if any.
+func (r Reservation) PayingWith() string { return r.paying }
+
+// DecideOpen opens the reservation after its seat was held. Repeating it is a no-op.
+func (r Reservation) DecideOpen(cmd ReservationHeld) ([]Event, error) {
+	if r.Exists() {
+		if r.held.ReservationID == cmd.ReservationID && r.held.UserID == cmd.UserID {
+			return nil, nil
+		}
+		return nil, ErrReservationExists
+	}
+	return []Event{cmd}, nil
+}
+
+// StartPayment locks a held reservation for one payment.
+type StartPayment struct {
+	PaymentID string
+	UserID    string
+	Now       time.Time
+}
+
+// DecideStartPayment lets exactly one payment proceed, and only before heldUntil.
+func (r Reservation) DecideStartPayment(cmd StartPayment) ([]Event, error) {
+	if !r.Exists() {
+		return nil, ErrReservationNotFound
+	}
+	if r.held.UserID != cmd.UserID {
+		return nil, ErrForbidden
+	}
+	if r.status == ReservationHeldS && r.paying == cmd.PaymentID {
+		return nil, nil
+	}
+	if r.status != ReservationHeldS || r.paying != "" || !cmd.Now.Before(r.held.HeldUntil) {
+		return nil, ErrReservationNotPayable
+	}
+	return []Event{ReservationPaymentStarted{PaymentID: cmd.PaymentID}}, nil
+}
+
+// AbortPayment releases the payment lock after a payment failed before confirming.
+type AbortPayment struct {
+	PaymentID string
+	Reason    string
+}
+
+// DecideAbortPayment releases the lock if this payment holds it; otherwise it is a no-op.
+func (r Reservation) DecideAbortPayment(cmd AbortPayment) ([]Event, error) {
+	if r.status != ReservationHeldS || r.paying != cmd.PaymentID {
+		return nil, nil
+	}
+	return []Event{ReservationPaymentAborted(cmd)}, nil
+}
+
+// Confirm is the command to confirm a reservation whose payment debited the points.
+type Confirm struct {
+	PaymentID string
+	Now       time.Time
+}
+
+// DecideConfirm confirms a held reservation locked by this payment, before heldUntil.
+func (r Reservation) DecideConfirm(cmd Confirm) ([]Event, error) {
+	if r.status == ReservationConfirmedS && r.paymentID == cmd.PaymentID {
+		return nil, nil
+	}
+	if r.status != ReservationHeldS || r.paying != cmd.PaymentID || !cmd.Now.Before(r.held.HeldUntil) {
+		return nil, ErrReservationNotPayable
+	}
+	return []Event{ReservationConfirmed{PaymentID: cmd.PaymentID, ConfirmedAt: cmd.Now}}, nil
+}
+
+// Expire is the command to expire an unpaid hold.
+type Expire struct{ Now time.Time }
+
+// DecideExpire expires a held reservation once heldUntil has passed, even while a payment is
+// in progress: that payment then fails to confirm and reverses its debit. Anything else is a
+// no-op, so that an expiry racing a payment or a cancellation loses quietly.
+func (r Reservation) DecideExpire(cmd Expire) ([]Event, error) {
+	if r.status != ReservationHeldS || cmd.Now.Before(r.held.HeldUntil) {
+		return nil, nil
+	}
+	return []Event{ReservationExpired{ExpiredAt: cmd.Now}}, nil
+}
+
+// Cancel is the owner's command to give up a hold.
+type Cancel struct {
+	UserID string
+	Now    time.Time
+}
+
+// DecideCancel cancels a held reservation of its owner.
+func (r Reservation) DecideCancel(cmd Cancel) ([]Event, error) {
+	if !r.Exists() {
+		return nil, ErrReservationNotFound
+	}
+	if r.held.UserID != cmd.UserID {
+		return nil, ErrForbidden
+	}
+	if r.status != ReservationHeldS {
+		return nil, ErrReservationNotCancellable
+	}
+	return []Event{ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: cmd.Now}}, nil
+}
+
+// CancelForRefund reverses the confirmation of a refunded payment.
+type CancelForRefund struct {
+	PaymentID string
+	Now       time.Time
+}
+
+// DecideCancelForRefund cancels a reservation confirmed by this payment; repeating it is a
+// no-op.
+func (r Reservation) DecideCancelForRefund(cmd CancelForRefund) ([]Event, error) {
+	if r.paymentID != cmd.PaymentID {
+		return nil, ErrPaymentNotRefundable
+	}
+	if r.status == ReservationCancelledS || r.status == ReservationExpiredS {
+		return nil, nil
+	}
+	if r.status != ReservationConfirmedS {
+		return nil, ErrPaymentNotRefundable
+	}
+	return []Event{ReservationCancelled{Reason: ReleaseRefunded, PaymentID: cmd.PaymentID, CancelledAt: cmd.Now}}, nil
+}
+
+// Apply returns the state after one event.
+func (r Reservation) Apply(e Event) Reservation {
+	switch ev := e.(type) {
+	case ReservationHeld:
+		r.held, r.status = ev, ReservationHeldS
+	case ReservationPaymentStarted:
+		r.paying = ev.PaymentID
+	case ReservationPaymentAborted:
+		r.paying = ""
+	case ReservationConfirmed:
+		r.status, r.paymentID, r.paying = ReservationConfirmedS, ev.PaymentID, ""
+	case ReservationExpired:
+		r.status, r.paying = ReservationExpiredS, ""
+	case ReservationCancelled:
+		r.status, r.paying = ReservationCancelledS, ""
+	}
+	return r
+}

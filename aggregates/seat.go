@@ -1,0 +1,98 @@
+package aggregates
+
+import "time"
+
+// SeatStatus is where a seat stands.
+type SeatStatus string
+
+// Seat statuses, as the API shows them.
+const (
+	SeatAvailable SeatStatus = "AVAILABLE"
+	SeatHeldS     SeatStatus = "HELD"
+	SeatSoldS     SeatStatus = "SOLD"
+)
+
+// Seat is the state of one seat of one concert date.
+type Seat struct {
+	status      SeatStatus
+	reservation string
+	user        string
+	heldUntil   time.Time
+}
+
+// Status returns the seat's status (AVAILABLE for a seat without events).
+func (s Seat) Status() SeatStatus {
+	if s.status == "" {
+		return SeatAvailable
+	}
+	return s.status
+}
+
+// Reservation returns the reservation holding or owning the seat, if any.
+func (s Seat) Reservation() string { return s.reservation }
+
+// HeldUntil returns when the current hold lapses.
+func (s Seat) HeldUntil() time.Time { return s.heldUntil }
+
+// HoldSeat is the command to hold a seat for a new reservation.
+type HoldSeat struct {
+	ReservationID string
+	UserID        string
+	HeldUntil     time.Time
+}
+
+// DecideHold holds an available seat. Repeating the hold of the same reservation is a no-op.
+func (s Seat) DecideHold(cmd HoldSeat) ([]Event, error) {
+	if s.Status() != SeatAvailable {
+		if s.reservation == cmd.ReservationID && s.status == SeatHeldS {
+			return nil, nil
+		}
+		return nil, ErrSeatUnavailable
+	}
+	return []Event{SeatHeld(cmd)}, nil
+}
+
+// ReleaseSeat is the command to free a seat that a reservation held or bought.
+type ReleaseSeat struct {
+	ReservationID string
+	Reason        string
+}
+
+// DecideRelease frees the seat if this reservation has it; otherwise (already released, or
+// held by someone else since) it changes nothing.
+func (s Seat) DecideRelease(cmd ReleaseSeat) ([]Event, error) {
+	if s.Status() == SeatAvailable || s.reservation != cmd.ReservationID {
+		return nil, nil
+	}
+	return []Event{SeatReleased(cmd)}, nil
+}
+
+// SellSeat is the command to sell a seat held by a reservation that was paid.
+type SellSeat struct {
+	ReservationID string
+	PaymentID     string
+}
+
+// DecideSell sells the seat to the reservation holding it.
+func (s Seat) DecideSell(cmd SellSeat) ([]Event, error) {
+	if s.reservation != cmd.ReservationID || s.Status() == SeatAvailable {
+		return nil, ErrSeatNotHeld
+	}
+	if s.status == SeatSoldS {
+		return nil, nil
+	}
+	return []Event{SeatSold(cmd)}, nil
+}
+
+// Apply returns the state after one event.
+func (s Seat) Apply(e Event) Seat {
+	switch ev := e.(type) {
+	case SeatHeld:
+		return Seat{status: SeatHeldS, reservation: ev.ReservationID, user: ev.UserID, heldUntil: ev.HeldUntil}
+	case SeatReleased:
+		return Seat{status: SeatAvailable}
+	case SeatSold:
+		s.status = SeatSoldS
+	}
+	return s
+}

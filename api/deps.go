@@ -1,0 +1,30 @@
+package api
+
+import (
+	"context"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/app"
+	"github.com/booking-engine/booking/projections"
+)
+
+// Commands is what the API asks of the application layer. Every method returns domain errors
+// (aggregates.Err*, app.ErrToken*, eventstore.ErrUnavailable) wrapped with %w; the API maps
+// them to problem codes and nothing else does.
+type Commands interface {
+	CreateConcert(ctx context.Context, meta app.Meta, c app.NewConcert) (aggregates.ConcertCreated, error)
+	// IssueToken returns the user's still valid token (created == false) or a new one.
+	IssueToken(ctx context.Context, meta app.Meta, userID string) (tok app.Token, created bool, err error)
+	// TokenStatus returns a token's current state, EXPIRED included; forged → ErrTokenInvalid.
+	TokenStatus(ctx context.Context, token string) (app.Token, error)
+	// CheckToken admits an ACTIVE token and returns its user; otherwise ErrTokenInvalid,
+	// ErrTokenExpired or ErrTokenNotActive.
+	CheckToken(ctx context.Context, token string) (userID string, err error)
+	Charge(ctx context.Context, meta app.Meta, userID string, amount int64) (projections.WalletView, error)
+	Hold(ctx context.Context, meta app.Meta, req app.HoldRequest) (projections.ReservationView, error)
+	// Cancel cancels a HELD reservation of userID (ErrForbidden for somebody else's).
+	Cancel(ctx context.Context, meta app.Meta, reservationID, userID string) (projections.ReservationView, error)
+	// Pay runs the payment saga; on success the payer's queue token is revoked.
+	Pay(ctx context.Context, meta app.Meta, reservationID, userID string) (projections.PaymentView, error)
+	Refund(ctx context.Context, meta app.Meta, paymentID string) (projections.PaymentView, error)
+}

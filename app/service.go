@@ -1,0 +1,84 @@
+// Package app is the application layer: it turns API commands into aggregate decisions and
+// appends, runs the sagas that span aggregates (hold, pay, refund, expiry), keeps the waiting
+// queue and recovers interrupted work at start-up. It holds no rules of its own (those are in
+// aggregates) and no wire formats (those are in api).
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors of the queue token check. The API maps them to 401/403.
+var (
+	ErrTokenInvalid   = errors.New("queue token invalid")
+	ErrTokenExpired   = errors.New("queue token expired or revoked")
+	ErrTokenNotActive = errors.New("queue token not active yet")
+)
+
+// Clock tells the time. Tests inject a fake one; nothing in app calls time.Now directly.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the real clock, in UTC.
+type SystemClock struct{}
+
+// Now returns the current time in UTC.
+func (SystemClock) Now() time.Time { return time.Now().UTC() }
+
+// Config holds the behaviour flags of the service.
+type Config struct {
+	HoldTTL        time.Duration // --hold-ttl
+	QueueBatch     int           // --queue-batch (0: admit everyone at once)
+	QueueInterval  time.Duration // --queue-interval
+	QueueActiveTTL time.Duration // --queue-active-ttl
+	TokenSecret    []byte        // --token-secret
+}
+
+// Meta carries the correlation of a request into the events it causes.
+type Meta struct {
+	CorrelationID string
+}
+
+// NewConcert is the input of CreateConcert. Empty IDs are generated.
+type NewConcert struct {
+	ConcertID string
+	Title     string
+	Dates     []NewDate
+}
+
+// NewDate is one date of a NewConcert.
+type NewDate struct {
+	DateID     string
+	StartsAt   time.Time
+	SeatCount  int
+	Price      int64
+	SeatPrices []SeatPrice
+}
+
+// SeatPrice is a price for a range of seats.
+type SeatPrice struct {
+	From, To int
+	Price    int64
+}
+
+// Token is a queue token as the API shows it.
+type Token struct {
+	Token     string     `json:"token"`
+	UserID    string     `json:"userId"`
+	Position  uint64     `json:"position"`
+	Status    string     `json:"status"`
+	Ahead     uint64     `json:"ahead"`
+	ActiveAt  *time.Time `json:"activeAt"`
+	ExpiresAt *time.Time `json:"expiresAt"`
+}
+
+// HoldRequest is the input of Hold.
+type HoldRequest struct {
+	UserID    string
+	ConcertID string
+	DateID    string
+	SeatNo    int
+}
+
+var _ = context.Background

@@ -1,0 +1,116 @@
+package eventstore
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
+
+// Aggregate types. Each belongs to one bounded context, whose streams hold its subjects.
+const (
+	TypeConcert     = "concert"     // catalog: a concert with its dates, seats and prices
+	TypeSellOut     = "sellout"     // catalog: the first sell-out of one date (ID "concert.date")
+	TypeQueueUser   = "queueuser"   // queue: one user's tokens (ID userId)
+	TypeQueueGate   = "queuegate"   // queue: the admission watermark (ID "main")
+	TypeSeat        = "seat"        // seats: one seat of one date (ID "concert.date.seatNo")
+	TypeReservation = "reservation" // reservations (ID reservationId)
+	TypePayment     = "payment"     // payments (ID paymentId)
+	TypeWallet      = "wallet"      // wallets: one user's points (ID userId)
+)
+
+// Partitions is the number of streams each hot context is spread over. Changing it moves
+// aggregates between streams, so it is fixed for the life of a data dir.
+const Partitions = 8
+
+type context_ struct {
+	name        string // stream name, or prefix of the partition streams
+	subject     string // first subject token
+	partitioned bool
+}
+
+var contexts = map[string]context_{
+	TypeConcert:     {"CATALOG", "catalog", false},
+	TypeSellOut:     {"CATALOG", "catalog", false},
+	TypeQueueUser:   {"QUEUE", "queue", false},
+	TypeQueueGate:   {"QUEUE", "queue", false},
+	TypeSeat:        {"SEATS", "seats", true},
+	TypeReservation: {"RESERVATIONS", "reservations", true},
+	TypePayment:     {"PAYMENTS", "payments", true},
+	TypeWallet:      {"WALLETS", "wallets", true},
+}
+
+// StreamSpec describes one stream of the layout: its name and its subject filter.
+type StreamSpec struct {
+	Name    string
+	Subject string // e.g. "seats.3.>"
+}
+
+// Layout returns every stream of the layout, catalog first: projections that join on the
+// catalog rely on replaying it before the others.
+func Layout() []StreamSpec {
+	specs := []StreamSpec{{"CATALOG", "catalog.>"}, {"QUEUE", "queue.>"}}
+	for _, c := range []context_{contexts[TypeSeat], contexts[TypeReservation], contexts[TypePayment], contexts[TypeWallet]} {
+		for p := 0; p < Partitions; p++ {
+			specs = append(specs, StreamSpec{fmt.Sprintf("%s_%d", c.name, p), fmt.Sprintf("%s.%d.>", c.subject, p)})
+		}
+	}
+	return specs
+}
+
+// StreamsOf returns the names of the streams that hold aggregates of type typ.
+func StreamsOf(typ string) []string {
+	c, ok := contexts[typ]
+	if !ok {
+		return nil
+	}
+	if !c.partitioned {
+		return []string{c.name}
+	}
+	names := make([]string, Partitions)
+	for p := range names {
+		names[p] = fmt.Sprintf("%s_%d", c.name, p)
+	}
+	return names
+}
+
+// Place returns the stream and subject of one aggregate. Subjects are
+// "<context>.<partition>.<type>.<id>" for partitioned contexts and "<context>.<type>.<id>"
+// otherwise; IDs never contain wildcards because they are validated at the edge.
+func Place(agg AggregateRef) (stream, subject string, err error) {
+	c, ok := contexts[agg.Type]
+	if !ok {
+		return "", "", fmt.Errorf("eventstore: unknown aggregate type %q", agg.Type)
+	}
+	if agg.ID == "" || strings.ContainsAny(agg.ID, " *>\t\r\n") || strings.HasPrefix(agg.ID, ".") || strings.HasSuffix(agg.ID, ".") || strings.Contains(agg.ID, "..") {
+		return "", "", fmt.Errorf("eventstore: invalid aggregate ID %q", agg.ID)
+	}
+	if !c.partitioned {
+		return c.name, c.subject + "." + agg.Type + "." + agg.ID, nil
+	}
+	p := partition(agg.ID)
+	return fmt.Sprintf("%s_%d", c.name, p), fmt.Sprintf("%s.%d.%s.%s", c.subject, p, agg.Type, agg.ID), nil
+}
+
+// RefFromSubject is the inverse of Place.
+func RefFromSubject(subject string) (AggregateRef, bool) {
+	parts := strings.SplitN(subject, ".", 4)
+	if len(parts) < 3 {
+		return AggregateRef{}, false
+	}
+	if len(parts) == 4 {
+		if c, ok := contexts[parts[2]]; ok && c.partitioned && c.subject == parts[0] {
+			return AggregateRef{Type: parts[2], ID: parts[3]}, true
+		}
+	}
+	rest := strings.SplitN(subject, ".", 3)
+	if c, ok := contexts[rest[1]]; ok && !c.partitioned && c.subject == rest[0] {
+		return AggregateRef{Type: rest[1], ID: rest[2]}, true
+	}
+	return AggregateRef{}, false
+}
+
+func partition(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % Partitions)
+}

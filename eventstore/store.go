@@ -1,0 +1,104 @@
+// Package eventstore appends domain events to NATS JetStream streams and reads them back.
+//
+// Layout: one stream per bounded context (catalog, queue) and, for the hot contexts (seats,
+// reservations, payments, wallets), several partition streams chosen by a hash of the aggregate
+// ID, because with fsync on every stream is bounded by its own fsync rate and spreading
+// aggregates over streams is the honest way to commit more events per second. One subject per
+// aggregate instance carries that aggregate's whole history, so an aggregate's version is the
+// stream sequence of its last event and optimistic concurrency is JetStream's
+// expected-last-subject-sequence check.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrConcurrency reports that an append found the aggregate at another version than expected:
+// somebody else appended first. Nothing was written; reload and decide again.
+var ErrConcurrency = errors.New("eventstore: concurrent append")
+
+// ErrUnavailable reports that the event store could not be reached or did not answer in time.
+var ErrUnavailable = errors.New("eventstore: unavailable")
+
+// AggregateRef names one aggregate instance: its type (see the Type constants) and its ID.
+// IDs contain only [A-Za-z0-9_-] and, for composite IDs, dots between the parts.
+type AggregateRef struct {
+	Type string
+	ID   string
+}
+
+func (r AggregateRef) String() string { return r.Type + "/" + r.ID }
+
+// Event is one event to append: a type name and its JSON payload.
+type Event struct {
+	Type string
+	Data json.RawMessage
+}
+
+// Metadata travels with every event of one append: when it happened and which request or
+// event caused it, so that one booking can be followed through the log.
+type Metadata struct {
+	OccurredAt    time.Time
+	CorrelationID string
+	CausationID   string
+}
+
+// SchemaVersion is the envelope schema written by this code.
+const SchemaVersion = 1
+
+// Envelope is an event as stored: the payload plus everything needed to place it.
+type Envelope struct {
+	EventID       string          `json:"eventId"`
+	Type          string          `json:"type"`
+	AggregateType string          `json:"aggregateType"`
+	AggregateID   string          `json:"aggregateId"`
+	OccurredAt    time.Time       `json:"occurredAt"`
+	CorrelationID string          `json:"correlationId,omitempty"`
+	CausationID   string          `json:"causationId,omitempty"`
+	SchemaVersion int             `json:"schemaVersion"`
+	Data          json.RawMessage `json:"data"`
+
+	// Stream and Sequence are where the event was stored; Sequence is also the aggregate's
+	// version after this event. They are not part of the stored JSON.
+	Stream   string `json:"-"`
+	Sequence uint64 `json:"-"`
+}
+
+// Store appends events to one aggregate's subject and reads them back.
+//
+// Append succeeds only if the aggregate's version (the stream sequence of its last event, 0
+// when it has none) equals expected; otherwise it returns an error wrapping ErrConcurrency and
+// writes nothing. dedupID identifies the append: repeating an append with the same dedupID
+// (a retry after a lost answer) is a success that writes nothing and returns the version the
+// first append produced. Each event is stored as its own message; an append of several events
+// is not atomic, so deciders append one event per aggregate per command.
+//
+// Load returns the aggregate's events with a sequence greater than after, oldest first, without
+// scanning the whole stream. Implementations are safe for concurrent use.
+type Store interface {
+	Append(ctx context.Context, agg AggregateRef, expected uint64, events []Event, dedupID string, meta Metadata) (version uint64, err error)
+	Load(ctx context.Context, agg AggregateRef, after uint64) ([]Envelope, error)
+}
+
+// Reader reads whole streams, for projections, the relay, audits and tools.
+type Reader interface {
+	// Streams lists the names of every stream of the layout.
+	Streams() []string
+	// Head returns the sequence of the newest message of a stream (0 when empty).
+	Head(ctx context.Context, stream string) (uint64, error)
+	// Replay calls fn with the events of stream whose sequence is greater than after, in order,
+	// in batches (of at most 1,000, and of whatever has arrived, so a quiet stream does not
+	// hold an event back), until it reaches the head seen when Replay started (follow ==
+	// false) or until ctx ends (follow == true). fn's error stops the replay and is returned.
+	// Sequences may have gaps. fn must not keep the slice.
+	Replay(ctx context.Context, stream string, after uint64, follow bool, fn func(batch []Envelope) error) error
+}
+
+// Tracker reports, per stream, the newest sequence this process appended. Queries wait for a
+// read model to reach it, which gives a client read-your-writes without asking the server.
+type Tracker interface {
+	LastAppended(stream string) uint64
+}
