@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/app"
@@ -28,3 +29,14 @@ type Commands interface {
 	Pay(ctx context.Context, meta app.Meta, reservationID, userID string) (projections.PaymentView, error)
 	Refund(ctx context.Context, meta app.Meta, paymentID string) (projections.PaymentView, error)
 }
+
+// UserAuthenticator verifies the user behind a request (--user-auth jwt). With --user-auth
+// none there is none, and the userId of a path or body is taken as given.
+type UserAuthenticator interface {
+	// Authenticate checks an Authorization header value ("Bearer <JWT>") and returns the
+	// user it names (the token's sub), or an error wrapping ErrUnauthenticated.
+	Authenticate(authorization string) (userID string, err error)
+}
+
+// ErrUnauthenticated reports a missing or invalid user credential (401 UNAUTHENTICATED).
+var ErrUnauthenticated = errors.New("unauthenticated")
