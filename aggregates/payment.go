@@ -1,6 +1,9 @@
 package aggregates
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // PaymentStatus is where a payment stands. STARTED and REFUNDING are internal steps of the
 // payment and refund sagas; recovery finishes every payment left in one of them.
@@ -17,10 +20,18 @@ const (
 
 // Payment is the state of one payment: the saga's own record of how far it got.
 type Payment struct {
-	started PaymentStarted
-	status  PaymentStatus
-	reason  string
+	started     PaymentStarted
+	status      PaymentStatus
+	reason      string
+	completedAt time.Time
+	refundedAt  time.Time
 }
+
+// CompletedAt returns when the payment completed (zero if it did not).
+func (p Payment) CompletedAt() time.Time { return p.completedAt }
+
+// RefundedAt returns when the refund finished (zero if it did not).
+func (p Payment) RefundedAt() time.Time { return p.refundedAt }
 
 // Exists reports whether the payment was started.
 func (p Payment) Exists() bool { return p.status != "" }
@@ -39,6 +50,9 @@ func (p Payment) DecideStart(cmd PaymentStarted) ([]Event, error) {
 	if p.Exists() {
 		return nil, nil
 	}
+	if cmd.PaymentID == "" || cmd.ReservationID == "" || cmd.UserID == "" {
+		return nil, fmt.Errorf("%w: a payment needs its payment, reservation and user IDs", ErrInvalid)
+	}
 	if cmd.Amount < 0 {
 		return nil, ErrInvalidAmount
 	}
@@ -52,6 +66,8 @@ func (p Payment) DecideComplete(now time.Time) ([]Event, error) {
 		return []Event{PaymentCompleted{CompletedAt: now}}, nil
 	case PaymentCompletedS, PaymentRefundingS, PaymentRefundedS:
 		return nil, nil
+	case "":
+		return nil, ErrPaymentNotFound
 	}
 	return nil, ErrReservationNotPayable
 }
@@ -94,13 +110,13 @@ func (p Payment) Apply(e Event) Payment {
 	case PaymentStarted:
 		p.started, p.status = ev, PaymentStartedS
 	case PaymentCompleted:
-		p.status = PaymentCompletedS
+		p.status, p.completedAt = PaymentCompletedS, ev.CompletedAt
 	case PaymentFailed:
 		p.status, p.reason = PaymentFailedS, ev.Reason
 	case PaymentRefundStarted:
 		p.status = PaymentRefundingS
 	case PaymentRefunded:
-		p.status = PaymentRefundedS
+		p.status, p.refundedAt = PaymentRefundedS, ev.RefundedAt
 	}
 	return p
 }

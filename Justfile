@@ -1,0 +1,29 @@
+# The same commands as the README, as recipes (https://github.com/casey/just).
+
+# Run the service: embedded NATS JetStream in ./data, demo catalog, http://localhost:8080
+serve *ARGS:
+    go run ./cmd/booking serve {{ARGS}}
+
+# Run every test with the race detector (what CI runs)
+test:
+    go test -race ./...
+
+# What CI runs: gofmt, vet, tests
+ci:
+    bash .ci/run
+
+# Benchmarks of the hot paths
+bench:
+    go test -run '^$' -bench . -benchmem ./...
+
+# Rebuild every read model from the event log
+rebuild *ARGS:
+    go run ./cmd/booking rebuild {{ARGS}}
+
+# Audit the event log
+verify *ARGS:
+    go run ./cmd/booking verify {{ARGS}}
+
+# The mock data platform on 127.0.0.1:9090
+dataplatform *ARGS:
+    go run ./cmd/booking dataplatform {{ARGS}}

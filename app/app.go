@@ -1,0 +1,141 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+// EventLog is what the application needs of the event store.
+type EventLog interface {
+	eventstore.Store
+	eventstore.Reader
+}
+
+// ReadSide is what the application needs of the read models, at start-up: the seats that are
+// held (to arm their expiry) and the payments a crash left in the middle of a saga.
+type ReadSide interface {
+	HeldSeats(ctx context.Context) ([]HeldSeat, error)
+	PendingPayments(ctx context.Context) ([]string, error)
+}
+
+// HeldSeat is a seat held by a reservation until HeldUntil.
+type HeldSeat struct {
+	ConcertID, DateID string
+	SeatNo            int
+	ReservationID     string
+	HeldUntil         time.Time
+}
+
+// Service carries out every command of the booking engine. It is safe for concurrent use.
+type Service struct {
+	log   EventLog
+	cfg   Config
+	clock Clock
+	slog  *slog.Logger
+
+	concerts     *Repository[aggregates.Concert]
+	sellouts     *Repository[aggregates.SellOut]
+	seats        *Repository[aggregates.Seat]
+	reservations *Repository[aggregates.Reservation]
+	payments     *Repository[aggregates.Payment]
+	wallets      *Repository[aggregates.Wallet]
+	queueUsers   *Repository[aggregates.QueueUser]
+	gate         *Repository[aggregates.Admission]
+
+	queue   *queueIndex
+	sweeper *sweeper
+	obs     Observer
+	ready   atomic.Bool
+}
+
+// Options are the collaborators of a Service; nil ones get defaults.
+type Options struct {
+	Clock    Clock
+	Logger   *slog.Logger
+	Observer Observer
+}
+
+// New returns a service over an event log. Call Start before serving.
+func New(log EventLog, cfg Config, opts Options) *Service {
+	if opts.Clock == nil {
+		opts.Clock = SystemClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	s := &Service{log: log, cfg: cfg, clock: opts.Clock, slog: opts.Logger, obs: opts.Observer}
+	s.concerts = NewRepository(log, eventstore.TypeConcert, aggregates.Concert.Apply, 10_000, s.obs)
+	s.sellouts = NewRepository(log, eventstore.TypeSellOut, aggregates.SellOut.Apply, 10_000, s.obs)
+	s.seats = NewRepository(log, eventstore.TypeSeat, aggregates.Seat.Apply, 200_000, s.obs)
+	s.reservations = NewRepository(log, eventstore.TypeReservation, aggregates.Reservation.Apply, 200_000, s.obs)
+	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.obs)
+	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.obs)
+	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.obs)
+	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.obs)
+	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})
+	s.sweeper = newSweeper()
+	return s
+}
+
+// metadata stamps the events of one step with the time and the request's correlation ID;
+// the causation ID names the step (saga ID and step) that caused them.
+func (s *Service) metadata(meta Meta, causation string) eventstore.Metadata {
+	return eventstore.Metadata{OccurredAt: s.clock.Now(), CorrelationID: meta.CorrelationID, CausationID: causation}
+}
+
+// newID returns a fresh UUIDv7: time-ordered, so IDs sort by creation.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// SeatID is the aggregate ID of one seat.
+func SeatID(concertID, dateID string, seatNo int) string {
+	return concertID + "." + dateID + "." + strconv.Itoa(seatNo)
+}
+
+// SplitSeatID is the inverse of SeatID.
+func SplitSeatID(id string) (concertID, dateID string, seatNo int, ok bool) {
+	parts := strings.Split(id, ".")
+	if len(parts) != 3 {
+		return "", "", 0, false
+	}
+	n, err := strconv.Atoi(parts[2])
+	if err != nil {
+		return "", "", 0, false
+	}
+	return parts[0], parts[1], n, true
+}
+
+// concert returns a created concert. Concerts never change once created, so a cached one is
+// current; an unknown one is looked up in the log every time.
+func (s *Service) concert(ctx context.Context, concertID string) (aggregates.Concert, error) {
+	if !aggregates.ValidID(concertID) {
+		return aggregates.Concert{}, fmt.Errorf("concert %q: %w", concertID, aggregates.ErrConcertNotFound)
+	}
+	if c, _, ok := s.concerts.Cached(concertID); ok && c.Exists() {
+		return c, nil
+	}
+	c, _, err := s.concerts.Load(ctx, concertID)
+	if err != nil {
+		return c, err
+	}
+	if !c.Exists() {
+		return c, fmt.Errorf("concert %q: %w", concertID, aggregates.ErrConcertNotFound)
+	}
+	return c, nil
+}
+
+// Ready reports whether the service has loaded what it needs to answer (the queue) and
+// recovered interrupted sagas.
+func (s *Service) Ready() bool { return s.ready.Load() }

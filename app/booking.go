@@ -1,0 +1,308 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/projections"
+)
+
+// Hold holds a seat for the user: SeatHeld on the seat (where concurrent holds are settled:
+// exactly one passes the version check), then ReservationHeld. If the second step fails the
+// seat stays held by a reservation that does not exist until the sweeper releases it at
+// heldUntil, so a crash never holds a seat forever.
+func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (projections.ReservationView, error) {
+	if !aggregates.ValidID(req.UserID) {
+		return projections.ReservationView{}, fmt.Errorf("user %q: %w", req.UserID, aggregates.ErrInvalid)
+	}
+	c, err := s.concert(ctx, req.ConcertID)
+	if err != nil {
+		return projections.ReservationView{}, err
+	}
+	date, ok := c.Date(req.DateID)
+	if !ok {
+		return projections.ReservationView{}, fmt.Errorf("date %s of %s: %w", req.DateID, req.ConcertID, aggregates.ErrDateNotFound)
+	}
+	price, ok := date.PriceOf(req.SeatNo)
+	if !ok {
+		return projections.ReservationView{}, fmt.Errorf("seat %d of %s/%s: %w", req.SeatNo, req.ConcertID, req.DateID, aggregates.ErrSeatNotFound)
+	}
+	now := s.clock.Now()
+	resID := newID()
+	heldUntil := now.Add(s.cfg.HoldTTL)
+	seatID := SeatID(req.ConcertID, req.DateID, req.SeatNo)
+	step := resID + "/hold"
+	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+		return st.DecideHold(aggregates.HoldSeat{ReservationID: resID, UserID: req.UserID, HeldUntil: heldUntil})
+	})
+	if err != nil {
+		return projections.ReservationView{}, fmt.Errorf("hold seat %s: %w", seatID, err)
+	}
+	s.sweeper.track(HeldSeat{ConcertID: req.ConcertID, DateID: req.DateID, SeatNo: req.SeatNo, ReservationID: resID, HeldUntil: heldUntil})
+	held := aggregates.ReservationHeld{
+		ReservationID: resID, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
+		SeatNo: req.SeatNo, Price: price, HeldAt: now, HeldUntil: heldUntil,
+	}
+	step = resID + "/open"
+	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+		return st.DecideOpen(held)
+	})
+	if err != nil {
+		s.releaseSeat(ctx, meta, seatID, resID, aggregates.ReleaseExpired)
+		return projections.ReservationView{}, fmt.Errorf("open reservation %s: %w", resID, err)
+	}
+	return reservationView(r), nil
+}
+
+// Cancel cancels a held reservation of its owner and frees the seat. Should freeing the seat
+// fail, the sweeper frees it at heldUntil.
+func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID string) (projections.ReservationView, error) {
+	if !aggregates.ValidID(reservationID) {
+		return projections.ReservationView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
+	}
+	step := reservationID + "/cancel"
+	r, _, _, err := s.reservations.Update(ctx, reservationID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+		return st.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now()})
+	})
+	if err != nil {
+		return projections.ReservationView{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
+	}
+	h := r.Held()
+	s.releaseSeat(ctx, meta, SeatID(h.ConcertID, h.DateID, h.SeatNo), reservationID, aggregates.ReleaseCancelled)
+	return reservationView(r), nil
+}
+
+// releaseSeat frees a seat a reservation no longer needs. Failures are logged, not returned:
+// the reservation's own state is already decided, and the sweeper retries at heldUntil.
+func (s *Service) releaseSeat(ctx context.Context, meta Meta, seatID, reservationID, reason string) {
+	step := reservationID + "/release"
+	_, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: reservationID, Reason: reason})
+	})
+	if err != nil {
+		s.slog.Warn("release seat failed; the sweeper will retry", "seat", seatID, "reservation", reservationID, "err", err)
+	}
+}
+
+// Pay pays a held reservation with the user's points. See runPayment for the saga.
+func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID string) (projections.PaymentView, error) {
+	if !aggregates.ValidID(reservationID) {
+		return projections.PaymentView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
+	}
+	r, _, err := s.reservations.Load(ctx, reservationID)
+	if err != nil {
+		return projections.PaymentView{}, err
+	}
+	switch {
+	case !r.Exists():
+		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
+	case r.Held().UserID != userID:
+		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrForbidden)
+	case r.Status() != aggregates.ReservationHeldS:
+		return projections.PaymentView{}, fmt.Errorf("reservation %s is %s: %w", reservationID, r.Status(), aggregates.ErrReservationNotPayable)
+	}
+	pid := newID()
+	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now()}
+	step := pid + "/start"
+	if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(p aggregates.Payment) ([]aggregates.Event, error) {
+		return p.DecideStart(started)
+	}); err != nil {
+		return projections.PaymentView{}, fmt.Errorf("start payment: %w", err)
+	}
+	return s.runPayment(ctx, meta, started)
+}
+
+// runPayment carries a started payment to its end: lock the reservation for it → debit the
+// wallet → confirm the reservation → sell the seat → revoke the queue token → complete. A
+// failure after the debit reverses it with PointsRefunded. Every step is idempotent (the
+// deciders ignore a repeated step and each append has a dedup ID of payment and step), so
+// recovery calls this again for a payment a crash left STARTED, and it completes or reverses.
+// Infrastructure errors leave the payment STARTED for recovery and are returned as they are.
+func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (projections.PaymentView, error) {
+	pid, resID := p.PaymentID, p.ReservationID
+	fail := func(reason string, cause error) (projections.PaymentView, error) {
+		step := pid + "/fail"
+		if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+			return st.DecideFail(reason, s.clock.Now())
+		}); err != nil {
+			return projections.PaymentView{}, fmt.Errorf("fail payment %s: %w", pid, err)
+		}
+		return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, cause)
+	}
+
+	step := pid + "/lock"
+	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+		return st.DecideStartPayment(aggregates.StartPayment{PaymentID: pid, UserID: p.UserID, Now: s.clock.Now()})
+	})
+	if err != nil {
+		if isDomain(err) {
+			return fail(aggregates.FailNotPayable, err)
+		}
+		return projections.PaymentView{}, fmt.Errorf("lock reservation %s: %w", resID, err)
+	}
+
+	step = pid + "/debit"
+	_, _, _, err = s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+		return w.DecideDebit(aggregates.Debit{PaymentID: pid, Amount: p.Amount})
+	})
+	if err != nil {
+		if !isDomain(err) {
+			return projections.PaymentView{}, fmt.Errorf("debit %s: %w", p.UserID, err)
+		}
+		step = pid + "/abort"
+		if _, _, _, aerr := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: aggregates.FailInsufficientPoints})
+		}); aerr != nil {
+			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, aerr)
+		}
+		return fail(aggregates.FailInsufficientPoints, err)
+	}
+
+	step = pid + "/confirm"
+	r, _, _, err = s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+		return st.DecideConfirm(aggregates.Confirm{PaymentID: pid, Now: s.clock.Now()})
+	})
+	if err != nil {
+		if !isDomain(err) {
+			return projections.PaymentView{}, fmt.Errorf("confirm reservation %s: %w", resID, err)
+		}
+		// The hold lapsed or was cancelled while we debited: reverse the debit.
+		step = pid + "/reverse"
+		if _, _, _, rerr := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+			return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})
+		}); rerr != nil {
+			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, rerr)
+		}
+		step = pid + "/abort"
+		if _, _, _, aerr := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: aggregates.FailNotPayable})
+		}); aerr != nil {
+			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, aerr)
+		}
+		return fail(aggregates.FailNotPayable, err)
+	}
+
+	h := r.Held()
+	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	step = pid + "/sell"
+	if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+		return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: pid})
+	}); err != nil {
+		return projections.PaymentView{}, fmt.Errorf("sell seat %s: %w", seatID, err)
+	}
+	s.sweeper.untrack(seatID, resID)
+
+	if err := s.revokeToken(ctx, meta, p.UserID, pid); err != nil {
+		return projections.PaymentView{}, err
+	}
+
+	step = pid + "/complete"
+	now := s.clock.Now()
+	st, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+		return st.DecideComplete(now)
+	})
+	if err != nil {
+		return projections.PaymentView{}, fmt.Errorf("complete payment %s: %w", pid, err)
+	}
+	return paymentView(st), nil
+}
+
+// Refund reverses a completed payment; see runRefund.
+func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (projections.PaymentView, error) {
+	if !aggregates.ValidID(paymentID) {
+		return projections.PaymentView{}, fmt.Errorf("payment %q: %w", paymentID, aggregates.ErrPaymentNotFound)
+	}
+	step := paymentID + "/refund"
+	p, _, _, err := s.payments.Update(ctx, paymentID, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+		return st.DecideRefund(s.clock.Now())
+	})
+	if err != nil {
+		return projections.PaymentView{}, fmt.Errorf("refund %s: %w", paymentID, err)
+	}
+	return s.runRefund(ctx, meta, p.Started())
+}
+
+// runRefund carries a refund past its gate: ReservationCancelled{REFUNDED} →
+// PointsRefunded{REFUND} → SeatReleased{REFUNDED} → PaymentRefunded. Each step is a reversal
+// event and idempotent; nothing is deleted. Recovery calls it for a payment left REFUNDING.
+func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (projections.PaymentView, error) {
+	pid, resID := p.PaymentID, p.ReservationID
+	step := pid + "/refund-cancel"
+	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+		return st.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: pid, Now: s.clock.Now()})
+	})
+	if err != nil {
+		return projections.PaymentView{}, fmt.Errorf("cancel reservation %s for refund: %w", resID, err)
+	}
+	step = pid + "/refund-points"
+	if _, _, _, err := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+		return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})
+	}); err != nil {
+		return projections.PaymentView{}, fmt.Errorf("refund points of %s: %w", pid, err)
+	}
+	h := r.Held()
+	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	step = pid + "/refund-seat"
+	if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: resID, Reason: aggregates.ReleaseRefunded})
+	}); err != nil {
+		return projections.PaymentView{}, fmt.Errorf("release seat %s: %w", seatID, err)
+	}
+	step = pid + "/refunded"
+	st, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+		return st.DecideFinishRefund(s.clock.Now())
+	})
+	if err != nil {
+		return projections.PaymentView{}, fmt.Errorf("finish refund %s: %w", pid, err)
+	}
+	return paymentView(st), nil
+}
+
+// domainErrors are the rule violations a saga reacts to; anything else is infrastructure.
+var domainErrors = []error{
+	aggregates.ErrReservationNotPayable, aggregates.ErrReservationNotFound, aggregates.ErrForbidden,
+	aggregates.ErrInsufficientPoints, aggregates.ErrInvalidAmount, aggregates.ErrSeatNotHeld,
+	aggregates.ErrPaymentNotRefundable,
+}
+
+func isDomain(err error) bool {
+	for _, d := range domainErrors {
+		if errors.Is(err, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func reservationView(r aggregates.Reservation) projections.ReservationView {
+	h := r.Held()
+	return projections.ReservationView{
+		ReservationID: h.ReservationID, UserID: h.UserID, ConcertID: h.ConcertID, DateID: h.DateID,
+		SeatNo: h.SeatNo, Price: h.Price, Status: r.Status(), HeldAt: h.HeldAt, HeldUntil: h.HeldUntil,
+		PaymentID: r.PaymentID(),
+	}
+}
+
+func paymentView(p aggregates.Payment) projections.PaymentView {
+	st := p.Started()
+	v := projections.PaymentView{
+		PaymentID: st.PaymentID, ReservationID: st.ReservationID, UserID: st.UserID,
+		Amount: st.Amount, Status: p.Status(), FailureReason: p.FailureReason(),
+	}
+	if p.Status() == aggregates.PaymentRefundingS {
+		v.Status = aggregates.PaymentCompletedS
+	}
+	v.CompletedAt = timePtr(p.CompletedAt())
+	v.RefundedAt = timePtr(p.RefundedAt())
+	return v
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

@@ -1,0 +1,189 @@
+package app
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+// sweeper is the durable timer of hold expiry. Its queue is memory only, but it is refilled at
+// start-up from the seats read model (every seat still HELD) and kept current by every
+// SeatHeld this instance appends or sees applied, so a restart never forgets a hold: a hold
+// whose heldUntil passed while the server was down expires at once.
+type sweeper struct {
+	mu      sync.Mutex
+	h       holdHeap
+	live    map[string]time.Time // seatID + "|" + reservationID → heldUntil, for untrack
+	changed chan struct{}
+}
+
+func newSweeper() *sweeper {
+	return &sweeper{live: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+}
+
+func holdKey(seatID, resID string) string { return seatID + "|" + resID }
+
+func (w *sweeper) track(h HeldSeat) {
+	k := holdKey(SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
+	w.mu.Lock()
+	if _, ok := w.live[k]; ok {
+		w.mu.Unlock()
+		return
+	}
+	w.live[k] = h.HeldUntil
+	heap.Push(&w.h, h)
+	w.mu.Unlock()
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *sweeper) untrack(seatID, resID string) {
+	w.mu.Lock()
+	delete(w.live, holdKey(seatID, resID))
+	w.mu.Unlock()
+}
+
+// due pops every tracked hold with heldUntil <= now.
+func (w *sweeper) due(now time.Time) []HeldSeat {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []HeldSeat
+	for w.h.Len() > 0 && !w.h[0].HeldUntil.After(now) {
+		h := heap.Pop(&w.h).(HeldSeat)
+		k := holdKey(SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
+		if _, ok := w.live[k]; ok {
+			delete(w.live, k)
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// next returns the earliest heldUntil tracked.
+func (w *sweeper) next() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.h.Len() == 0 {
+		return time.Time{}, false
+	}
+	return w.h[0].HeldUntil, true
+}
+
+// ExpireDue expires every tracked hold whose heldUntil has passed, and returns how many it
+// looked at. The sweeper's loop calls it; tests call it after moving their clock.
+func (s *Service) ExpireDue(ctx context.Context) int {
+	due := s.sweeper.due(s.clock.Now())
+	for _, h := range due {
+		if err := s.expire(ctx, h); err != nil {
+			s.slog.Warn("expiring a hold failed; retrying shortly", "reservation", h.ReservationID, "err", err)
+			retry := h
+			retry.HeldUntil = s.clock.Now().Add(time.Second)
+			s.sweeper.track(retry)
+		}
+	}
+	return len(due)
+}
+
+// expire settles one lapsed hold: ReservationExpired (unless it was paid, cancelled or
+// already expired — the reservation's version decides a race with a payment), then frees the
+// seat if the reservation no longer needs it. A hold whose reservation was never opened (a
+// crash between the two steps of Hold) just frees the seat.
+func (s *Service) expire(ctx context.Context, h HeldSeat) error {
+	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	step := h.ReservationID + "/expire"
+	r, _, _, err := s.reservations.Update(ctx, h.ReservationID, step, s.metadata(Meta{}, step), func(r aggregates.Reservation) ([]aggregates.Event, error) {
+		if !r.Exists() {
+			return nil, nil
+		}
+		return r.DecideExpire(aggregates.Expire{Now: s.clock.Now()})
+	})
+	if err != nil {
+		return err
+	}
+	reason := aggregates.ReleaseExpired
+	switch {
+	case !r.Exists():
+	case r.Status() == aggregates.ReservationExpiredS:
+	case r.Status() == aggregates.ReservationCancelledS:
+		reason = aggregates.ReleaseCancelled
+	case r.Status() == aggregates.ReservationHeldS:
+		// Not due after all (a clock step back): look again at its heldUntil.
+		s.sweeper.track(HeldSeat{ConcertID: h.ConcertID, DateID: h.DateID, SeatNo: h.SeatNo, ReservationID: h.ReservationID, HeldUntil: r.Held().HeldUntil})
+		return nil
+	default: // CONFIRMED: the payment saga sells the seat.
+		return nil
+	}
+	step = h.ReservationID + "/release"
+	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(Meta{}, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: h.ReservationID, Reason: reason})
+	})
+	return err
+}
+
+// runSweeper expires holds as they fall due until ctx ends. It sleeps until the earliest
+// heldUntil (at most 250 ms, so a fake or stepped clock is noticed), or until a new hold is
+// tracked.
+func (s *Service) runSweeper(ctx context.Context) {
+	for {
+		s.ExpireDue(ctx)
+		wait := 250 * time.Millisecond
+		if next, ok := s.sweeper.next(); ok {
+			if d := next.Sub(s.clock.Now()); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.sweeper.changed:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// OnEvent keeps the sweeper current with holds made by any instance. Wire it to the read
+// models' subscription: it is called for every applied event and must stay cheap.
+func (s *Service) OnEvent(env eventstore.Envelope) {
+	if env.AggregateType != eventstore.TypeSeat {
+		return
+	}
+	ref := env.AggregateID
+	ev, err := aggregates.Decode(env.Type, env.Data)
+	if err != nil {
+		return
+	}
+	c, d, n, ok := SplitSeatID(ref)
+	if !ok {
+		return
+	}
+	switch e := ev.(type) {
+	case aggregates.SeatHeld:
+		s.sweeper.track(HeldSeat{ConcertID: c, DateID: d, SeatNo: n, ReservationID: e.ReservationID, HeldUntil: e.HeldUntil})
+	case aggregates.SeatReleased:
+		s.sweeper.untrack(ref, e.ReservationID)
+	case aggregates.SeatSold:
+		s.sweeper.untrack(ref, e.ReservationID)
+	}
+}
+
+type holdHeap []HeldSeat
+
+func (h holdHeap) Len() int           { return len(h) }
+func (h holdHeap) Less(i, j int) bool { return h[i].HeldUntil.Before(h[j].HeldUntil) }
+func (h holdHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *holdHeap) Push(x any)        { *h = append(*h, x.(HeldSeat)) }
+func (h *holdHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,248 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// faultyLog fails the appends whose dedup ID ends with one of the armed step suffixes, once
+// each, as if the process died right before that step.
+type faultyLog struct {
+	EventLog
+	mu    sync.Mutex
+	armed map[string]bool
+}
+
+func (f *faultyLog) arm(steps ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed = map[string]bool{}
+	for _, s := range steps {
+		f.armed[s] = true
+	}
+}
+
+func (f *faultyLog) Append(ctx context.Context, agg eventstore.AggregateRef, expected uint64, events []eventstore.Event, dedupID string, meta eventstore.Metadata) (uint64, error) {
+	f.mu.Lock()
+	for step := range f.armed {
+		if strings.HasSuffix(dedupID, step) {
+			delete(f.armed, step)
+			f.mu.Unlock()
+			return 0, fmt.Errorf("injected crash before %s: %w", step, eventstore.ErrUnavailable)
+		}
+	}
+	f.mu.Unlock()
+	return f.EventLog.Append(ctx, agg, expected, events, dedupID, meta)
+}
+
+// logReads is a ReadSide computed straight from the log, so app tests need no projections.
+type logReads struct{ log EventLog }
+
+func (r logReads) HeldSeats(ctx context.Context) ([]HeldSeat, error) {
+	seats := map[string]aggregates.Seat{}
+	err := r.each(ctx, eventstore.TypeSeat, func(id string, ev aggregates.Event) { seats[id] = seats[id].Apply(ev) })
+	var out []HeldSeat
+	for id, s := range seats {
+		if s.Status() == aggregates.SeatHeldS {
+			c, d, n, _ := SplitSeatID(id)
+			out = append(out, HeldSeat{ConcertID: c, DateID: d, SeatNo: n, ReservationID: s.Reservation(), HeldUntil: s.HeldUntil()})
+		}
+	}
+	return out, err
+}
+
+func (r logReads) PendingPayments(ctx context.Context) ([]string, error) {
+	pays := map[string]aggregates.Payment{}
+	err := r.each(ctx, eventstore.TypePayment, func(id string, ev aggregates.Event) { pays[id] = pays[id].Apply(ev) })
+	var out []string
+	for id, p := range pays {
+		if p.Status() == aggregates.PaymentStartedS || p.Status() == aggregates.PaymentRefundingS {
+			out = append(out, id)
+		}
+	}
+	return out, err
+}
+
+func (r logReads) each(ctx context.Context, typ string, fn func(id string, ev aggregates.Event)) error {
+	for _, stream := range eventstore.StreamsOf(typ) {
+		err := r.log.Replay(ctx, stream, 0, false, func(batch []eventstore.Envelope) error {
+			for _, env := range batch {
+				ev, err := aggregates.Decode(env.Type, env.Data)
+				if err != nil {
+					return err
+				}
+				fn(env.AggregateID, ev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	log   EventLog
+	fault *faultyLog
+	clock *fakeClock
+	svc   *Service
+}
+
+type storeKind struct {
+	name string
+	open func(t *testing.T) EventLog
+}
+
+var stores = []storeKind{
+	{"memory", func(t *testing.T) EventLog { return eventstore.NewMemStore() }},
+	{"jetstream", func(t *testing.T) EventLog {
+		s, err := eventstore.Open(context.Background(), eventstore.Options{DataDir: t.TempDir(), Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newHarness(t *testing.T, log EventLog, cfg Config) *harness {
+	t.Helper()
+	if cfg.HoldTTL == 0 {
+		cfg.HoldTTL = 5 * time.Minute
+	}
+	if cfg.QueueActiveTTL == 0 {
+		cfg.QueueActiveTTL = 10 * time.Minute
+	}
+	if cfg.TokenSecret == nil {
+		cfg.TokenSecret = []byte("test-secret")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	f := &faultyLog{EventLog: log}
+	clock := &fakeClock{t: t0}
+	h := &harness{t: t, ctx: ctx, log: log, fault: f, clock: clock}
+	h.svc = New(f, cfg, Options{Clock: clock, Logger: quietLogger()})
+	return h
+}
+
+// concert creates concert c1 with one date d1 of n seats at price each.
+func (h *harness) concert(n int, price int64) {
+	h.t.Helper()
+	_, err := h.svc.CreateConcert(h.ctx, Meta{}, NewConcert{ConcertID: "c1", Title: "Aurora Live", Dates: []NewDate{{DateID: "d1", StartsAt: t0.Add(720 * time.Hour), SeatCount: n, Price: price}}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) hold(user string, seat int) string {
+	h.t.Helper()
+	r, err := h.svc.Hold(h.ctx, Meta{}, HoldRequest{UserID: user, ConcertID: "c1", DateID: "d1", SeatNo: seat})
+	if err != nil {
+		h.t.Fatalf("hold seat %d for %s: %v", seat, user, err)
+	}
+	return r.ReservationID
+}
+
+func (h *harness) charge(user string, amount int64) {
+	h.t.Helper()
+	if _, err := h.svc.Charge(h.ctx, Meta{}, user, amount); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) wallet(user string) aggregates.Wallet {
+	h.t.Helper()
+	w, _, err := h.svc.wallets.Load(h.ctx, user)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return w
+}
+
+func (h *harness) reservation(id string) aggregates.Reservation {
+	h.t.Helper()
+	r, _, err := h.svc.reservations.Load(h.ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func (h *harness) seat(n int) aggregates.Seat {
+	h.t.Helper()
+	s, _, err := h.svc.seats.Load(h.ctx, SeatID("c1", "d1", n))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) payment(id string) aggregates.Payment {
+	h.t.Helper()
+	p, _, err := h.svc.payments.Load(h.ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// countEvents counts the events of one type in an aggregate's history.
+func (h *harness) countEvents(ref eventstore.AggregateRef, typ string) int {
+	h.t.Helper()
+	envs, err := h.log.Load(h.ctx, ref, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range envs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+func isErr(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

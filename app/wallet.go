@@ -1,0 +1,25 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/projections"
+)
+
+// Charge adds points to a user's wallet and returns the new balance. Concurrent charges of one
+// wallet are serialised by its version, so every one counts.
+func (s *Service) Charge(ctx context.Context, meta Meta, userID string, amount int64) (projections.WalletView, error) {
+	if !aggregates.ValidID(userID) {
+		return projections.WalletView{}, fmt.Errorf("user %q: %w", userID, aggregates.ErrInvalid)
+	}
+	ref := "charge/" + newID()
+	w, _, _, err := s.wallets.Update(ctx, userID, ref, s.metadata(meta, ref), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+		return w.DecideCharge(aggregates.Charge{Amount: amount, Reference: ref[len("charge/"):]})
+	})
+	if err != nil {
+		return projections.WalletView{}, fmt.Errorf("charge %s: %w", userID, err)
+	}
+	return projections.WalletView{UserID: userID, Balance: w.Balance()}, nil
+}
