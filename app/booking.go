@@ -123,8 +123,23 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 // Infrastructure errors leave the payment STARTED for recovery and are returned as they are.
 func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (projections.PaymentView, error) {
 	pid, resID := p.PaymentID, p.ReservationID
+	// fail ends the payment: it reverses the debit if there was one and releases the
+	// reservation's lock if this payment holds it (both no-ops otherwise, which matters when
+	// recovery resumes a payment whose debit landed before a crash), then records the failure.
 	fail := func(reason string, cause error) (projections.PaymentView, error) {
-		step := pid + "/fail"
+		step := pid + "/reverse"
+		if _, _, _, err := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+			return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})
+		}); err != nil {
+			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
+		}
+		step = pid + "/abort"
+		if _, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: reason})
+		}); err != nil {
+			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, err)
+		}
+		step = pid + "/fail"
 		if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
 			return st.DecideFail(reason, s.clock.Now())
 		}); err != nil {
@@ -152,12 +167,6 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 		if !isDomain(err) {
 			return projections.PaymentView{}, fmt.Errorf("debit %s: %w", p.UserID, err)
 		}
-		step = pid + "/abort"
-		if _, _, _, aerr := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: aggregates.FailInsufficientPoints})
-		}); aerr != nil {
-			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, aerr)
-		}
 		return fail(aggregates.FailInsufficientPoints, err)
 	}
 
@@ -170,18 +179,6 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 			return projections.PaymentView{}, fmt.Errorf("confirm reservation %s: %w", resID, err)
 		}
 		// The hold lapsed or was cancelled while we debited: reverse the debit.
-		step = pid + "/reverse"
-		if _, _, _, rerr := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
-			return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})
-		}); rerr != nil {
-			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, rerr)
-		}
-		step = pid + "/abort"
-		if _, _, _, aerr := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: aggregates.FailNotPayable})
-		}); aerr != nil {
-			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, aerr)
-		}
 		return fail(aggregates.FailNotPayable, err)
 	}
 

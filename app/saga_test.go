@@ -1,0 +1,435 @@
+package app
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+// pendingPayment finds the one payment the log shows in the middle of a saga.
+func (h *harness) pendingPayment() string {
+	h.t.Helper()
+	ids, err := logReads{h.log}.PendingPayments(h.ctx)
+	if err != nil || len(ids) != 1 {
+		h.t.Fatalf("pending payments %v (%v), want exactly one", ids, err)
+	}
+	return ids[0]
+}
+
+// agree checks that wallet, reservation, seat and payment tell the same story.
+func (h *harness) agree(user, resID string, seatNo int, charged, price int64) {
+	h.t.Helper()
+	r := h.reservation(resID)
+	s := h.seat(seatNo)
+	w := h.wallet(user)
+	switch r.Status() {
+	case aggregates.ReservationConfirmedS:
+		p := h.payment(r.PaymentID())
+		if p.Status() != aggregates.PaymentCompletedS || s.Status() != aggregates.SeatSoldS || w.Balance() != charged-price {
+			h.t.Fatalf("confirmed reservation but payment %s, seat %s, balance %d", p.Status(), s.Status(), w.Balance())
+		}
+	default:
+		if w.Balance() != charged {
+			h.t.Fatalf("reservation %s but balance %d, want %d (debit not reversed)", r.Status(), w.Balance(), charged)
+		}
+		if s.Status() == aggregates.SeatSoldS {
+			h.t.Fatalf("reservation %s but seat sold", r.Status())
+		}
+	}
+}
+
+func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
+	steps := []string{"/lock", "/debit", "/confirm", "/sell", "/revoke", "/complete"}
+	for _, sk := range stores {
+		for _, step := range steps {
+			t.Run(sk.name+": a payment interrupted before "+step+" is completed by recovery", func(t *testing.T) {
+				h := newHarness(t, sk.open(t), Config{})
+				h.concert(5, 100)
+				h.charge("u1", 1000)
+				if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {
+					t.Fatal(err)
+				}
+				res := h.hold("u1", 2)
+				h.fault.arm(step)
+				if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, eventstore.ErrUnavailable) {
+					t.Fatalf("pay with a crash before %s: %v", step, err)
+				}
+				pid := h.pendingPayment()
+				if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
+					t.Fatal(err)
+				}
+				if st := h.payment(pid).Status(); st != aggregates.PaymentCompletedS {
+					t.Fatalf("payment %s after recovery, want COMPLETED", st)
+				}
+				h.agree("u1", res, 2, 1000, 100)
+				if n := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, "PointsDebited"); n != 1 {
+					t.Fatalf("%d debits, want 1", n)
+				}
+			})
+			t.Run(sk.name+": a payment interrupted before "+step+" whose hold lapsed meanwhile is reversed or completed consistently", func(t *testing.T) {
+				h := newHarness(t, sk.open(t), Config{})
+				h.concert(5, 100)
+				h.charge("u1", 1000)
+				if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {
+					t.Fatal(err)
+				}
+				res := h.hold("u1", 2)
+				h.fault.arm(step)
+				if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, eventstore.ErrUnavailable) {
+					t.Fatalf("pay with a crash before %s: %v", step, err)
+				}
+				h.clock.Advance(6 * time.Minute)
+				h.svc.ExpireDue(h.ctx)
+				if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
+					t.Fatal(err)
+				}
+				h.svc.ExpireDue(h.ctx)
+				h.agree("u1", res, 2, 1000, 100)
+				if pending, _ := (logReads{h.log}).PendingPayments(h.ctx); len(pending) != 0 {
+					t.Fatalf("payments still pending after recovery: %v", pending)
+				}
+			})
+		}
+	}
+}
+
+func TestRefundSagaRecoversFromACrashAtEachStep(t *testing.T) {
+	for _, step := range []string{"/refund-cancel", "/refund-points", "/refund-seat", "/refunded"} {
+		t.Run("a refund interrupted before "+step+" is finished by recovery", func(t *testing.T) {
+			h := newHarness(t, eventstore.NewMemStore(), Config{})
+			h.concert(5, 100)
+			h.charge("u1", 1000)
+			res := h.hold("u1", 3)
+			p, err := h.svc.Pay(h.ctx, Meta{}, res, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.fault.arm(step)
+			if _, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID); !isErr(err, eventstore.ErrUnavailable) {
+				t.Fatalf("refund with a crash before %s: %v", step, err)
+			}
+			if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
+				t.Fatal(err)
+			}
+			if st := h.payment(p.PaymentID).Status(); st != aggregates.PaymentRefundedS {
+				t.Fatalf("payment %s, want REFUNDED", st)
+			}
+			if st := h.reservation(res).Status(); st != aggregates.ReservationCancelledS {
+				t.Fatalf("reservation %s, want CANCELLED", st)
+			}
+			if b := h.wallet("u1").Balance(); b != 1000 {
+				t.Fatalf("balance %d, want 1000", b)
+			}
+			if st := h.seat(3).Status(); st != aggregates.SeatAvailable {
+				t.Fatalf("seat %s, want AVAILABLE", st)
+			}
+		})
+	}
+}
+
+func TestBookingFlow(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, h *harness)
+	}{
+		{"a paid reservation is confirmed, its seat sold and its points debited", func(t *testing.T, h *harness) {
+			h.charge("u1", 1000)
+			res := h.hold("u1", 1)
+			p, err := h.svc.Pay(h.ctx, Meta{}, res, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Status != aggregates.PaymentCompletedS || p.Amount != 100 || p.CompletedAt == nil {
+				t.Fatalf("payment %+v", p)
+			}
+			h.agree("u1", res, 1, 1000, 100)
+		}},
+		{"paying without enough points changes nothing and keeps the hold", func(t *testing.T, h *harness) {
+			h.charge("u1", 50)
+			res := h.hold("u1", 1)
+			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrInsufficientPoints) {
+				t.Fatalf("pay: %v", err)
+			}
+			if st := h.reservation(res).Status(); st != aggregates.ReservationHeldS {
+				t.Fatalf("reservation %s", st)
+			}
+			h.charge("u1", 50)
+			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); err != nil {
+				t.Fatalf("pay after topping up: %v", err)
+			}
+		}},
+		{"somebody else's reservation cannot be paid", func(t *testing.T, h *harness) {
+			h.charge("u2", 1000)
+			res := h.hold("u1", 1)
+			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u2"); !isErr(err, aggregates.ErrForbidden) {
+				t.Fatalf("pay: %v", err)
+			}
+		}},
+		{"an unknown reservation cannot be paid", func(t *testing.T, h *harness) {
+			if _, err := h.svc.Pay(h.ctx, Meta{}, "nope", "u1"); !isErr(err, aggregates.ErrReservationNotFound) {
+				t.Fatalf("pay: %v", err)
+			}
+		}},
+		{"an unpaid hold expires at heldUntil and frees its seat", func(t *testing.T, h *harness) {
+			res := h.hold("u1", 1)
+			h.clock.Advance(5*time.Minute - time.Millisecond)
+			h.svc.ExpireDue(h.ctx)
+			if st := h.reservation(res).Status(); st != aggregates.ReservationHeldS {
+				t.Fatalf("reservation %s before heldUntil", st)
+			}
+			h.clock.Advance(time.Millisecond)
+			h.svc.ExpireDue(h.ctx)
+			if st := h.reservation(res).Status(); st != aggregates.ReservationExpiredS {
+				t.Fatalf("reservation %s at heldUntil", st)
+			}
+			h.hold("u2", 1)
+		}},
+		{"an expired reservation cannot be paid and nothing is debited", func(t *testing.T, h *harness) {
+			h.charge("u1", 1000)
+			res := h.hold("u1", 1)
+			h.clock.Advance(5 * time.Minute)
+			h.svc.ExpireDue(h.ctx)
+			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrReservationNotPayable) {
+				t.Fatalf("pay: %v", err)
+			}
+			h.agree("u1", res, 1, 1000, 100)
+		}},
+		{"a hold that lapses before confirmation gets its debit reversed", func(t *testing.T, h *harness) {
+			h.charge("u1", 1000)
+			res := h.hold("u1", 1)
+			h.clock.Advance(5 * time.Minute) // lapsed, but the sweeper has not run yet
+			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrReservationNotPayable) {
+				t.Fatalf("pay: %v", err)
+			}
+			h.svc.ExpireDue(h.ctx)
+			h.agree("u1", res, 1, 1000, 100)
+		}},
+		{"the owner can cancel a hold and the seat is free again", func(t *testing.T, h *harness) {
+			res := h.hold("u1", 1)
+			if _, err := h.svc.Cancel(h.ctx, Meta{}, res, "u2"); !isErr(err, aggregates.ErrForbidden) {
+				t.Fatalf("cancel by another user: %v", err)
+			}
+			v, err := h.svc.Cancel(h.ctx, Meta{}, res, "u1")
+			if err != nil || v.Status != aggregates.ReservationCancelledS {
+				t.Fatalf("cancel: %+v %v", v, err)
+			}
+			if _, err := h.svc.Cancel(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrReservationNotCancellable) {
+				t.Fatalf("second cancel: %v", err)
+			}
+			h.hold("u2", 1)
+		}},
+		{"a refund returns the points, cancels the reservation and frees the seat, once", func(t *testing.T, h *harness) {
+			h.charge("u1", 1000)
+			res := h.hold("u1", 1)
+			p, err := h.svc.Pay(h.ctx, Meta{}, res, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID)
+			if err != nil || r.Status != aggregates.PaymentRefundedS {
+				t.Fatalf("refund: %+v %v", r, err)
+			}
+			if _, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID); !isErr(err, aggregates.ErrPaymentNotRefundable) {
+				t.Fatalf("second refund: %v", err)
+			}
+			if b := h.wallet("u1").Balance(); b != 1000 {
+				t.Fatalf("balance %d", b)
+			}
+			h.hold("u2", 1)
+		}},
+		{"an unknown payment cannot be refunded", func(t *testing.T, h *harness) {
+			if _, err := h.svc.Refund(h.ctx, Meta{}, "nope"); !isErr(err, aggregates.ErrPaymentNotFound) {
+				t.Fatalf("refund: %v", err)
+			}
+		}},
+		{"a crash between the two steps of a hold frees the seat at heldUntil", func(t *testing.T, h *harness) {
+			h.fault.arm("/open", "/release")
+			if _, err := h.svc.Hold(h.ctx, Meta{}, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1}); err == nil {
+				t.Fatal("hold succeeded despite the crash")
+			}
+			if st := h.seat(1).Status(); st != aggregates.SeatHeldS {
+				t.Fatalf("seat %s right after the crash", st)
+			}
+			h.clock.Advance(5 * time.Minute)
+			h.svc.ExpireDue(h.ctx)
+			if st := h.seat(1).Status(); st != aggregates.SeatAvailable {
+				t.Fatalf("seat %s after heldUntil", st)
+			}
+		}},
+		{"holds of unknown concerts, dates and seats are refused", func(t *testing.T, h *harness) {
+			for _, c := range []struct {
+				req HoldRequest
+				err error
+			}{
+				{HoldRequest{UserID: "u1", ConcertID: "c9", DateID: "d1", SeatNo: 1}, aggregates.ErrConcertNotFound},
+				{HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d9", SeatNo: 1}, aggregates.ErrDateNotFound},
+				{HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 6}, aggregates.ErrSeatNotFound},
+				{HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 0}, aggregates.ErrSeatNotFound},
+			} {
+				if _, err := h.svc.Hold(h.ctx, Meta{}, c.req); !isErr(err, c.err) {
+					t.Errorf("hold %+v: %v, want %v", c.req, err, c.err)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, eventstore.NewMemStore(), Config{})
+			h.concert(5, 100)
+			tt.run(t, h)
+		})
+	}
+}
+
+func TestExpiryRacingAPaymentHasExactlyOneWinner(t *testing.T) {
+	for i := range 20 {
+		h := newHarness(t, eventstore.NewMemStore(), Config{})
+		h.concert(5, 100)
+		h.charge("u1", 1000)
+		res := h.hold("u1", 1)
+		h.clock.Advance(5*time.Minute - time.Microsecond)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := h.svc.Pay(h.ctx, Meta{}, res, "u1")
+			if err != nil && !isErr(err, aggregates.ErrReservationNotPayable) {
+				t.Errorf("round %d: pay: %v", i, err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			h.clock.Advance(time.Microsecond)
+			h.svc.ExpireDue(h.ctx)
+		}()
+		wg.Wait()
+		h.svc.ExpireDue(h.ctx)
+		h.agree("u1", res, 1, 1000, 100)
+	}
+}
+
+func TestQueue(t *testing.T) {
+	t.Run("positions increase in arrival order and a batch is admitted per interval", func(t *testing.T) {
+		h := newHarness(t, eventstore.NewMemStore(), Config{QueueBatch: 2, QueueInterval: 10 * time.Second})
+		var toks []Token
+		for i := range 5 {
+			tok, created, err := h.svc.IssueToken(h.ctx, Meta{}, userN(i))
+			if err != nil || !created {
+				t.Fatalf("issue: %v %v", created, err)
+			}
+			if i > 0 && tok.Position <= toks[i-1].Position {
+				t.Fatalf("position %d after %d", tok.Position, toks[i-1].Position)
+			}
+			toks = append(toks, tok)
+		}
+		want := []string{"ACTIVE", "ACTIVE", "WAITING", "WAITING", "WAITING"}
+		for i, tok := range toks {
+			st, err := h.svc.TokenStatus(h.ctx, tok.Token)
+			if err != nil || st.Status != want[i] {
+				t.Fatalf("token %d: %+v %v, want %s", i, st, err, want[i])
+			}
+		}
+		if st, _ := h.svc.TokenStatus(h.ctx, toks[4].Token); st.Ahead != 2 {
+			t.Fatalf("ahead %d, want 2", st.Ahead)
+		}
+		if _, err := h.svc.CheckToken(h.ctx, toks[2].Token); !isErr(err, ErrTokenNotActive) {
+			t.Fatalf("check waiting token: %v", err)
+		}
+		h.clock.Advance(10*time.Second + time.Millisecond)
+		if err := h.svc.admit(h.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := h.svc.CheckToken(h.ctx, toks[3].Token); err != nil || u != userN(3) {
+			t.Fatalf("check admitted token: %q %v", u, err)
+		}
+		if _, err := h.svc.CheckToken(h.ctx, toks[4].Token); !isErr(err, ErrTokenNotActive) {
+			t.Fatalf("check token beyond the batch: %v", err)
+		}
+	})
+	t.Run("a user with a valid token gets the same token back", func(t *testing.T) {
+		h := newHarness(t, eventstore.NewMemStore(), Config{})
+		a, _, _ := h.svc.IssueToken(h.ctx, Meta{}, "u1")
+		b, created, err := h.svc.IssueToken(h.ctx, Meta{}, "u1")
+		if err != nil || created || a.Token != b.Token {
+			t.Fatalf("second issue: created=%v same=%v %v", created, a.Token == b.Token, err)
+		}
+	})
+	t.Run("an active token expires after the active TTL and a new one can be issued", func(t *testing.T) {
+		h := newHarness(t, eventstore.NewMemStore(), Config{QueueActiveTTL: time.Minute})
+		a, _, _ := h.svc.IssueToken(h.ctx, Meta{}, "u1")
+		h.clock.Advance(time.Minute)
+		if _, err := h.svc.CheckToken(h.ctx, a.Token); !isErr(err, ErrTokenExpired) {
+			t.Fatalf("check: %v", err)
+		}
+		b, created, err := h.svc.IssueToken(h.ctx, Meta{}, "u1")
+		if err != nil || !created || b.Token == a.Token || b.Status != "ACTIVE" {
+			t.Fatalf("reissue: %+v %v %v", b, created, err)
+		}
+		if _, err := h.svc.CheckToken(h.ctx, a.Token); !isErr(err, ErrTokenExpired) {
+			t.Fatalf("old token after reissue: %v", err)
+		}
+	})
+	t.Run("a payment revokes the payer's token", func(t *testing.T) {
+		h := newHarness(t, eventstore.NewMemStore(), Config{})
+		h.concert(5, 100)
+		h.charge("u1", 1000)
+		tok, _, _ := h.svc.IssueToken(h.ctx, Meta{}, "u1")
+		res := h.hold("u1", 1)
+		if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.svc.CheckToken(h.ctx, tok.Token); !isErr(err, ErrTokenExpired) {
+			t.Fatalf("check after payment: %v", err)
+		}
+		if st, _ := h.svc.TokenStatus(h.ctx, tok.Token); st.Status != "EXPIRED" {
+			t.Fatalf("status after payment: %s", st.Status)
+		}
+	})
+	t.Run("forged, altered and malformed tokens are invalid", func(t *testing.T) {
+		h := newHarness(t, eventstore.NewMemStore(), Config{})
+		tok, _, _ := h.svc.IssueToken(h.ctx, Meta{}, "u1")
+		other := New(h.log, Config{TokenSecret: []byte("another secret")}, Options{Clock: h.clock, Logger: quietLogger()})
+		forged, _, _ := other.IssueToken(h.ctx, Meta{}, "u2")
+		altered := []byte(tok.Token)
+		altered[3] ^= 1
+		for _, bad := range []string{"", "x", "a.b", tok.Token + "x", string(altered), forged.Token} {
+			if _, err := h.svc.CheckToken(h.ctx, bad); !isErr(err, ErrTokenInvalid) {
+				t.Errorf("check %q: %v", bad, err)
+			}
+		}
+	})
+}
+
+func TestStartRearmsHoldsAndRecoversAfterARestart(t *testing.T) {
+	log := eventstore.NewMemStore()
+	h := newHarness(t, log, Config{})
+	h.concert(5, 100)
+	h.charge("u1", 1000)
+	res := h.hold("u1", 1)
+	h.fault.arm("/confirm")
+	if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); err == nil {
+		t.Fatal("pay succeeded despite the crash")
+	}
+	res2 := h.hold("u2", 2)
+
+	// A new process over the same log.
+	h2 := newHarness(t, log, Config{})
+	h2.clock.Set(h.clock.Now())
+	if err := h2.svc.Start(h2.ctx, logReads{log}); err != nil {
+		t.Fatal(err)
+	}
+	if !h2.svc.Ready() {
+		t.Fatal("not ready after Start")
+	}
+	if st := h2.reservation(res).Status(); st != aggregates.ReservationConfirmedS {
+		t.Fatalf("interrupted payment's reservation %s after restart", st)
+	}
+	h2.clock.Advance(5 * time.Minute)
+	h2.svc.ExpireDue(h2.ctx)
+	if st := h2.reservation(res2).Status(); st != aggregates.ReservationExpiredS {
+		t.Fatalf("hold made before the restart is %s after heldUntil", st)
+	}
+}
