@@ -3,7 +3,10 @@ package aggregates
 import (
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits of the catalog, from the contract.
@@ -89,7 +92,13 @@ func (c Concert) DecideCreate(cmd CreateConcert) ([]Event, error) {
 	if c.exists {
 		return nil, ErrConcertExists
 	}
-	return []Event{ConcertCreated{ConcertID: cmd.ConcertID, Title: cmd.Title, Dates: cmd.Dates, SalesOpenedAt: cmd.Now}}, nil
+	// The event must not share the caller's slices: a later change to the command would
+	// otherwise rewrite a recorded fact.
+	dates := slices.Clone(cmd.Dates)
+	for i := range dates {
+		dates[i].SeatPrices = slices.Clone(dates[i].SeatPrices)
+	}
+	return []Event{ConcertCreated{ConcertID: cmd.ConcertID, Title: cmd.Title, Dates: dates, SalesOpenedAt: cmd.Now}}, nil
 }
 
 func (cmd CreateConcert) validate() error {
@@ -99,7 +108,8 @@ func (cmd CreateConcert) validate() error {
 	if !ValidID(cmd.ConcertID) {
 		return invalid("concertId must be 1-64 characters of [A-Za-z0-9_-]")
 	}
-	if cmd.Title == "" || len(cmd.Title) > MaxTitleLen {
+	// Titles are counted in characters, not bytes: a Korean title of 100 characters is 300 bytes.
+	if !utf8.ValidString(cmd.Title) || strings.TrimSpace(cmd.Title) == "" || utf8.RuneCountInString(cmd.Title) > MaxTitleLen {
 		return invalid("title must be 1-%d characters", MaxTitleLen)
 	}
 	if len(cmd.Dates) == 0 || len(cmd.Dates) > MaxDates {

@@ -1,6 +1,7 @@
 package aggregates
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -38,6 +39,10 @@ type IssueToken struct {
 
 // DecideIssue issues a new token unless the user's latest token is still waiting or active.
 func (q QueueUser) DecideIssue(cmd IssueToken) ([]Event, error) {
+	// An empty token ID is how the state says "no token yet".
+	if cmd.TokenID == "" || cmd.UserID == "" {
+		return nil, fmt.Errorf("%w: a token needs its token and user IDs", ErrInvalid)
+	}
 	if q.tokenID != "" && !q.revoked && (cmd.CurrentStatus == TokenWaiting || cmd.CurrentStatus == TokenActive) {
 		return nil, ErrTokenStillValid
 	}
@@ -53,7 +58,7 @@ type RevokeToken struct {
 
 // DecideRevoke revokes the user's latest token if it is the one named; otherwise no-op.
 func (q QueueUser) DecideRevoke(cmd RevokeToken) ([]Event, error) {
-	if q.tokenID != cmd.TokenID || q.revoked {
+	if cmd.TokenID == "" || q.tokenID != cmd.TokenID || q.revoked {
 		return nil, nil
 	}
 	return []Event{QueueTokenRevoked{TokenID: cmd.TokenID, Reason: cmd.Reason, RevokedAt: cmd.Now}}, nil

@@ -1,6 +1,9 @@
 package aggregates
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // ReservationStatus is where a reservation stands, as the API shows it.
 type ReservationStatus string
@@ -54,8 +57,14 @@ type StartPayment struct {
 	Now       time.Time
 }
 
-// DecideStartPayment lets exactly one payment proceed, and only before heldUntil.
+// DecideStartPayment lets exactly one payment proceed, and only before heldUntil. Repeating
+// it for the payment that holds the lock, or that already confirmed the reservation, is a
+// no-op: recovery re-runs an interrupted payment from this step on.
 func (r Reservation) DecideStartPayment(cmd StartPayment) ([]Event, error) {
+	// An empty payment ID would be a lock that locks nothing.
+	if cmd.PaymentID == "" {
+		return nil, fmt.Errorf("%w: payment without an ID", ErrInvalid)
+	}
 	if !r.Exists() {
 		return nil, ErrReservationNotFound
 	}
@@ -63,6 +72,9 @@ func (r Reservation) DecideStartPayment(cmd StartPayment) ([]Event, error) {
 		return nil, ErrForbidden
 	}
 	if r.status == ReservationHeldS && r.paying == cmd.PaymentID {
+		return nil, nil
+	}
+	if r.status == ReservationConfirmedS && r.paymentID == cmd.PaymentID {
 		return nil, nil
 	}
 	if r.status != ReservationHeldS || r.paying != "" || !cmd.Now.Before(r.held.HeldUntil) {
@@ -79,7 +91,7 @@ type AbortPayment struct {
 
 // DecideAbortPayment releases the lock if this payment holds it; otherwise it is a no-op.
 func (r Reservation) DecideAbortPayment(cmd AbortPayment) ([]Event, error) {
-	if r.status != ReservationHeldS || r.paying != cmd.PaymentID {
+	if cmd.PaymentID == "" || r.status != ReservationHeldS || r.paying != cmd.PaymentID {
 		return nil, nil
 	}
 	return []Event{ReservationPaymentAborted(cmd)}, nil
@@ -96,7 +108,8 @@ func (r Reservation) DecideConfirm(cmd Confirm) ([]Event, error) {
 	if r.status == ReservationConfirmedS && r.paymentID == cmd.PaymentID {
 		return nil, nil
 	}
-	if r.status != ReservationHeldS || r.paying != cmd.PaymentID || !cmd.Now.Before(r.held.HeldUntil) {
+	// An unlocked reservation has paying == "", so an empty payment ID must not match it.
+	if cmd.PaymentID == "" || r.status != ReservationHeldS || r.paying != cmd.PaymentID || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotPayable
 	}
 	return []Event{ReservationConfirmed{PaymentID: cmd.PaymentID, ConfirmedAt: cmd.Now}}, nil
@@ -121,7 +134,9 @@ type Cancel struct {
 	Now    time.Time
 }
 
-// DecideCancel cancels a held reservation of its owner.
+// DecideCancel cancels a held reservation of its owner, before heldUntil. A hold that has
+// lapsed is EXPIRED by contract even before the sweeper records it, so it cannot become
+// CANCELLED instead.
 func (r Reservation) DecideCancel(cmd Cancel) ([]Event, error) {
 	if !r.Exists() {
 		return nil, ErrReservationNotFound
@@ -129,7 +144,7 @@ func (r Reservation) DecideCancel(cmd Cancel) ([]Event, error) {
 	if r.held.UserID != cmd.UserID {
 		return nil, ErrForbidden
 	}
-	if r.status != ReservationHeldS {
+	if r.status != ReservationHeldS || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotCancellable
 	}
 	return []Event{ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: cmd.Now}}, nil
@@ -144,7 +159,8 @@ type CancelForRefund struct {
 // DecideCancelForRefund cancels a reservation confirmed by this payment; repeating it is a
 // no-op.
 func (r Reservation) DecideCancelForRefund(cmd CancelForRefund) ([]Event, error) {
-	if r.paymentID != cmd.PaymentID {
+	// r.paymentID is empty until a confirmation, so an empty ID names no payment.
+	if cmd.PaymentID == "" || r.paymentID != cmd.PaymentID {
 		return nil, ErrPaymentNotRefundable
 	}
 	if r.status == ReservationCancelledS || r.status == ReservationExpiredS {

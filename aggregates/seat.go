@@ -1,6 +1,9 @@
 package aggregates
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // SeatStatus is where a seat stands.
 type SeatStatus string
@@ -43,6 +46,11 @@ type HoldSeat struct {
 
 // DecideHold holds an available seat. Repeating the hold of the same reservation is a no-op.
 func (s Seat) DecideHold(cmd HoldSeat) ([]Event, error) {
+	// An empty reservation would read as "no holder", so release and sell could not tell it
+	// from a free seat.
+	if cmd.ReservationID == "" {
+		return nil, fmt.Errorf("%w: hold without a reservation", ErrInvalid)
+	}
 	if s.Status() != SeatAvailable {
 		if s.reservation == cmd.ReservationID && s.status == SeatHeldS {
 			return nil, nil
@@ -59,9 +67,13 @@ type ReleaseSeat struct {
 }
 
 // DecideRelease frees the seat if this reservation has it; otherwise (already released, or
-// held by someone else since) it changes nothing.
+// held by someone else since) it changes nothing. A sold seat is freed only by a refund: an
+// expiry or cancellation that lost its race against the payment must not undo the sale.
 func (s Seat) DecideRelease(cmd ReleaseSeat) ([]Event, error) {
 	if s.Status() == SeatAvailable || s.reservation != cmd.ReservationID {
+		return nil, nil
+	}
+	if s.status == SeatSoldS && cmd.Reason != ReleaseRefunded {
 		return nil, nil
 	}
 	return []Event{SeatReleased(cmd)}, nil

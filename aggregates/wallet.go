@@ -1,6 +1,9 @@
 package aggregates
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // Limits of a charge, from the contract.
 const (
@@ -43,6 +46,11 @@ type Debit struct {
 
 // DecideDebit takes the points once per payment and never below zero.
 func (w Wallet) DecideDebit(cmd Debit) ([]Event, error) {
+	// The ledger audit pairs every debit with its payment; an anonymous debit could not be
+	// paid for or reversed.
+	if cmd.PaymentID == "" {
+		return nil, fmt.Errorf("%w: debit without a payment", ErrInvalid)
+	}
 	if _, done := w.debits[cmd.PaymentID]; done {
 		return nil, nil
 	}
