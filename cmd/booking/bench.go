@@ -1,12 +1,269 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/booking-engine/booking/loadgen"
 )
 
-// PLACEHOLDER: replaced by the owner of this subcommand.
+// benchOptions are the flags every bench scenario shares.
+type benchOptions struct {
+	target      string
+	embedded    bool
+	adminToken  string
+	jsonPath    string
+	rate        float64
+	duration    time.Duration
+	maxInflight int
+	timeout     time.Duration
+	fsync       string
+}
+
+// benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir holding about
+// events events, and the projections to rebuild from it. It lives behind a variable because
+// only the engine's wiring can build one (loadgen imports nothing of the engine); it is set
+// where the projections are wired, and `bench rebuild` says so plainly while it is nil.
+var benchRebuilder func(ctx context.Context, dataDir string, events int, fsync string) (r loadgen.Rebuilder, stop func(), err error)
+
+// errRebuildNotWired is returned by `bench rebuild` while benchRebuilder is not set.
+var errRebuildNotWired = errors.New("bench rebuild: no rebuilder is wired into this binary")
+
 func newBenchCmd() *cobra.Command {
-	return &cobra.Command{Use: "bench", Short: "not built yet", RunE: func(*cobra.Command, []string) error { return errors.New("bench: not built yet") }}
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Open-model HTTP load generator against the service",
+		Long: `Runs a load scenario against a booking service and prints a table (and, with --json, a
+JSON file) of throughput, errors and latency percentiles.
+
+Requests are launched at a fixed --rate whether or not earlier ones have answered, and latency
+is measured from each request's scheduled start, so queueing in the service shows up in the
+percentiles. --max-inflight caps requests in flight; every launch it delays is counted.
+
+Against --target the service must run with --user-rate-limit 0 --queue-batch 0, or its
+abuse limit and waiting queue answer 429 RATE_LIMITED / 403 TOKEN_NOT_ACTIVE (reported as
+such). --embedded starts a service in-process on a fresh temporary data dir, set up that way.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.target, "target", "http://127.0.0.1:8080", "base URL of the service to load (run it with --user-rate-limit 0 --queue-batch 0)")
+	pf.BoolVar(&o.embedded, "embedded", false, "start a service in-process on a fresh temporary data dir instead of using --target")
+	pf.StringVar(&o.adminToken, "admin-token", "", "admin token of the target, to create the benchmark's concerts (generated with --embedded)")
+	pf.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
+	pf.Float64Var(&o.rate, "rate", 1000, "arrival rate, requests (or flows) per second")
+	pf.DurationVar(&o.duration, "duration", 10*time.Second, "how long to offer load (flash-sale, read)")
+	pf.IntVar(&o.maxInflight, "max-inflight", 1024, "safety cap on requests in flight and connections; launches it delays are counted")
+	pf.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
+	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
+	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o))
+	return cmd
+}
+
+func newBenchRaceCmd(o *benchOptions) *cobra.Command {
+	var opts loadgen.RaceOptions
+	cmd := &cobra.Command{
+		Use:   "race",
+		Short: "N users hold one seat at the same instant: exactly one must win",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+				return loadgen.Race(ctx, cfg, opts)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&opts.Users, "users", 1000, "users racing for the seat")
+	cmd.Flags().StringVar(&opts.ConcertID, "concert", "", "race for a seat of this existing concert instead of creating one (needs --date and --seat)")
+	cmd.Flags().StringVar(&opts.DateID, "date", "", "date of --concert")
+	cmd.Flags().IntVar(&opts.SeatNo, "seat", 0, "seat number of --concert/--date; it must be AVAILABLE")
+	return cmd
+}
+
+func newBenchFlashSaleCmd(o *benchOptions) *cobra.Command {
+	var opts loadgen.FlashSaleOptions
+	cmd := &cobra.Command{
+		Use:   "flash-sale",
+		Short: "Holds on random free seats of one new date at --rate for --duration (needs --admin-token)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+				return loadgen.FlashSale(ctx, cfg, opts)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&opts.Seats, "seats", 1000, "seats of the date on sale (1-10000)")
+	cmd.Flags().IntVar(&opts.Users, "users", 0, "distinct users sending the holds (default min(seats, 1000))")
+	return cmd
+}
+
+func newBenchBookingCmd(o *benchOptions) *cobra.Command {
+	var opts loadgen.BookingOptions
+	cmd := &cobra.Command{
+		Use:   "booking",
+		Short: "New users arrive at --rate and each runs token, charge, hold, pay (needs --admin-token; ignores --duration)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+				return loadgen.Booking(ctx, cfg, opts)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&opts.Users, "users", 1000, "users arriving, one booking each")
+	return cmd
+}
+
+func newBenchReadCmd(o *benchOptions) *cobra.Command {
+	var opts loadgen.ReadOptions
+	cmd := &cobra.Command{
+		Use:   "read",
+		Short: "Seat map and date list GETs at --rate for --duration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+				return loadgen.Read(ctx, cfg, opts)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&opts.ConcertID, "concert", "", "concert to read (default: the first one listed)")
+	cmd.Flags().StringVar(&opts.DateID, "date", "", "date to read (default: the concert's first)")
+	return cmd
+}
+
+func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
+	var events int
+	cmd := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Read-model rebuild throughput in events/s beside the raw replay rate (not HTTP)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if benchRebuilder == nil {
+				return errRebuildNotWired
+			}
+			if events < 1 {
+				return fmt.Errorf("bench rebuild: --events %d must be positive", events)
+			}
+			if err := o.checkFsync(); err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "booking-bench-rebuild-")
+			if err != nil {
+				return fmt.Errorf("bench rebuild: %w", err)
+			}
+			defer os.RemoveAll(dir)
+			r, stop, err := benchRebuilder(cmd.Context(), dir, events, o.fsync)
+			if err != nil {
+				return fmt.Errorf("bench rebuild: prepare %d events: %w", events, err)
+			}
+			defer stop()
+			res, err := loadgen.RebuildBench(cmd.Context(), r)
+			if err != nil {
+				return fmt.Errorf("bench rebuild: %w", err)
+			}
+			return o.report(cmd, res)
+		},
+	}
+	cmd.Flags().IntVar(&events, "events", 100_000, "events in the log to rebuild from")
+	return cmd
+}
+
+// run sets up the target, runs one HTTP scenario against it and reports the result.
+func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, loadgen.Config) (loadgen.Result, error)) error {
+	ctx := cmd.Context()
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	cfg := loadgen.Config{
+		Target:      o.target,
+		AdminToken:  o.adminToken,
+		Rate:        o.rate,
+		Duration:    o.duration,
+		MaxInflight: o.maxInflight,
+		Timeout:     o.timeout,
+		Log:         log,
+	}
+	if err := o.checkFsync(); err != nil {
+		return err
+	}
+	if o.embedded {
+		if cmd.Flags().Changed("target") {
+			return errors.New("bench: --target and --embedded exclude each other")
+		}
+		target, admin, stop, err := o.startEmbedded(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.Target, cfg.AdminToken = target, admin
+	} else {
+		if cmd.Flags().Changed("fsync") {
+			return errors.New("bench: --fsync applies to --embedded only; set it on the target service")
+		}
+		log.Info("benchmarking an external target: it must run with --user-rate-limit 0 --queue-batch 0", "target", o.target)
+	}
+	log.Info("bench starting", "scenario", cmd.Name(), "target", cfg.Target, "rate", cfg.Rate, "duration", cfg.Duration)
+	res, err := scenario(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("bench %s: %w", cmd.Name(), err)
+	}
+	return o.report(cmd, res)
+}
+
+// startEmbedded starts a service in-process on a fresh temporary data dir, configured so that
+// neither the abuse limit nor the waiting queue shapes the load, and returns how to reach it.
+func (o *benchOptions) startEmbedded(ctx context.Context) (target, admin string, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "booking-bench-")
+	if err != nil {
+		return "", "", nil, fmt.Errorf("bench: data dir: %w", err)
+	}
+	admin = o.adminToken
+	if admin == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			os.RemoveAll(dir)
+			return "", "", nil, fmt.Errorf("bench: admin token: %w", err)
+		}
+		admin = hex.EncodeToString(b[:])
+	}
+	target, got, stopServer, err := startEmbedded(ctx, dir,
+		"--user-rate-limit=0", "--queue-batch=0", "--fsync="+o.fsync, "--admin-token="+admin)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", nil, fmt.Errorf("bench: start embedded service: %w", err)
+	}
+	if got != "" {
+		admin = got
+	}
+	return target, admin, func() {
+		stopServer()
+		os.RemoveAll(dir)
+	}, nil
+}
+
+func (o *benchOptions) checkFsync() error {
+	if o.fsync != "always" && o.fsync != "interval" {
+		return fmt.Errorf("bench: --fsync %q: want always or interval", o.fsync)
+	}
+	return nil
+}
+
+// report prints the table, writes the JSON file when asked, and fails the command when a
+// correctness check failed, so that scripts and CI notice.
+func (o *benchOptions) report(cmd *cobra.Command, res loadgen.Result) error {
+	if err := res.WriteTable(cmd.OutOrStdout()); err != nil {
+		return fmt.Errorf("bench: print result: %w", err)
+	}
+	if o.jsonPath != "" {
+		if err := res.WriteJSONFile(o.jsonPath); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if failed := res.Failed(); len(failed) > 0 {
+		return fmt.Errorf("bench %s: %d check(s) failed, first %q: %w", res.Scenario, len(failed), failed[0].Name, exitCode(1))
+	}
+	return nil
 }

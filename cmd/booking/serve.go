@@ -1,12 +1,434 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/api"
+	"github.com/booking-engine/booking/app"
+	"github.com/booking-engine/booking/eventstore"
+	"github.com/booking-engine/booking/projections"
+	"github.com/booking-engine/booking/relay"
 )
 
-// PLACEHOLDER: the lead is writing this.
+// serveFlags are the flags of `booking serve`, each with a BOOKING_<NAME> twin.
+type serveFlags struct {
+	httpAddr            string
+	dataDir             string
+	natsURL             string
+	replicas            int
+	fsync               string
+	holdTTL             time.Duration
+	queueBatch          int
+	queueInterval       time.Duration
+	queueActiveTTL      time.Duration
+	dataPlatformURL     string
+	alertWebhookURL     string
+	deliveryMaxAttempts int
+	deliveryBackoff     time.Duration
+	deliveryBackoffMax  time.Duration
+	userRateLimit       float64
+	userAuth            string
+	userJWTKey          string
+	userJWTIssuer       string
+	userJWTAudience     string
+	adminToken          string
+	tokenSecret         string
+	timezone            string
+	catalog             string
+	noDemo              bool
+	requestTimeout      time.Duration
+	logLevel            string
+	logFormat           string
+	natsListen          string
+}
+
+func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
+	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "HTTP listen address")
+	fs.StringVar(&f.dataDir, "data-dir", "./data", "data directory (embedded JetStream, read models, secrets)")
+	fs.StringVar(&f.natsURL, "nats-url", "", "external NATS server or cluster (comma-separated URLs) instead of the embedded one")
+	fs.IntVar(&f.replicas, "replicas", 1, "stream replicas on a NATS cluster")
+	fs.StringVar(&f.fsync, "fsync", "always", "always: every acknowledged event is on disk; interval: fsync every 2 minutes")
+	fs.DurationVar(&f.holdTTL, "hold-ttl", 5*time.Minute, "how long a seat is held for payment")
+	fs.IntVar(&f.queueBatch, "queue-batch", 1000, "queue tokens admitted per interval (0: everyone at once)")
+	fs.DurationVar(&f.queueInterval, "queue-interval", 10*time.Second, "queue admission interval")
+	fs.DurationVar(&f.queueActiveTTL, "queue-active-ttl", 10*time.Minute, "how long an active queue token stays valid")
+	fs.StringVar(&f.dataPlatformURL, "data-platform-url", "", "data platform base URL (facts go to URL/events)")
+	fs.StringVar(&f.alertWebhookURL, "alert-webhook-url", "", "Slack-compatible webhook for dead-letter alerts")
+	fs.IntVar(&f.deliveryMaxAttempts, "delivery-max-attempts", 8, "delivery attempts before a fact becomes a dead letter")
+	fs.DurationVar(&f.deliveryBackoff, "delivery-backoff", time.Second, "first retry delay of a delivery")
+	fs.DurationVar(&f.deliveryBackoffMax, "delivery-backoff-max", time.Minute, "longest retry delay of a delivery")
+	fs.Float64Var(&f.userRateLimit, "user-rate-limit", 20, "token issues and holds per user and second, burst twice that (0: off)")
+	fs.StringVar(&f.userAuth, "user-auth", "none", "user authentication: none or jwt")
+	fs.StringVar(&f.userJWTKey, "user-jwt-key", "", "HMAC secret file or PEM public key for --user-auth jwt")
+	fs.StringVar(&f.userJWTIssuer, "user-jwt-issuer", "", "required JWT issuer (iss)")
+	fs.StringVar(&f.userJWTAudience, "user-jwt-audience", "", "required JWT audience (aud)")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin endpoints (empty: admin endpoints disabled)")
+	fs.StringVar(&f.tokenSecret, "token-secret", "", "queue token signing secret (generated and kept in the data dir when empty)")
+	fs.StringVar(&f.timezone, "timezone", "UTC", "timezone of the daily ranking")
+	fs.StringVar(&f.catalog, "catalog", "testdata/catalog.json", "demo catalog loaded on first start")
+	fs.BoolVar(&f.noDemo, "no-demo", false, "do not load the demo catalog")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "bound on one request's work; past it the answer is 503")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal)")
+	fs.StringVar(&f.natsListen, "nats-listen", "", "let tools attach to the embedded NATS server at this loopback host:port")
+}
+
 func newServeCmd() *cobra.Command {
-	return &cobra.Command{Use: "serve", RunE: func(*cobra.Command, []string) error { return errors.New("serve: not built yet") }}
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the booking service (embedded NATS JetStream by default)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			srv, err := startServer(ctx, f, newLogger(f.logLevel, f.logFormat))
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return srv.shutdown()
+		},
+	}
+	addServeFlags(cmd.Flags(), &f)
+	return cmd
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" || (format == "auto" && term.IsTerminal(int(os.Stderr.Fd()))) {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// server is a running `booking serve`: everything it started, in the order to stop it.
+type server struct {
+	url      string
+	log      *slog.Logger
+	http     *fiberServer
+	cancel   context.CancelFunc
+	relay    *relay.Relay
+	engine   *projections.Engine
+	idem     *api.IdempotencyStore
+	store    *eventstore.JetStreamStore
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// startServer wires the service and starts serving; it returns once the listener is open.
+// Readiness (/readyz) follows once the read models have caught up and recovery has run.
+func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*server, error) {
+	if f.fsync != "always" && f.fsync != "interval" {
+		return nil, fmt.Errorf("--fsync must be always or interval, not %q", f.fsync)
+	}
+	loc, err := time.LoadLocation(f.timezone)
+	if err != nil {
+		return nil, fmt.Errorf("--timezone: %w", err)
+	}
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	secret, err := tokenSecret(f.dataDir, f.tokenSecret)
+	if err != nil {
+		return nil, err
+	}
+	var userAuth api.UserAuthenticator
+	switch f.userAuth {
+	case "none":
+		log.Warn("users are not authenticated (--user-auth none): the userId of a request is taken as given")
+	case "jwt":
+		if userAuth, err = api.NewJWTAuthenticator(api.JWTOptions{KeyFile: f.userJWTKey, Issuer: f.userJWTIssuer, Audience: f.userJWTAudience}); err != nil {
+			return nil, fmt.Errorf("--user-auth jwt: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("--user-auth must be none or jwt, not %q", f.userAuth)
+	}
+
+	var urls []string
+	for _, u := range strings.Split(f.natsURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	store, err := eventstore.Open(ctx, eventstore.Options{
+		DataDir: f.dataDir, NATSURLs: urls, Replicas: f.replicas, SyncAlways: f.fsync == "always",
+		ListenAddr: f.natsListen, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("event store: %w", err)
+	}
+	s := &server{log: log, store: store}
+	fail := func(err error) (*server, error) {
+		s.shutdown()
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := newMetrics(reg)
+
+	svc := app.New(store, app.Config{
+		HoldTTL: f.holdTTL, QueueBatch: f.queueBatch, QueueInterval: f.queueInterval,
+		QueueActiveTTL: f.queueActiveTTL, TokenSecret: secret,
+	}, app.Options{Logger: log, Observer: metrics})
+
+	engine, err := projections.Open(projections.Dir(f.dataDir), store, projections.Options{Location: loc, SoldOut: svc.RecordSellOut, Logger: log})
+	if err != nil {
+		return fail(fmt.Errorf("read models: %w", err))
+	}
+	s.engine = engine
+	engine.Subscribe(svc.OnEvent)
+	metrics.watchProjections(engine)
+
+	idem, err := api.OpenIdempotencyStore(filepath.Join(f.dataDir, "idempotency.db"), app.SystemClock{})
+	if err != nil {
+		return fail(fmt.Errorf("idempotency store: %w", err))
+	}
+	s.idem = idem
+
+	rl, err := relay.New(store.JetStream(), relay.Options{
+		URL: f.dataPlatformURL, AlertURL: f.alertWebhookURL, MaxAttempts: f.deliveryMaxAttempts,
+		Backoff: f.deliveryBackoff, BackoffMax: f.deliveryBackoffMax, Registerer: reg, Logger: log,
+		Replicas: f.replicas,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("relay: %w", err))
+	}
+	s.relay = rl
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	if err := engine.Start(bg); err != nil {
+		return fail(fmt.Errorf("read models: %w", err))
+	}
+	if f.dataPlatformURL != "" {
+		if err := rl.Start(bg); err != nil {
+			return fail(fmt.Errorf("relay: %w", err))
+		}
+	}
+
+	var ready readiness
+	fiberApp := api.New(api.Deps{
+		Commands: svc, Queries: engine,
+		Ready:       func() bool { return ready.ok() && store.Conn().IsConnected() },
+		Projections: engine, DeadLetters: deadLetters{rl}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		UserAuth: userAuth, Idempotency: idem, Logger: log,
+	}, api.Config{AdminToken: f.adminToken, UserRateLimit: f.userRateLimit, RequestTimeout: f.requestTimeout, Location: loc})
+
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", f.httpAddr, err))
+	}
+	s.http = serveFiber(fiberApp, ln, log)
+	s.url = "http://" + displayAddr(ln.Addr())
+	log.Info("booking engine listening", "url", s.url, "data_dir", f.dataDir, "nats", natsDesc(urls), "fsync", f.fsync)
+
+	// Catch up, recover and load the demo catalog in the background so /healthz answers at
+	// once and /readyz tells when the rest is done.
+	go func() {
+		if err := engine.WaitReady(bg); err != nil {
+			return
+		}
+		if err := svc.Start(bg, readSide{engine}); err != nil {
+			log.Error("service start failed", "err", err)
+			return
+		}
+		if !f.noDemo {
+			if err := loadDemoCatalog(bg, svc, store, f.catalog, log); err != nil {
+				log.Warn("demo catalog not loaded", "err", err)
+			}
+		}
+		ready.set()
+		log.Info("ready")
+	}()
+	return s, nil
+}
+
+func natsDesc(urls []string) string {
+	if len(urls) == 0 {
+		return "embedded"
+	}
+	return strings.Join(urls, ",")
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// shutdown stops accepting, finishes in-flight requests, stops the consumers and closes NATS.
+func (s *server) shutdown() error {
+	s.shutOnce.Do(func() {
+		var errs []error
+		if s.http != nil {
+			errs = append(errs, s.http.shutdown(10*time.Second))
+		}
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.relay != nil {
+			s.relay.Close()
+		}
+		if s.engine != nil {
+			errs = append(errs, s.engine.Close())
+		}
+		if s.idem != nil {
+			errs = append(errs, s.idem.Close())
+		}
+		if s.store != nil {
+			errs = append(errs, s.store.Close())
+		}
+		s.shutErr = errors.Join(errs...)
+		s.log.Info("stopped")
+	})
+	return s.shutErr
+}
+
+// readiness turns true once, when the service has caught up and recovered.
+type readiness struct{ b atomic.Bool }
+
+func (r *readiness) set()     { r.b.Store(true) }
+func (r *readiness) ok() bool { return r.b.Load() }
+
+// tokenSecret returns the queue-token secret: the flag's, or one generated on first start and
+// kept in the data dir, so tokens stay valid across restarts.
+func tokenSecret(dataDir, flag string) ([]byte, error) {
+	if flag != "" {
+		return []byte(flag), nil
+	}
+	path := filepath.Join(dataDir, "token-secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	secret := []byte(hex.EncodeToString(raw))
+	if err := os.WriteFile(path, secret, 0o600); err != nil {
+		return nil, fmt.Errorf("keep token secret: %w", err)
+	}
+	return secret, nil
+}
+
+// demoCatalog is the file format of --catalog: the admin API's request bodies.
+type demoCatalog struct {
+	Concerts []struct {
+		ConcertID string `json:"concertId"`
+		Title     string `json:"title"`
+		Dates     []struct {
+			DateID     string    `json:"dateId"`
+			StartsAt   time.Time `json:"startsAt"`
+			SeatCount  int       `json:"seatCount"`
+			Price      int64     `json:"price"`
+			SeatPrices []struct {
+				From  int   `json:"from"`
+				To    int   `json:"to"`
+				Price int64 `json:"price"`
+			} `json:"seatPrices"`
+		} `json:"dates"`
+	} `json:"concerts"`
+}
+
+// loadDemoCatalog creates the catalog's concerts on first start (an empty catalog stream).
+func loadDemoCatalog(ctx context.Context, svc *app.Service, store eventstore.Reader, path string, log *slog.Logger) error {
+	head, err := store.Head(ctx, eventstore.StreamsOf(eventstore.TypeConcert)[0])
+	if err != nil || head > 0 {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var c demoCatalog
+	if err := json.Unmarshal(b, &c); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, cc := range c.Concerts {
+		nc := app.NewConcert{ConcertID: cc.ConcertID, Title: cc.Title}
+		for _, d := range cc.Dates {
+			nd := app.NewDate{DateID: d.DateID, StartsAt: d.StartsAt, SeatCount: d.SeatCount, Price: d.Price}
+			for _, p := range d.SeatPrices {
+				nd.SeatPrices = append(nd.SeatPrices, app.SeatPrice{From: p.From, To: p.To, Price: p.Price})
+			}
+			nc.Dates = append(nc.Dates, nd)
+		}
+		if _, err := svc.CreateConcert(ctx, app.Meta{CorrelationID: "demo-catalog"}, nc); err != nil && !errors.Is(err, aggregates.ErrConcertExists) {
+			return fmt.Errorf("concert %s: %w", cc.ConcertID, err)
+		}
+	}
+	log.Info("demo catalog loaded", "path", path, "concerts", len(c.Concerts))
+	return nil
+}
+
+// readSide adapts the read models to what the application needs at start-up.
+type readSide struct{ e *projections.Engine }
+
+func (r readSide) HeldSeats(ctx context.Context) ([]app.HeldSeat, error) {
+	held, err := r.e.HeldSeats(ctx)
+	out := make([]app.HeldSeat, len(held))
+	for i, h := range held {
+		out[i] = app.HeldSeat{ConcertID: h.ConcertID, DateID: h.DateID, SeatNo: h.SeatNo, ReservationID: h.ReservationID, HeldUntil: h.HeldUntil}
+	}
+	return out, err
+}
+
+func (r readSide) PendingPayments(ctx context.Context) ([]string, error) {
+	ps, err := r.e.PendingPayments(ctx)
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.PaymentID
+	}
+	return out, err
+}
+
+// deadLetters adapts the relay to the API.
+type deadLetters struct{ r *relay.Relay }
+
+func (d deadLetters) List(ctx context.Context) ([]api.DeadLetter, error) {
+	dls, err := d.r.DeadLetters(ctx)
+	out := make([]api.DeadLetter, len(dls))
+	for i, dl := range dls {
+		out[i] = api.DeadLetter{ID: dl.ID, EventID: dl.EventID, EventType: dl.EventType, Attempts: dl.Attempts, LastError: dl.LastError, FailedAt: dl.FailedAt}
+	}
+	return out, err
+}
+
+func (d deadLetters) Redrive(ctx context.Context, id string) error {
+	err := d.r.Redrive(ctx, id)
+	if errors.Is(err, relay.ErrDeadLetterNotFound) {
+		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
+	}
+	return err
 }

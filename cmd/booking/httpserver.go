@@ -1,0 +1,35 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// fiberServer serves a Fiber app on a listener in the background.
+type fiberServer struct {
+	app  *fiber.App
+	done chan error
+}
+
+func serveFiber(app *fiber.App, ln net.Listener, log *slog.Logger) *fiberServer {
+	s := &fiberServer{app: app, done: make(chan error, 1)}
+	go func() {
+		err := app.Listener(ln)
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+		s.done <- err
+	}()
+	return s
+}
+
+// shutdown stops accepting connections and waits for in-flight requests, up to timeout.
+func (s *fiberServer) shutdown(timeout time.Duration) error {
+	err := s.app.ShutdownWithTimeout(timeout)
+	<-s.done
+	return err
+}
