@@ -1,0 +1,815 @@
+package audit_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/aggregates/audit"
+)
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+const ttl = 5 * time.Minute
+
+// world plays the sagas with the real deciders and records the events they cause, the way the
+// application appends them: one subject per aggregate, one stream per aggregate type.
+type world struct {
+	t       testing.TB
+	now     time.Time
+	log     []audit.Record
+	seq     map[string]uint64
+	n       map[string]int // prefix → the last ID given
+	seats   map[string]aggregates.Seat
+	res     map[string]aggregates.Reservation
+	pays    map[string]aggregates.Payment
+	wallets map[string]aggregates.Wallet
+}
+
+func newWorld(t testing.TB) *world {
+	w := &world{t: t, now: t0, seq: map[string]uint64{}, n: map[string]int{}, seats: map[string]aggregates.Seat{},
+		res: map[string]aggregates.Reservation{}, pays: map[string]aggregates.Payment{}, wallets: map[string]aggregates.Wallet{}}
+	c, err := aggregates.Concert{}.DecideCreate(aggregates.CreateConcert{ConcertID: "c1", Title: "Aurora",
+		Dates: []aggregates.DateSpec{{DateID: "d1", StartsAt: t0.Add(720 * time.Hour), SeatCount: 10, Price: 100}}, Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.emit(audit.TypeConcert, "c1", c...)
+	return w
+}
+
+// emit records events on an aggregate without asking its decider: the way to corrupt a log.
+func (w *world) emit(typ, id string, evs ...aggregates.Event) {
+	stream := strings.ToUpper(typ) + "S"
+	for _, ev := range evs {
+		w.seq[stream]++
+		w.log = append(w.log, audit.Record{AggregateType: typ, AggregateID: id, Stream: stream, Sequence: w.seq[stream],
+			OccurredAt: w.now, Type: ev.EventType(), Event: ev})
+		switch typ {
+		case audit.TypeSeat:
+			w.seats[id] = w.seats[id].Apply(ev)
+		case audit.TypeReservation:
+			w.res[id] = w.res[id].Apply(ev)
+		case audit.TypePayment:
+			w.pays[id] = w.pays[id].Apply(ev)
+		case audit.TypeWallet:
+			w.wallets[id] = w.wallets[id].Apply(ev)
+		}
+	}
+}
+
+// decide returns a function that emits what a decider answers, or returns its error:
+// w.decide(typ, id)(state.DecideX(cmd)).
+func (w *world) decide(typ, id string) func([]aggregates.Event, error) error {
+	return func(evs []aggregates.Event, err error) error {
+		if err != nil {
+			return err
+		}
+		w.emit(typ, id, evs...)
+		return nil
+	}
+}
+
+func (w *world) must(err error) {
+	w.t.Helper()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) id(prefix string) string {
+	w.n[prefix]++
+	return fmt.Sprintf("%s%d", prefix, w.n[prefix])
+}
+
+func seat(n int) string { return audit.SeatID("c1", "d1", n) }
+
+func (w *world) charge(user string, amount int64) {
+	w.must(w.decide(audit.TypeWallet, user)(w.wallets[user].DecideCharge(aggregates.Charge{Amount: amount, Reference: w.id("ch")})))
+}
+
+// hold runs the hold saga: SeatHeld, then ReservationHeld.
+func (w *world) hold(user string, n int) string {
+	w.t.Helper()
+	rid := w.id("r")
+	until := w.now.Add(ttl)
+	w.must(w.decide(audit.TypeSeat, seat(n))(w.seats[seat(n)].DecideHold(aggregates.HoldSeat{ReservationID: rid, UserID: user, HeldUntil: until})))
+	w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideOpen(aggregates.ReservationHeld{ReservationID: rid, UserID: user,
+		ConcertID: "c1", DateID: "d1", SeatNo: n, Price: 100, HeldAt: w.now, HeldUntil: until})))
+	return rid
+}
+
+// pay runs the payment saga; beforeConfirm lets a case move the clock mid-saga.
+func (w *world) pay(rid string, beforeConfirm func()) (string, error) {
+	w.t.Helper()
+	r := w.res[rid]
+	h := r.Held()
+	pid := w.id("p")
+	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideStart(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: h.UserID, Amount: h.Price, StartedAt: w.now})))
+	fail := func(reason string, cause error) (string, error) {
+		w.must(w.decide(audit.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})))
+		w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: reason})))
+		w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideFail(reason, w.now)))
+		return pid, cause
+	}
+	if err := w.decide(audit.TypeReservation, rid)(w.res[rid].DecideStartPayment(aggregates.StartPayment{PaymentID: pid, UserID: h.UserID, Now: w.now})); err != nil {
+		return fail(aggregates.FailNotPayable, err)
+	}
+	if err := w.decide(audit.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideDebit(aggregates.Debit{PaymentID: pid, Amount: h.Price})); err != nil {
+		return fail(aggregates.FailInsufficientPoints, err)
+	}
+	if beforeConfirm != nil {
+		beforeConfirm()
+	}
+	if err := w.decide(audit.TypeReservation, rid)(w.res[rid].DecideConfirm(aggregates.Confirm{PaymentID: pid, Now: w.now})); err != nil {
+		return fail(aggregates.FailNotPayable, err)
+	}
+	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideSell(aggregates.SellSeat{ReservationID: rid, PaymentID: pid})))
+	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideComplete(w.now)))
+	return pid, nil
+}
+
+func (w *world) mustPay(rid string) string {
+	w.t.Helper()
+	pid, err := w.pay(rid, nil)
+	w.must(err)
+	return pid
+}
+
+// expire runs the expiry saga once the hold lapsed.
+func (w *world) expire(rid string) {
+	w.now = w.res[rid].Held().HeldUntil
+	h := w.res[rid].Held()
+	w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideExpire(aggregates.Expire{Now: w.now})))
+	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideRelease(aggregates.ReleaseSeat{ReservationID: rid, Reason: aggregates.ReleaseExpired})))
+}
+
+func (w *world) cancel(rid string) {
+	h := w.res[rid].Held()
+	w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideCancel(aggregates.Cancel{UserID: h.UserID, Now: w.now})))
+	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideRelease(aggregates.ReleaseSeat{ReservationID: rid, Reason: aggregates.ReleaseCancelled})))
+}
+
+// refund runs the refund saga.
+func (w *world) refund(pid string) {
+	p := w.pays[pid].Started()
+	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
+	r := w.res[p.ReservationID]
+	w.must(w.decide(audit.TypeReservation, p.ReservationID)(r.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: pid, Now: w.now})))
+	w.must(w.decide(audit.TypeWallet, p.UserID)(w.wallets[p.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})))
+	h := r.Held()
+	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideRelease(aggregates.ReleaseSeat{ReservationID: p.ReservationID, Reason: aggregates.ReleaseRefunded})))
+	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideFinishRefund(w.now)))
+}
+
+// busyDay plays every saga, with every way a payment can end.
+func busyDay(w *world) {
+	w.charge("u1", 1000)
+	w.charge("u2", 150)
+	w.charge("u3", 50)
+	w.mustPay(w.hold("u1", 1))                             // a sale
+	w.refund(w.mustPay(w.hold("u1", 2)))                   // a sale refunded
+	w.mustPay(w.hold("u2", 2))                             // the refunded seat sold again
+	w.expire(w.hold("u1", 3))                              // a lapsed hold
+	w.cancel(w.hold("u1", 4))                              // a cancelled hold
+	w.mustPay(w.hold("u1", 4))                             // the cancelled seat sold
+	if _, err := w.pay(w.hold("u3", 5), nil); err == nil { // too few points
+		w.t.Fatal("a payment without enough points succeeded")
+	}
+	r := w.hold("u1", 6) // the hold lapses during the payment: the debit is reversed
+	if _, err := w.pay(r, func() { w.now = w.now.Add(ttl) }); err == nil {
+		w.t.Fatal("a payment of a lapsed hold succeeded")
+	}
+	w.expire(r)
+	paid := w.hold("u1", 7)
+	w.mustPay(paid)
+	if _, err := w.pay(paid, nil); err == nil { // paying twice fails at the lock
+		w.t.Fatal("a reservation was paid twice")
+	}
+	w.hold("u2", 8) // still held
+}
+
+func audited(log []audit.Record, opts audit.Options) audit.Report {
+	a := audit.New(opts)
+	for _, r := range log {
+		a.Add(r)
+	}
+	return a.Report()
+}
+
+func TestCorrectLogsPass(t *testing.T) {
+	tests := []struct {
+		name string
+		play func(w *world)
+	}{
+		{name: "an empty catalog passes", play: func(*world) {}},
+		{name: "a hold then a payment passes", play: func(w *world) { w.charge("u1", 100); w.mustPay(w.hold("u1", 1)) }},
+		{name: "a refunded sale passes", play: func(w *world) { w.charge("u1", 100); w.refund(w.mustPay(w.hold("u1", 1))) }},
+		{name: "a day of holds, sales, refunds, expiries and failures passes", play: busyDay},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			tt.play(w)
+			rep := audited(w.log, audit.Options{Now: w.now})
+			if !rep.OK() || len(rep.Warnings) > 0 {
+				t.Fatalf("findings in a correct log:\n%s", text(t, rep))
+			}
+			if rep.Events != len(w.log) {
+				t.Errorf("events = %d, want %d", rep.Events, len(w.log))
+			}
+		})
+	}
+}
+
+func TestBusyDayLedger(t *testing.T) {
+	w := newWorld(t)
+	busyDay(w)
+	rep := audited(w.log, audit.Options{})
+	want := audit.Ledger{Charged: 1200, Debited: 600, Refunded: 200, Balance: 800}
+	if rep.Ledger != want {
+		t.Errorf("ledger = %+v, want %+v", rep.Ledger, want)
+	}
+	if rep.Aggregates[audit.TypeSeat] != 8 || rep.Aggregates[audit.TypeWallet] != 3 || rep.Aggregates[audit.TypeConcert] != 1 {
+		t.Errorf("aggregates = %v", rep.Aggregates)
+	}
+}
+
+// The streams are independent: the verdict must not depend on how they interleave.
+func TestStreamInterleavingDoesNotMatter(t *testing.T) {
+	w := newWorld(t)
+	busyDay(w)
+	// Corrupt it too, so that the findings are compared as well.
+	w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-ghost"})
+	w.emit(audit.TypeReservation, "r-lost", aggregates.ReservationHeld{ReservationID: "r-lost", UserID: "u9", ConcertID: "c1", DateID: "d1", SeatNo: 9, Price: 100})
+	byStream := map[string][]audit.Record{}
+	var order []string
+	for _, r := range w.log {
+		if _, ok := byStream[r.Stream]; !ok {
+			order = append(order, r.Stream)
+		}
+		byStream[r.Stream] = append(byStream[r.Stream], r)
+	}
+	want := audited(w.log, audit.Options{})
+	if want.OK() {
+		t.Fatal("the corrupted log passed")
+	}
+	for _, perm := range [][]string{order, reversed(order)} {
+		var log []audit.Record
+		for _, s := range perm {
+			log = append(log, byStream[s]...)
+		}
+		got := audited(log, audit.Options{})
+		if !equalJSON(t, got, want) {
+			t.Errorf("streams read in order %v:\n%s\nwant\n%s", perm, text(t, got), text(t, want))
+		}
+	}
+}
+
+func reversed(s []string) []string {
+	r := slices.Clone(s)
+	slices.Reverse(r)
+	return r
+}
+
+// held opens reservation rid on seat n for u1 without a decider.
+func held(w *world, rid string, n int) {
+	w.emit(audit.TypeSeat, seat(n), aggregates.SeatHeld{ReservationID: rid, UserID: "u1", HeldUntil: w.now.Add(ttl)})
+	w.emit(audit.TypeReservation, rid, aggregates.ReservationHeld{ReservationID: rid, UserID: "u1", ConcertID: "c1", DateID: "d1",
+		SeatNo: n, Price: 100, HeldAt: w.now, HeldUntil: w.now.Add(ttl)})
+}
+
+// paidWithout runs a payment of rid by hand, leaving out the events named in skip.
+func paidWithout(w *world, rid, pid string, n int, skip ...string) {
+	evs := []struct {
+		typ, id string
+		ev      aggregates.Event
+	}{
+		{audit.TypePayment, pid, aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: "u1", Amount: 100}},
+		{audit.TypeReservation, rid, aggregates.ReservationPaymentStarted{PaymentID: pid}},
+		{audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: pid}},
+		{audit.TypeReservation, rid, aggregates.ReservationConfirmed{PaymentID: pid}},
+		{audit.TypeSeat, seat(n), aggregates.SeatSold{ReservationID: rid, PaymentID: pid}},
+		{audit.TypePayment, pid, aggregates.PaymentCompleted{}},
+	}
+	for _, e := range evs {
+		if !slices.Contains(skip, e.ev.EventType()) {
+			w.emit(e.typ, e.id, e.ev)
+		}
+	}
+}
+
+func TestCorruptedLogsAreCaught(t *testing.T) {
+	tests := []struct {
+		name      string
+		corrupt   func(w *world)
+		check     string
+		aggregate string
+	}{
+		{
+			name: "a seat held for a second reservation while the first holds it is a double hold",
+			corrupt: func(w *world) {
+				w.hold("u1", 1)
+				held(w, "r-second", 1)
+			},
+			check: audit.CheckSeatDoubleHold, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a sold seat held again is a double hold",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				w.mustPay(w.hold("u1", 1))
+				held(w, "r-late", 1)
+			},
+			check: audit.CheckSeatDoubleHold, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a hold appended twice for the same reservation is a double hold",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatHeld{ReservationID: r, UserID: "u1", HeldUntil: w.now.Add(ttl)})
+			},
+			check: audit.CheckSeatDoubleHold, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a seat sold to a reservation that does not hold it is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				w.hold("u1", 1)
+				r2 := w.hold("u1", 2)
+				paidWithout(w, r2, "p-wrong-seat", 1, "SeatSold")
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r2, PaymentID: "p-wrong-seat"})
+			},
+			check: audit.CheckSeatSoldWithoutHold, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a seat sold twice is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				pid := w.mustPay(r)
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: pid})
+			},
+			check: audit.CheckSeatDoubleSale, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a sold seat released by an expiry is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				w.mustPay(r)
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseExpired})
+			},
+			check: audit.CheckSeatBadRelease, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a seat released by a reservation that does not hold it is caught",
+			corrupt: func(w *world) {
+				w.hold("u1", 1)
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: "r-other", Reason: aggregates.ReleaseCancelled})
+			},
+			check: audit.CheckSeatBadRelease, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a payment debited twice is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 1000)
+				pid := w.mustPay(w.hold("u1", 1))
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: pid})
+			},
+			check: audit.CheckPaymentDoubleDebit, aggregate: "payment/p1",
+		},
+		{
+			name: "a payment debited from two wallets is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 1000)
+				w.charge("u2", 1000)
+				pid := w.mustPay(w.hold("u1", 1))
+				w.emit(audit.TypeWallet, "u2", aggregates.PointsDebited{Amount: 100, PaymentID: pid})
+			},
+			check: audit.CheckPaymentDoubleDebit, aggregate: "payment/p1",
+		},
+		{
+			name: "a wallet whose balance goes negative is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 50)
+				paidWithout(w, w.hold("u1", 1), "p-overdrawn", 1)
+			},
+			check: audit.CheckWalletNegative, aggregate: "wallet/u1",
+		},
+		{
+			name: "a confirmed reservation without a payment is caught",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-none"}, aggregates.ReservationConfirmed{PaymentID: "p-none"})
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-none"})
+			},
+			check: audit.CheckReservationUnpaid, aggregate: "reservation/r1",
+		},
+		{
+			name: "a confirmed reservation whose payment failed is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				paidWithout(w, r, "p-failed", 1, "PaymentCompleted")
+				w.emit(audit.TypePayment, "p-failed", aggregates.PaymentFailed{Reason: "X"})
+			},
+			check: audit.CheckReservationUnpaid, aggregate: "reservation/r1",
+		},
+		{
+			name: "a reservation paid by two completed payments is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 1000)
+				r := w.hold("u1", 1)
+				w.mustPay(r)
+				w.emit(audit.TypePayment, "p-extra", aggregates.PaymentStarted{PaymentID: "p-extra", ReservationID: r, UserID: "u1", Amount: 100}, aggregates.PaymentCompleted{})
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-extra"})
+			},
+			check: audit.CheckReservationPayments, aggregate: "reservation/r1",
+		},
+		{
+			name: "a confirmed reservation whose seat is still only held is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				paidWithout(w, r, "p-unsold", 1, "SeatSold")
+			},
+			check: audit.CheckReservationNotSold, aggregate: "reservation/r1",
+		},
+		{
+			name: "a debit neither paid for nor reversed is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				paidWithout(w, r, "p-lost", 1, "ReservationConfirmed", "SeatSold", "PaymentCompleted")
+				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentAborted{PaymentID: "p-lost"})
+				w.emit(audit.TypePayment, "p-lost", aggregates.PaymentFailed{Reason: aggregates.FailNotPayable})
+			},
+			check: audit.CheckDebitUnpaid, aggregate: "wallet/u1",
+		},
+		{
+			name: "a debit for a payment that was never started is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-ghost"})
+			},
+			check: audit.CheckDebitUnpaid, aggregate: "wallet/u1",
+		},
+		{
+			name: "a debit of another amount than the payment is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 1000)
+				r := w.hold("u1", 1)
+				w.emit(audit.TypePayment, "p-odd", aggregates.PaymentStarted{PaymentID: "p-odd", ReservationID: r, UserID: "u1", Amount: 100})
+				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-odd"})
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 70, PaymentID: "p-odd"})
+				w.emit(audit.TypeReservation, r, aggregates.ReservationConfirmed{PaymentID: "p-odd"})
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-odd"})
+				w.emit(audit.TypePayment, "p-odd", aggregates.PaymentCompleted{})
+			},
+			check: audit.CheckPaymentAmount, aggregate: "payment/p-odd",
+		},
+		{
+			name: "a completed payment without a debit is caught",
+			corrupt: func(w *world) {
+				paidWithout(w, w.hold("u1", 1), "p-free", 1, "PointsDebited")
+			},
+			check: audit.CheckPaymentWithoutDebit, aggregate: "payment/p-free",
+		},
+		{
+			name: "a refund of a debit twice is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				pid := w.mustPay(w.hold("u1", 1))
+				w.refund(pid)
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: pid, Reason: aggregates.RefundRefund})
+			},
+			check: audit.CheckWalletDoubleRefund, aggregate: "wallet/u1",
+		},
+		{
+			name: "a refund of a payment that never debited is caught",
+			corrupt: func(w *world) {
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: "p-never", Reason: aggregates.RefundRefund})
+			},
+			check: audit.CheckWalletRefundWithoutDebit, aggregate: "wallet/u1",
+		},
+		{
+			name: "a refunded payment whose points never came back is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				paidWithout(w, r, "p-kept", 1)
+				w.emit(audit.TypePayment, "p-kept", aggregates.PaymentRefundStarted{})
+				w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: "p-kept"})
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseRefunded})
+				w.emit(audit.TypePayment, "p-kept", aggregates.PaymentRefunded{})
+			},
+			check: audit.CheckPaymentRefund, aggregate: "payment/p-kept",
+		},
+		{
+			name: "a charge of zero points is caught",
+			corrupt: func(w *world) {
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsCharged{Amount: 0, Reference: "zero"})
+			},
+			check: audit.CheckWalletAmount, aggregate: "wallet/u1",
+		},
+		{
+			name: "an expired hold that never released its seat is caught",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.now = w.now.Add(ttl)
+				w.emit(audit.TypeReservation, r, aggregates.ReservationExpired{ExpiredAt: w.now})
+			},
+			check: audit.CheckSeatNotReleased, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a cancelled hold whose seat is still held past heldUntil is caught",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseCancelled})
+				w.now = w.now.Add(2 * ttl)
+			},
+			check: audit.CheckSeatNotReleased, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a refund that kept the seat sold is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				pid := w.mustPay(r)
+				w.emit(audit.TypePayment, pid, aggregates.PaymentRefundStarted{})
+				w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: pid})
+				w.emit(audit.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: pid, Reason: aggregates.RefundRefund})
+				w.emit(audit.TypePayment, pid, aggregates.PaymentRefunded{})
+			},
+			check: audit.CheckSeatNotReleased, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a seat sold to a reservation that expired is caught",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.emit(audit.TypeReservation, r, aggregates.ReservationExpired{})
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-late"})
+			},
+			check: audit.CheckSeatSoldUnconfirmed, aggregate: "seat/c1.d1.1",
+		},
+		{
+			name: "a completed payment whose reservation expired is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				paidWithout(w, r, "p-expired", 1, "ReservationConfirmed", "SeatSold")
+			},
+			check: audit.CheckPaymentReservation, aggregate: "payment/p-expired",
+		},
+		{
+			name: "a payment left STARTED after recovery is a violation",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				paidWithout(w, w.hold("u1", 1), "p-stuck", 1, "ReservationConfirmed", "SeatSold", "PaymentCompleted")
+			},
+			check: audit.CheckPaymentInFlight, aggregate: "payment/p-stuck",
+		},
+		{
+			name: "a reservation left locked by a failed payment is caught",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.emit(audit.TypePayment, "p-gone", aggregates.PaymentStarted{PaymentID: "p-gone", ReservationID: r, UserID: "u1", Amount: 100})
+				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-gone"})
+				w.emit(audit.TypePayment, "p-gone", aggregates.PaymentFailed{Reason: aggregates.FailInsufficientPoints})
+			},
+			check: audit.CheckReservationLock, aggregate: "reservation/r1",
+		},
+		{
+			name: "a reservation confirmed twice is a bad transition",
+			corrupt: func(w *world) {
+				w.charge("u1", 100)
+				r := w.hold("u1", 1)
+				pid := w.mustPay(r)
+				w.emit(audit.TypeReservation, r, aggregates.ReservationConfirmed{PaymentID: pid})
+			},
+			check: audit.CheckReservationTransition, aggregate: "reservation/r1",
+		},
+		{
+			name: "a payment completed after it failed is a bad transition",
+			corrupt: func(w *world) {
+				w.charge("u1", 10)
+				pid, _ := w.pay(w.hold("u1", 1), nil)
+				w.emit(audit.TypePayment, pid, aggregates.PaymentCompleted{})
+			},
+			check: audit.CheckPaymentTransition, aggregate: "payment/p1",
+		},
+		{
+			name: "a reservation opened for a seat that was never held for it is caught",
+			corrupt: func(w *world) {
+				w.emit(audit.TypeReservation, "r-seatless", aggregates.ReservationHeld{ReservationID: "r-seatless", UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 3, Price: 100})
+			},
+			check: audit.CheckReservationSeat, aggregate: "reservation/r-seatless",
+		},
+		{
+			name: "a held reservation whose seat was released is caught",
+			corrupt: func(w *world) {
+				r := w.hold("u1", 1)
+				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseExpired})
+			},
+			check: audit.CheckReservationSeat, aggregate: "reservation/r1",
+		},
+		{
+			name: "a seat of a date that does not exist is caught",
+			corrupt: func(w *world) {
+				w.emit(audit.TypeSeat, "c1.d9.1", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
+			},
+			check: audit.CheckSeatCatalog, aggregate: "seat/c1.d9.1",
+		},
+		{
+			name: "a seat number beyond the date's seats is caught",
+			corrupt: func(w *world) {
+				w.emit(audit.TypeSeat, "c1.d1.11", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
+			},
+			check: audit.CheckSeatCatalog, aggregate: "seat/c1.d1.11",
+		},
+		{
+			name: "a seat event stored on a wallet is caught",
+			corrupt: func(w *world) {
+				w.emit(audit.TypeWallet, "u1", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
+			},
+			check: audit.CheckForeignEvent, aggregate: "wallet/u1",
+		},
+		{
+			name: "an event that cannot be decoded is caught",
+			corrupt: func(w *world) {
+				w.seq["WALLETS"]++
+				w.log = append(w.log, audit.Record{AggregateType: audit.TypeWallet, AggregateID: "u1", Stream: "WALLETS", Sequence: w.seq["WALLETS"],
+					Type: "PointsStolen", DecodeError: "unknown event type"})
+			},
+			check: audit.CheckUndecodable, aggregate: "wallet/u1",
+		},
+		{
+			name: "a stream fed out of order is caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 10)
+				w.charge("u1", 20)
+				n := len(w.log)
+				w.log[n-1], w.log[n-2] = w.log[n-2], w.log[n-1]
+			},
+			check: audit.CheckOutOfOrder, aggregate: "wallet/u1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			tt.corrupt(w)
+			rep := audited(w.log, audit.Options{Now: w.now})
+			if rep.OK() {
+				t.Fatalf("the corrupted log passed:\n%s", text(t, rep))
+			}
+			if !has(rep.Violations, tt.check, tt.aggregate) {
+				t.Fatalf("no %s violation naming %s:\n%s", tt.check, tt.aggregate, text(t, rep))
+			}
+			var out bytes.Buffer
+			if err := rep.WriteText(&out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tt.aggregate) || !strings.Contains(out.String(), tt.check) {
+				t.Errorf("the text report does not name %s and %s:\n%s", tt.check, tt.aggregate, out.String())
+			}
+		})
+	}
+}
+
+func TestInFlightAndPendingStates(t *testing.T) {
+	stuck := func(w *world) {
+		w.charge("u1", 100)
+		paidWithout(w, w.hold("u1", 1), "p-run", 1, "SeatSold", "PaymentCompleted")
+	}
+	refunding := func(w *world) {
+		w.charge("u1", 100)
+		r := w.hold("u1", 1)
+		pid := w.mustPay(r)
+		w.emit(audit.TypePayment, pid, aggregates.PaymentRefundStarted{})
+		w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: pid})
+	}
+	cancelledEarly := func(w *world) {
+		r := w.hold("u1", 1)
+		w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseCancelled})
+	}
+	orphan := func(w *world) {
+		w.emit(audit.TypeSeat, seat(1), aggregates.SeatHeld{ReservationID: "r-unopened", UserID: "u1", HeldUntil: w.now.Add(ttl)})
+	}
+	tests := []struct {
+		name          string
+		play          func(w *world)
+		allowInFlight bool
+		ok            bool
+		warning       string
+	}{
+		{name: "a payment still running is a violation in a log at rest", play: stuck},
+		{name: "a payment still running is a warning when in-flight states are allowed", play: stuck, allowInFlight: true, ok: true, warning: audit.CheckPaymentInFlight},
+		{name: "a refund still running is a violation in a log at rest", play: refunding},
+		{name: "a refund still running is a warning when in-flight states are allowed", play: refunding, allowInFlight: true, ok: true, warning: audit.CheckPaymentInFlight},
+		{name: "a cancelled hold keeps its seat until heldUntil with a warning", play: cancelledEarly, ok: true, warning: audit.CheckSeatNotReleased},
+		{name: "a hold whose reservation was never opened is a warning", play: orphan, ok: true, warning: audit.CheckSeatOrphanHold},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			tt.play(w)
+			rep := audited(w.log, audit.Options{AllowInFlight: tt.allowInFlight, Now: w.now})
+			if rep.OK() != tt.ok {
+				t.Fatalf("OK = %v, want %v:\n%s", rep.OK(), tt.ok, text(t, rep))
+			}
+			if tt.warning != "" && !slices.ContainsFunc(rep.Warnings, func(f audit.Finding) bool { return f.Check == tt.warning }) {
+				t.Fatalf("no %s warning:\n%s", tt.warning, text(t, rep))
+			}
+		})
+	}
+}
+
+func TestReportRendering(t *testing.T) {
+	w := newWorld(t)
+	w.hold("u1", 1)
+	held(w, "r-second", 1)
+	rep := audited(w.log, audit.Options{})
+	var out bytes.Buffer
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if got := lines[len(lines)-1]; got != rep.Summary() || !strings.HasPrefix(got, "verify FAILED: 5 events in 3 streams, 4 aggregates, 2 violations") {
+		t.Errorf("last line = %q", got)
+	}
+	if !strings.Contains(out.String(), "seat/c1.d1.1 at SEATS:2: held for reservation r-second while HELD by reservation r1 (since SEATS:1) [reservation/r1 reservation/r-second]") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back audit.Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !equalJSON(t, back, rep) || !has(back.Violations, audit.CheckSeatDoubleHold, "seat/c1.d1.1") {
+		t.Errorf("JSON round trip: %s", b)
+	}
+}
+
+func has(fs []audit.Finding, check, aggregate string) bool {
+	return slices.ContainsFunc(fs, func(f audit.Finding) bool { return f.Check == check && f.Aggregate == aggregate })
+}
+
+func text(t testing.TB, rep audit.Report) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	x, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(x, y)
+}
+
+// BenchmarkAudit measures the audit per event over a log of paid bookings.
+func BenchmarkAudit(b *testing.B) {
+	w := newWorld(b)
+	w.emit(audit.TypeConcert, "big", aggregates.ConcertCreated{ConcertID: "big", Dates: []aggregates.DateSpec{{DateID: "d1", SeatCount: 20_000, Price: 100}}})
+	for i := range 20_000 {
+		user := fmt.Sprintf("u%d", i%1000)
+		w.charge(user, 100)
+		sid := audit.SeatID("big", "d1", i+1)
+		rid := w.id("r")
+		w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideHold(aggregates.HoldSeat{ReservationID: rid, UserID: user, HeldUntil: w.now.Add(ttl)})))
+		w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideOpen(aggregates.ReservationHeld{ReservationID: rid, UserID: user,
+			ConcertID: "big", DateID: "d1", SeatNo: i + 1, Price: 100, HeldAt: w.now, HeldUntil: w.now.Add(ttl)})))
+		w.mustPay(rid)
+	}
+	if rep := audited(w.log, audit.Options{}); !rep.OK() {
+		b.Fatalf("the benchmark log fails:\n%s", text(b, rep))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		audited(w.log, audit.Options{})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(w.log)), "ns/event")
+}

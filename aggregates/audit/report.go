@@ -1,0 +1,165 @@
+package audit
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Checks: the stable, machine-readable names of what a finding broke.
+const (
+	CheckUndecodable  = "log.undecodable"     // a stored event that cannot be decoded
+	CheckOutOfOrder   = "log.out-of-order"    // a stream's events fed out of sequence order
+	CheckForeignEvent = "log.foreign-event"   // an event stored on an aggregate of another type
+	CheckSeatCatalog  = "seat.not-in-catalog" // a seat of no created concert, date or seat number
+
+	CheckSeatDoubleHold      = "seat.double-hold"         // held while already held or sold
+	CheckSeatDoubleSale      = "seat.double-sale"         // sold while already sold
+	CheckSeatSoldWithoutHold = "seat.sold-without-hold"   // sold to a reservation that did not hold it
+	CheckSeatBadRelease      = "seat.bad-release"         // released by a non-holder, or a sale undone without a refund
+	CheckSeatNotReleased     = "seat.not-released"        // an expired or cancelled reservation still has its seat
+	CheckSeatSoldUnconfirmed = "seat.sold-to-unconfirmed" // a SOLD seat whose reservation is not CONFIRMED by that sale
+	CheckSeatOrphanHold      = "seat.orphan-hold"         // held by a reservation that was never opened (warning)
+
+	CheckReservationTransition = "reservation.bad-transition" // an event its state does not allow
+	CheckReservationSeat       = "reservation.seat-mismatch"  // its seat was never held for it, or was lost while HELD
+	CheckReservationLock       = "reservation.stuck-lock"     // HELD and locked by a payment that ended
+	CheckReservationUnpaid     = "reservation.unpaid"         // CONFIRMED without a COMPLETED payment
+	CheckReservationPayments   = "reservation.paid-twice"     // more than one payment completed
+	CheckReservationNotSold    = "reservation.seat-not-sold"  // CONFIRMED, but its seat is not SOLD to it
+
+	CheckPaymentTransition   = "payment.bad-transition"       // an event its state does not allow
+	CheckPaymentInFlight     = "payment.in-flight"            // STARTED or REFUNDING
+	CheckPaymentDoubleDebit  = "payment.double-debit"         // debited more than once
+	CheckPaymentWithoutDebit = "payment.not-debited"          // COMPLETED or REFUNDED without a debit
+	CheckPaymentAmount       = "payment.amount-mismatch"      // debit, payment and price disagree
+	CheckPaymentReservation  = "payment.reservation-mismatch" // COMPLETED, but its reservation is not CONFIRMED by it
+	CheckPaymentRefund       = "payment.refund-mismatch"      // REFUNDED without the reversals, or reversed while COMPLETED
+
+	CheckWalletNegative           = "wallet.negative-balance"     // the balance went below zero
+	CheckWalletAmount             = "wallet.bad-amount"           // a non-positive charge, a negative debit, a refund of another amount, an overflow
+	CheckWalletDoubleRefund       = "wallet.double-refund"        // a debit refunded twice
+	CheckWalletRefundWithoutDebit = "wallet.refund-without-debit" // a refund of a payment that never debited the wallet
+	CheckDebitUnpaid              = "wallet.debit-unpaid"         // a debit neither paid for nor reversed
+)
+
+// Finding is one broken invariant, or one warning.
+type Finding struct {
+	// Check is one of the Check constants.
+	Check string `json:"check"`
+	// Aggregate is the offending aggregate, "type/id".
+	Aggregate string `json:"aggregate"`
+	// Related names the other aggregates involved.
+	Related []string `json:"related,omitempty"`
+	// Stream and Sequence locate the offending event, when one event is to blame.
+	Stream   string `json:"stream,omitempty"`
+	Sequence uint64 `json:"sequence,omitempty"`
+	Message  string `json:"message"`
+	// InFlight marks a state that a running saga passes through: a violation in a log at
+	// rest, a warning with Options.AllowInFlight.
+	InFlight bool `json:"inFlight,omitempty"`
+}
+
+// String renders the finding on one line.
+func (f Finding) String() string {
+	var b strings.Builder
+	b.WriteString(f.Aggregate)
+	if f.Stream != "" {
+		fmt.Fprintf(&b, " at %s:%d", f.Stream, f.Sequence)
+	}
+	b.WriteString(": ")
+	b.WriteString(f.Message)
+	if len(f.Related) > 0 {
+		fmt.Fprintf(&b, " [%s]", strings.Join(f.Related, " "))
+	}
+	if f.InFlight {
+		b.WriteString(" (in flight)")
+	}
+	return b.String()
+}
+
+// Ledger sums the points of every wallet.
+type Ledger struct {
+	Charged  int64 `json:"charged"`
+	Debited  int64 `json:"debited"`
+	Refunded int64 `json:"refunded"`
+	Balance  int64 `json:"balance"`
+}
+
+// Report is the outcome of an audit. Findings are sorted by check, then aggregate.
+type Report struct {
+	Events     int            `json:"events"`
+	Streams    int            `json:"streams"`
+	Aggregates map[string]int `json:"aggregates"` // type → how many
+	Ledger     Ledger         `json:"ledger"`
+	Violations []Finding      `json:"violations"`
+	Warnings   []Finding      `json:"warnings"`
+}
+
+// OK reports whether every invariant holds.
+func (r Report) OK() bool { return len(r.Violations) == 0 }
+
+// AggregateCount is the number of aggregates of every type.
+func (r Report) AggregateCount() int {
+	n := 0
+	for _, c := range r.Aggregates {
+		n += c
+	}
+	return n
+}
+
+// Summary is the report in one line.
+func (r Report) Summary() string {
+	verdict := "OK"
+	if !r.OK() {
+		verdict = "FAILED"
+	}
+	return fmt.Sprintf("verify %s: %d events in %d streams, %d aggregates, %d violations, %d warnings",
+		verdict, r.Events, r.Streams, r.AggregateCount(), len(r.Violations), len(r.Warnings))
+}
+
+// WriteText writes the report for a reader: the findings grouped by check, the aggregate
+// counts and the ledger, then the summary line.
+func (r Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	section := func(title string, fs []Finding) {
+		if len(fs) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%s (%d)\n", title, len(fs))
+		for i, f := range fs {
+			if i == 0 || fs[i-1].Check != f.Check {
+				n := 0
+				for _, g := range fs[i:] {
+					if g.Check != f.Check {
+						break
+					}
+					n++
+				}
+				fmt.Fprintf(&b, "  %s (%d)\n", f.Check, n)
+			}
+			fmt.Fprintf(&b, "    %s\n", f)
+		}
+	}
+	section("VIOLATIONS", r.Violations)
+	section("WARNINGS", r.Warnings)
+	types := make([]string, 0, len(r.Aggregates))
+	for t := range r.Aggregates {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = fmt.Sprintf("%s %d", t, r.Aggregates[t])
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(&b, "aggregates: %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, "points: charged %d, debited %d, refunded %d, balance %d\n",
+		r.Ledger.Charged, r.Ledger.Debited, r.Ledger.Refunded, r.Ledger.Balance)
+	b.WriteString(r.Summary())
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
