@@ -1,0 +1,95 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/booking-engine/booking/eventstore"
+)
+
+func benchStore(b *testing.B, syncAlways bool) EventLog {
+	s, err := eventstore.Open(context.Background(), eventstore.Options{DataDir: b.TempDir(), SyncAlways: syncAlways, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func benchService(b *testing.B, log EventLog, seats int) *Service {
+	svc := New(log, Config{HoldTTL: time.Hour, QueueActiveTTL: time.Hour, TokenSecret: []byte("x")}, Options{Logger: quietLogger()})
+	_, err := svc.CreateConcert(context.Background(), Meta{}, NewConcert{ConcertID: "c1", Title: "Bench", Dates: []NewDate{{DateID: "d1", StartsAt: t0, SeatCount: seats, Price: 100}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc
+}
+
+// BenchmarkHold measures the hold saga (two decide+append steps: seat, reservation) on
+// embedded JetStream, serially and from parallel goroutines, with fsync on and off.
+func BenchmarkHold(b *testing.B) {
+	for _, fsync := range []bool{true, false} {
+		for _, parallel := range []bool{false, true} {
+			b.Run(fmt.Sprintf("fsync=%v/parallel=%v", fsync, parallel), func(b *testing.B) {
+				svc := benchService(b, benchStore(b, fsync), 10_000)
+				ctx := context.Background()
+				var next atomic.Int64
+				hold := func() {
+					n := int(next.Add(1))
+					if n > 10_000 {
+						b.Fatal("out of seats")
+					}
+					if _, err := svc.Hold(ctx, Meta{}, HoldRequest{UserID: "u" + itoa(n), ConcertID: "c1", DateID: "d1", SeatNo: n}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				if parallel {
+					b.SetParallelism(32)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							hold()
+						}
+					})
+				} else {
+					for b.Loop() {
+						hold()
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "holds/s")
+			})
+		}
+	}
+}
+
+// BenchmarkPay measures the payment saga (six appends over four aggregates) after a hold.
+func BenchmarkPay(b *testing.B) {
+	for _, fsync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", fsync), func(b *testing.B) {
+			svc := benchService(b, benchStore(b, fsync), 10_000)
+			ctx := context.Background()
+			var next atomic.Int64
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					n := int(next.Add(1))
+					user := "u" + itoa(n)
+					if _, err := svc.Charge(ctx, Meta{}, user, 100); err != nil {
+						b.Fatal(err)
+					}
+					r, err := svc.Hold(ctx, Meta{}, HoldRequest{UserID: user, ConcertID: "c1", DateID: "d1", SeatNo: n})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := svc.Pay(ctx, Meta{}, r.ReservationID, user); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bookings/s")
+		})
+	}
+}
