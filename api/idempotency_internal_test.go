@@ -1,0 +1,162 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type stepClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestKeyLocks(t *testing.T) {
+	t.Run("a waiter gives up when its context ends and leaves nothing behind", func(t *testing.T) {
+		var l keyLocks
+		unlock, err := l.lock(context.Background(), "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := l.lock(ctx, "k"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v", err)
+		}
+		unlock()
+		if len(l.m) != 0 {
+			t.Fatalf("%d locks left", len(l.m))
+		}
+	})
+	t.Run("holders of one key never overlap", func(t *testing.T) {
+		var l keyLocks
+		var inside, maxInside int
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				unlock, err := l.lock(context.Background(), "k")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				inside++
+				maxInside = max(maxInside, inside)
+				mu.Unlock()
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				unlock()
+			}()
+		}
+		wg.Wait()
+		if maxInside != 1 || len(l.m) != 0 {
+			t.Fatalf("max %d inside, %d locks left", maxInside, len(l.m))
+		}
+	})
+}
+
+func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
+	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	st, err := OpenIdempotencyStore(filepath.Join(t.TempDir(), "i.db"), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.put("s", storedAnswer{Status: 201, Body: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(25 * time.Hour)
+	if _, found, _ := st.get("s"); found {
+		t.Fatal("an expired answer was found")
+	}
+	if err := st.put("s", storedAnswer{Status: 200, Body: []byte("second")}); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Hour)
+	if n, err := st.Sweep(); err != nil || n != 0 {
+		t.Fatalf("swept %d (%v): the live answer's old index entry survived", n, err)
+	}
+	a, found, err := st.get("s")
+	if err != nil || !found || string(a.Body) != "second" {
+		t.Fatalf("got %q %v %v", a.Body, found, err)
+	}
+}
+
+func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
+	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	st, err := OpenIdempotencyStore(filepath.Join(t.TempDir(), "i.db"), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.sweepBatch = 100
+	const n = 250 // three sweep transactions
+	var wg sync.WaitGroup
+	for w := range 50 { // concurrent puts share batched commits
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 50 {
+				if err := st.put(string(rune('a'+i%26))+time.Duration(i).String(), storedAnswer{Status: 200}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	clock.advance(24*time.Hour + time.Nanosecond)
+	if got, err := st.Sweep(); err != nil || got != n {
+		t.Fatalf("swept %d (%v), want %d", got, err, n)
+	}
+	if size, _ := st.Len(); size != 0 {
+		t.Fatalf("%d answers left", size)
+	}
+}
+
+// BenchmarkIdempotencyPut measures one answer committed at a time (the latency a lone keyed
+// request adds) and, in parallel, how answers share commits.
+func BenchmarkIdempotencyPut(b *testing.B) {
+	for _, inFlight := range []int{1, 64} {
+		b.Run(fmt.Sprint(inFlight, " in flight"), func(b *testing.B) {
+			st, err := OpenIdempotencyStore(filepath.Join(b.TempDir(), "i.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			body := bytes.Repeat([]byte("x"), 300)
+			var n atomic.Int64
+			b.SetParallelism((inFlight + 1) / 2)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := st.put(fmt.Sprint("POST /r\x00u\x00k", n.Add(1)), storedAnswer{Status: 201, Body: body}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/booking-engine/booking/app"
+)
+
+// HeaderIdempotencyKey is the header of a client's idempotency key.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// HeaderIdempotentReplay marks an answer that was replayed from the idempotency store.
+const HeaderIdempotentReplay = "Idempotent-Replayed"
+
+// HeaderQueueToken carries the waiting-queue token.
+const HeaderQueueToken = "Queue-Token"
+
+// maxIdempotencyKeyLen bounds an Idempotency-Key (contract: 1–128 printable ASCII).
+const maxIdempotencyKeyLen = 128
+
+// mutation describes a state-changing POST whose body was decoded and validated.
+type mutation struct {
+	// user is the request's userId ("admin" for admin endpoints): compared with the
+	// authenticated user, the key of the rate limit, and part of the idempotency scope.
+	user string
+	// admin marks an admin endpoint (authenticated by its middleware, never rate limited).
+	admin bool
+	// rateLimited applies the per-user limit (token issue and holds).
+	rateLimited bool
+	// token requires an ACTIVE queue token that belongs to user.
+	token bool
+}
+
+// result is what a command produced: a status and a JSON-able body.
+type result struct {
+	status int
+	body   any
+}
+
+// mutate runs a state-changing POST through the checks of the contract, in this order:
+//
+//  1. the Idempotency-Key is well formed (else 400);
+//  2. the authenticated user (--user-auth jwt) is the request's user (else 403);
+//  3. the per-user rate limit (else 429) — before the idempotency lock, so a flood never
+//     queues up on it;
+//  4. idempotency: the key's lock is taken; a stored answer is replayed (same request) or
+//     refused (422, another request) — before the queue-token check, so a client whose
+//     payment revoked its token still gets the original 201 on retry;
+//  5. the queue token is ACTIVE (401/403) and belongs to the request's user (403);
+//  6. the command runs; its answer is stored for the key when it is below 500, so that a
+//     5xx stays retryable, while checks 1–5 store nothing: they changed nothing.
+func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, meta app.Meta) (result, error)) error {
+	key := c.Get(HeaderIdempotencyKey)
+	if key != "" && !validIdempotencyKey(key) {
+		return newError(fiber.StatusBadRequest, CodeInvalidIdempotencyKey, "Idempotency-Key must be 1-%d printable ASCII characters", maxIdempotencyKeyLen)
+	}
+	if !m.admin {
+		if err := s.checkUser(c, m.user); err != nil {
+			return err
+		}
+	}
+	if m.rateLimited && s.limiter != nil {
+		if ok, wait := s.limiter.allow(m.user, s.clock.Now()); !ok {
+			return &apiError{status: fiber.StatusTooManyRequests, code: CodeRateLimited,
+				detail: "too many requests for this user; retry later", retryAfter: wait}
+		}
+	}
+	ctx := c.UserContext()
+	var scope string
+	var fp []byte
+	if key != "" {
+		scope = c.Method() + " " + routeOf(c) + "\x00" + m.user + "\x00" + key
+		fp = fingerprint(c.Path(), c.Request().Body())
+		unlock, err := s.idem.locks.lock(ctx, scope)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		prev, found, err := s.idem.get(scope)
+		if err != nil {
+			return err
+		}
+		if found {
+			if !bytes.Equal(prev.Fingerprint, fp) {
+				return newError(fiber.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
+					"this Idempotency-Key was already used with a different request")
+			}
+			c.Set(HeaderIdempotentReplay, "true")
+			c.Set(fiber.HeaderContentType, prev.ContentType)
+			return c.Status(prev.Status).Send(prev.Body)
+		}
+	}
+	if m.token {
+		tokenUser, err := s.checkToken(c)
+		if err != nil {
+			return err
+		}
+		if tokenUser != m.user {
+			return forbidden("the queue token belongs to another user")
+		}
+	}
+	res, err := run(ctx, app.Meta{CorrelationID: requestIDOf(c)})
+	if err != nil {
+		s.writeProblem(c, err)
+	} else if err := writeJSON(c, res.status, res.body); err != nil {
+		s.writeProblem(c, err)
+	}
+	status := c.Response().StatusCode()
+	if key != "" && status < fiber.StatusInternalServerError {
+		answer := storedAnswer{
+			Fingerprint: fp,
+			Status:      status,
+			ContentType: string(c.Response().Header.ContentType()),
+			Body:        bytes.Clone(c.Response().Body()),
+		}
+		if err := s.idem.put(scope, answer); err != nil {
+			// The command took effect and the client gets its answer; only a later repeat
+			// of this key would run again.
+			s.log.Error("storing an idempotent answer failed", "request_id", requestIDOf(c), "error", err)
+		}
+	}
+	return nil
+}
+
+// checkToken admits a request with an ACTIVE queue token and returns the token's user.
+func (s *server) checkToken(c *fiber.Ctx) (string, error) {
+	token := c.Get(HeaderQueueToken)
+	if token == "" {
+		return "", newError(fiber.StatusUnauthorized, CodeTokenInvalid, "the Queue-Token header is required")
+	}
+	return s.deps.Commands.CheckToken(c.UserContext(), token)
+}
+
+func validIdempotencyKey(key string) bool {
+	if len(key) == 0 || len(key) > maxIdempotencyKeyLen {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// writeJSON answers with a JSON body.
+func writeJSON(c *fiber.Ctx, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(body)
+}
