@@ -1,0 +1,599 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultOpTimeout bounds one store operation whose context has no deadline, so that a lost
+// server fails requests quickly instead of queueing them.
+const DefaultOpTimeout = 5 * time.Second
+
+// JetStreamStore is the Store, Reader and Tracker on NATS JetStream. Every event is one
+// message whose body is its JSON Envelope, on the subject of its aggregate (see Place).
+type JetStreamStore struct {
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	log       *slog.Logger
+	opTimeout time.Duration
+	last      map[string]*atomic.Uint64 // fixed keys: read without a lock
+	gets      replyMux
+	closeFn   func() // set by Open: drains and stops what Open started
+	closeOnce sync.Once
+	url       string // the embedded server's client URL when it listens
+}
+
+// NewJetStreamStore wraps an established connection. It does not create streams: call
+// EnsureStreams (Open does).
+func NewJetStreamStore(nc *nats.Conn, logger *slog.Logger) (*JetStreamStore, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(DefaultOpTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: jetstream: %w", err)
+	}
+	s := &JetStreamStore{
+		nc:        nc,
+		js:        js,
+		log:       logger,
+		opTimeout: DefaultOpTimeout,
+		last:      make(map[string]*atomic.Uint64),
+		gets:      replyMux{nc: nc},
+	}
+	for _, spec := range Layout() {
+		s.last[spec.Name] = new(atomic.Uint64)
+	}
+	return s, nil
+}
+
+// JetStream returns the JetStream context, for the relay and tools.
+func (s *JetStreamStore) JetStream() jetstream.JetStream { return s.js }
+
+// Conn returns the NATS connection, for the relay and tools.
+func (s *JetStreamStore) Conn() *nats.Conn { return s.nc }
+
+// Close releases what Open started: it drains the connection and, for an embedded server,
+// shuts it down and waits until it has, so the data dir can be opened again. A store made by
+// NewJetStreamStore leaves the connection to its owner.
+func (s *JetStreamStore) Close() error {
+	s.closeOnce.Do(func() {
+		if s.closeFn != nil {
+			s.closeFn()
+		}
+	})
+	return nil
+}
+
+// EnsureStreams creates every stream of the layout, or updates it to the configuration below.
+// It is idempotent and safe to run from every instance at start-up.
+func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error {
+	if replicas < 1 {
+		replicas = 1
+	}
+	for _, spec := range Layout() {
+		cfg := jetstream.StreamConfig{
+			Name:     spec.Name,
+			Subjects: []string{spec.Subject},
+			Storage:  jetstream.FileStorage,
+			Replicas: replicas,
+			// An event log is never trimmed: no limits, no TTL, no deletes, no purges.
+			Retention:         jetstream.LimitsPolicy,
+			MaxMsgs:           -1,
+			MaxBytes:          -1,
+			MaxMsgsPerSubject: -1,
+			MaxAge:            0,
+			Discard:           jetstream.DiscardOld,
+			DenyDelete:        true,
+			DenyPurge:         true,
+			Duplicates:        DuplicateWindow,
+			// Load reads an aggregate with direct gets, which any replica can answer.
+			AllowDirect: true,
+		}
+		opCtx, cancel := s.opContext(ctx)
+		_, err := s.js.CreateOrUpdateStream(opCtx, cfg)
+		cancel()
+		if err != nil {
+			return classify("ensure stream "+spec.Name, err)
+		}
+	}
+	return nil
+}
+
+func (s *JetStreamStore) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opTimeout)
+}
+
+// ready fails fast while the connection is down: publishes would sit in the reconnect buffer
+// until their deadline, holding a request for seconds to learn what is already known.
+func (s *JetStreamStore) ready(op string) error {
+	switch st := s.nc.Status(); st {
+	case nats.CONNECTED, nats.DRAINING_PUBS:
+		return nil
+	default:
+		return fmt.Errorf("%s: %w: connection %s", op, ErrUnavailable, st)
+	}
+}
+
+// Append implements Store.
+func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected uint64, events []Event, dedupID string, meta Metadata) (uint64, error) {
+	stream, subject, err := Place(agg)
+	if err != nil {
+		return 0, err
+	}
+	if err := validateAppend(events); err != nil {
+		return 0, err
+	}
+	op := "append to " + agg.String()
+	if err := s.ready(op); err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+
+	version := expected
+	for i := 0; i < len(events); i++ {
+		body, err := newEnvelope(agg, events[i], meta, time.Now)
+		if err != nil {
+			return 0, err
+		}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(stream), jetstream.WithExpectLastSequencePerSubject(version)}
+		msgID := msgIDFor(dedupID, i)
+		if msgID != "" {
+			opts = append(opts, jetstream.WithMsgID(msgID))
+		}
+		ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}, opts...)
+		if err != nil && !isWrongLastSequence(err) {
+			return 0, classify(op, err)
+		}
+		// Look for an earlier attempt of this append when its first publish either failed the
+		// expected check (on a single server that check runs before dedup, so a retry of an
+		// append that went through lands here) or was a duplicate: that attempt's events
+		// follow, on the subject, the version it was made at.
+		if i == 0 && dedupID != "" && (err != nil || ack.Duplicate) {
+			after := expected
+			if err == nil {
+				after = ack.Sequence - 1
+			}
+			v, found, ok, rerr := s.recoverAppend(ctx, stream, subject, after, dedupID, len(events))
+			if rerr != nil {
+				return 0, classify(op+": look for an earlier attempt", rerr)
+			}
+			if ok {
+				s.track(stream, v)
+				version = v
+				if found == len(events) {
+					return version, nil
+				}
+				i = found - 1 // write the rest of the earlier attempt
+				continue
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s at version %d: %w (%v)", op, version, ErrConcurrency, err)
+		}
+		// A duplicate ack carries the sequence the first publish got: the same answer.
+		version = ack.Sequence
+		s.track(stream, version)
+	}
+	return version, nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// recoverAppend looks for the messages of an earlier append with dedupID right after
+// expected on subject: if that append went through, its first message is the subject's first
+// one after expected (it passed the expected check). It returns the sequence of the last of
+// them found and how many; ok is false when they are not there, or when another append
+// followed a partial one.
+func (s *JetStreamStore) recoverAppend(ctx context.Context, stream, subject string, expected uint64, dedupID string, n int) (version uint64, found int, ok bool, err error) {
+	from := expected + 1
+	for found < n {
+		msg, err := s.directGetOne(ctx, stream, from, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// The subject ends with a partial earlier attempt: the rest can follow it.
+			return version, found, found > 0, nil
+		}
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if msg.Header.Get(jetstream.MsgIDHeader) != msgIDFor(dedupID, found) {
+			// Not ours, or somebody else's append followed a partial one of ours.
+			return 0, 0, false, nil
+		}
+		version = msg.seq
+		from = msg.seq + 1
+		found++
+	}
+	return version, found, true, nil
+}
+
+// track records seq as appended by this process to stream, never moving backwards.
+func (s *JetStreamStore) track(stream string, seq uint64) {
+	l, ok := s.last[stream]
+	if !ok {
+		return
+	}
+	for {
+		cur := l.Load()
+		if seq <= cur || l.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// LastAppended implements Tracker.
+func (s *JetStreamStore) LastAppended(stream string) uint64 {
+	if l, ok := s.last[stream]; ok {
+		return l.Load()
+	}
+	return 0
+}
+
+// loadBatch is how many messages one direct get asks for when loading an aggregate.
+const loadBatch = 256
+
+// Load implements Store. It reads the aggregate's subject with batched direct gets
+// (next-by-subject from after+1), so its cost follows the aggregate, not the stream.
+func (s *JetStreamStore) Load(ctx context.Context, agg AggregateRef, after uint64) ([]Envelope, error) {
+	stream, subject, err := Place(agg)
+	if err != nil {
+		return nil, err
+	}
+	op := "load " + agg.String()
+	if err := s.ready(op); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+
+	var out []Envelope
+	add := func(m directMsg) error {
+		env, err := decodeEnvelope(m.data, stream, m.seq)
+		if err != nil {
+			return err
+		}
+		out = append(out, env)
+		return nil
+	}
+	from := after + 1
+	for {
+		last, pending, batched, err := s.gets.batch(ctx, stream, from, subject, loadBatch, add)
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		if !batched {
+			// A server without batched direct gets answered the first message only: go on
+			// one message at a time.
+			return s.loadOneByOne(ctx, op, stream, subject, last, out)
+		}
+		if pending == 0 || last == 0 {
+			return out, nil
+		}
+		from = last + 1
+	}
+}
+
+func (s *JetStreamStore) loadOneByOne(ctx context.Context, op, stream, subject string, last uint64, out []Envelope) ([]Envelope, error) {
+	for from := last + 1; ; {
+		m, err := s.directGetOne(ctx, stream, from, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		env, err := decodeEnvelope(m.data, stream, m.seq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, env)
+		from = m.seq + 1
+	}
+}
+
+// Streams implements Reader.
+func (s *JetStreamStore) Streams() []string {
+	specs := Layout()
+	names := make([]string, len(specs))
+	for i, spec := range specs {
+		names[i] = spec.Name
+	}
+	return names
+}
+
+// Head implements Reader.
+func (s *JetStreamStore) Head(ctx context.Context, stream string) (uint64, error) {
+	if err := s.ready("head of " + stream); err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, classify("head of "+stream, err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
+// Replay implements Reader with an ordered consumer: an ephemeral consumer that the client
+// recreates from the last delivered sequence whenever it misses a message or a heartbeat.
+func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64, follow bool, fn func(batch []Envelope) error) error {
+	op := "replay " + stream
+	if err := s.ready(op); err != nil {
+		return err
+	}
+	var head uint64
+	if !follow {
+		h, err := s.Head(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if after >= h {
+			return nil
+		}
+		head = h
+	}
+
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1}
+	}
+	createCtx, cancel := s.opContext(ctx)
+	cons, err := s.js.OrderedConsumer(createCtx, stream, cfg)
+	cancel()
+	if err != nil {
+		return classify(op, err)
+	}
+
+	// The consumer's goroutine decodes while fn works on the previous batch: on two cores
+	// that pipelining is most of a replay's speed.
+	done := make(chan struct{})
+	defer close(done)
+	items := make(chan replayItem, 2*replayBatch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var it replayItem
+		md, err := m.Metadata()
+		if err != nil {
+			it.err = fmt.Errorf("%s: %w", op, err)
+		} else if it.env, err = decodeEnvelope(m.Data(), stream, md.Sequence.Stream); err != nil {
+			it.err = err
+		}
+		it.last = !follow && md != nil && (md.Sequence.Stream >= head || md.NumPending == 0)
+		select {
+		case items <- it:
+		case <-done:
+		}
+	}, jetstream.PullMaxMessages(2*replayBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// The ordered consumer recovers by itself; say so for whoever watches the logs.
+		s.log.Debug("eventstore: replay consumer", "stream", stream, "err", err)
+	}))
+	if err != nil {
+		return classify(op, err)
+	}
+	defer cc.Stop()
+
+	batch := make([]Envelope, 0, replayBatch)
+	for {
+		var it replayItem
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-cc.Closed():
+			// Only a closed connection stops an ordered consumer for good.
+			return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, nats.ErrConnectionClosed)
+		case it = <-items:
+		}
+		batch = batch[:0]
+		for {
+			if it.err != nil {
+				return it.err
+			}
+			batch = append(batch, it.env)
+			if it.last || len(batch) == replayBatch {
+				break
+			}
+			// Take what has already arrived, without waiting for more.
+			var more bool
+			select {
+			case it, more = <-items:
+			default:
+			}
+			if !more {
+				break
+			}
+		}
+		if err := fn(batch); err != nil {
+			return err
+		}
+		if it.last {
+			return nil
+		}
+	}
+}
+
+// replayItem is one decoded message of a replay, or why it could not be decoded.
+type replayItem struct {
+	env  Envelope
+	last bool // the head seen at the start, where a replay without follow stops
+	err  error
+}
+
+// classify wraps err with op, adding ErrUnavailable when the cause is the connection, a
+// timeout or a missing responder rather than the request itself.
+func classify(op string, err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, nats.ErrStaleConnection),
+		errors.Is(err, jetstream.ErrServerShutdown),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.As(err, &apiErr) && apiErr.Code == 503:
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+var (
+	_ Store   = (*JetStreamStore)(nil)
+	_ Reader  = (*JetStreamStore)(nil)
+	_ Tracker = (*JetStreamStore)(nil)
+)
+
+// directMsg is one message of a direct get.
+type directMsg struct {
+	seq    uint64
+	data   []byte
+	Header nats.Header
+}
+
+// directGetOne returns the first message of subject with a sequence of at least from, or
+// jetstream.ErrMsgNotFound.
+func (s *JetStreamStore) directGetOne(ctx context.Context, stream string, from uint64, subject string) (directMsg, error) {
+	var got directMsg
+	_, _, _, err := s.gets.batch(ctx, stream, from, subject, 0, func(m directMsg) error {
+		got = m
+		return nil
+	})
+	if err != nil {
+		return directMsg{}, err
+	}
+	if got.seq == 0 {
+		return directMsg{}, jetstream.ErrMsgNotFound
+	}
+	return got, nil
+}
+
+// replyMux receives the answers to direct gets on one wildcard inbox subscription, because a
+// batched direct get answers with many messages, which nats.Conn's request helpers do not
+// collect, and a subscription per request would cost a round of SUB/UNSUB each.
+type replyMux struct {
+	nc     *nats.Conn
+	once   sync.Once
+	subErr error
+	prefix string
+
+	mu    sync.Mutex
+	next  uint64
+	chans map[string]chan *nats.Msg
+}
+
+func (r *replyMux) start() error {
+	r.once.Do(func() {
+		r.prefix = r.nc.NewRespInbox()
+		r.chans = make(map[string]chan *nats.Msg)
+		_, r.subErr = r.nc.Subscribe(r.prefix+".*", func(m *nats.Msg) {
+			token := m.Subject[len(r.prefix)+1:]
+			r.mu.Lock()
+			ch := r.chans[token]
+			r.mu.Unlock()
+			if ch == nil {
+				return // an answer that arrived after its request gave up
+			}
+			select {
+			case ch <- m:
+			default:
+				// Never block the shared subscription: the channel holds a whole answer, so
+				// this is a misbehaving server; the request times out.
+			}
+		})
+	})
+	return r.subErr
+}
+
+// Direct get status codes in the answers' Status header, and the header of batched answers.
+const (
+	numPendingHeader = "Nats-Num-Pending"
+	statusNotFound   = "404"
+	statusEOB        = "204"
+)
+
+// batch sends one direct get for the messages of subject from sequence from on (batch 0: a
+// single message) and calls fn with each. It returns the sequence of the last message, how
+// many matching messages the server still had past it, and whether the server answered as a
+// batch (servers before 2.11 answer a batch request with one plain message).
+func (r *replyMux) batch(ctx context.Context, stream string, from uint64, subject string, batch int, fn func(directMsg) error) (last, pending uint64, batched bool, err error) {
+	if err := r.start(); err != nil {
+		return 0, 0, false, err
+	}
+	r.mu.Lock()
+	r.next++
+	token := strconv.FormatUint(r.next, 36)
+	ch := make(chan *nats.Msg, batch+2)
+	r.chans[token] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.chans, token)
+		r.mu.Unlock()
+	}()
+
+	req := fmt.Sprintf(`{"seq":%d,"next_by_subj":%q`, from, subject)
+	if batch > 0 {
+		req += `,"batch":` + strconv.Itoa(batch)
+	}
+	req += "}"
+	if err := r.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, r.prefix+"."+token, []byte(req)); err != nil {
+		return 0, 0, false, err
+	}
+	for {
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return 0, 0, false, ctx.Err()
+		case m = <-ch:
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+			switch st := m.Header.Get("Status"); st {
+			case statusNotFound:
+				return last, 0, batch > 0, nil
+			case statusEOB:
+				p, _ := strconv.ParseUint(m.Header.Get(numPendingHeader), 10, 64)
+				return last, p, true, nil
+			case "503":
+				return 0, 0, false, nats.ErrNoResponders
+			default:
+				return 0, 0, false, fmt.Errorf("eventstore: direct get from %s: %s %s", stream, st, m.Header.Get("Description"))
+			}
+		}
+		seq, perr := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if perr != nil {
+			return 0, 0, false, fmt.Errorf("eventstore: direct get from %s: bad sequence header: %w", stream, perr)
+		}
+		if err := fn(directMsg{seq: seq, data: m.Data, Header: m.Header}); err != nil {
+			return 0, 0, false, err
+		}
+		last = seq
+		if batch == 0 {
+			return last, 0, false, nil
+		}
+		if m.Header.Get(numPendingHeader) == "" {
+			return last, 0, false, nil
+		}
+	}
+}
