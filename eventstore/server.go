@@ -84,8 +84,13 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 		}
 		sopts.Host, sopts.Port = host, port
 	}
+	unlock, err := lockDataDir(sopts.StoreDir)
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("eventstore: embedded server: %w", err)
 	}
 	ns.SetLoggerV2(natsLogger{opts.Logger}, false, false, false)
@@ -99,6 +104,7 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	if !ns.ReadyForConnections(wait) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		unlock()
 		return nil, fmt.Errorf("eventstore: embedded server not ready after %s: %w", wait, ErrUnavailable)
 	}
 	closed := make(chan struct{})
@@ -108,6 +114,7 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	if err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		unlock()
 		return nil, fmt.Errorf("eventstore: connect to embedded server: %w", err)
 	}
 	s, err := NewJetStreamStore(nc, opts.Logger)
@@ -115,12 +122,14 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 		nc.Close()
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		unlock()
 		return nil, err
 	}
 	s.closeFn = func() {
 		drain(nc, closed)
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		unlock()
 	}
 	if opts.ListenAddr != "" {
 		s.url = ns.ClientURL()

@@ -20,6 +20,10 @@ import (
 // somebody else appended first. Nothing was written; reload and decide again.
 var ErrConcurrency = errors.New("eventstore: concurrent append")
 
+// ErrDataDirInUse reports that another process (or another Open in this one) runs the
+// embedded server over the same data dir.
+var ErrDataDirInUse = errors.New("eventstore: data dir in use by another process")
+
 // ErrUnavailable reports that the event store could not be reached or did not answer in time.
 var ErrUnavailable = errors.New("eventstore: unavailable")
 
