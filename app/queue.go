@@ -308,3 +308,23 @@ func envelopeOf(ev aggregates.Event, seq uint64) eventstore.Envelope {
 	data, _ := aggregates.Encode(ev)
 	return eventstore.Envelope{Type: ev.EventType(), Data: data, Sequence: seq}
 }
+
+// QueueStats are the waiting queue's counts, for metrics.
+type QueueStats struct {
+	Issued   int // tokens ever issued
+	Waiting  int // tokens not yet admitted
+	Admitted int // tokens admitted so far
+}
+
+// QueueStats returns the waiting queue's counts as this instance sees them.
+func (s *Service) QueueStats() QueueStats {
+	q := s.queue
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	wm := q.admission.Watermark()
+	waiting := len(q.positions) - q.countBetween(0, wm)
+	if q.policy.AdmitAll {
+		waiting = 0
+	}
+	return QueueStats{Issued: len(q.positions), Waiting: waiting, Admitted: len(q.positions) - waiting}
+}
