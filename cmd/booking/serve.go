@@ -127,7 +127,7 @@ func newLogger(level, format string) *slog.Logger {
 }
 
 // server is a running `booking serve`: everything it started, in the order to stop it.
-type server struct {
+type runningServer struct {
 	url      string
 	log      *slog.Logger
 	http     *fiberServer
@@ -142,7 +142,7 @@ type server struct {
 
 // startServer wires the service and starts serving; it returns once the listener is open.
 // Readiness (/readyz) follows once the read models have caught up and recovery has run.
-func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*server, error) {
+func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningServer, error) {
 	if f.fsync != "always" && f.fsync != "interval" {
 		return nil, fmt.Errorf("--fsync must be always or interval, not %q", f.fsync)
 	}
@@ -182,8 +182,8 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*server, 
 	if err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
-	s := &server{log: log, store: store}
-	fail := func(err error) (*server, error) {
+	s := &runningServer{log: log, store: store}
+	fail := func(err error) (*runningServer, error) {
 		s.shutdown()
 		return nil, err
 	}
@@ -288,7 +288,7 @@ func displayAddr(a net.Addr) string {
 }
 
 // shutdown stops accepting, finishes in-flight requests, stops the consumers and closes NATS.
-func (s *server) shutdown() error {
+func (s *runningServer) shutdown() error {
 	s.shutOnce.Do(func() {
 		var errs []error
 		if s.http != nil {
