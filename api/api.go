@@ -14,7 +14,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/booking-engine/booking/api/web"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/projections"
 )
@@ -65,6 +67,12 @@ type Deps struct {
 	DeadLetters DeadLetters
 	// Metrics serves GET /metrics (Prometheus text format). nil: 404 NOT_FOUND.
 	Metrics http.Handler
+	// SeatFeed pushes seat changes to the seat-map streams (GET .../seats/stream). nil: each
+	// stream re-reads the seat map every 500 ms and sends what changed.
+	SeatFeed *SeatFeed
+	// Registerer receives the HTTP series (requests by route pattern, method and status, and
+	// their latency). nil: no HTTP metrics.
+	Registerer prometheus.Registerer
 	// UserAuth authenticates users (--user-auth jwt). nil (--user-auth none): the userId of a
 	// path or body is taken as given.
 	UserAuth UserAuthenticator
@@ -98,6 +106,7 @@ type server struct {
 	limiter *userLimiter
 	idem    *IdempotencyStore
 	routes  []route
+	httpm   *httpMetrics // nil: no HTTP metrics
 }
 
 // route is one registered method and path pattern (Fiber syntax, ":name" parameters).
@@ -137,6 +146,7 @@ func New(deps Deps, cfg Config) *fiber.App {
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           2 * time.Minute,
 	})
+	s.useHTTPMetrics(fa)
 	fa.Use(s.middleware)
 	s.register(fa)
 	s.guardUnknownMethods(fa)
@@ -151,11 +161,15 @@ func (s *server) register(fa *fiber.App) {
 	s.add(fa, fiber.MethodGet, "/readyz", s.readyz)
 	s.add(fa, fiber.MethodGet, "/metrics", s.metrics())
 	s.add(fa, fiber.MethodGet, "/openapi.yaml", s.openapi)
+	for _, r := range web.Routes() { // the browser page and its assets
+		s.add(fa, fiber.MethodGet, r.Path, r.Handler)
+	}
 
 	s.add(fa, fiber.MethodPost, v1+"/admin/concerts", s.admin, s.createConcert)
 	s.add(fa, fiber.MethodGet, v1+"/concerts", s.listConcerts)
 	s.add(fa, fiber.MethodGet, v1+"/concerts/:concertId/dates", s.listDates)
 	s.add(fa, fiber.MethodGet, v1+"/concerts/:concertId/dates/:dateId/seats", s.listSeats)
+	s.add(fa, fiber.MethodGet, v1+"/concerts/:concertId/dates/:dateId/seats/stream", s.seatStream)
 
 	s.add(fa, fiber.MethodPost, v1+"/queue/tokens", s.user, s.issueToken)
 	s.add(fa, fiber.MethodGet, v1+"/queue/tokens/current", s.currentToken)
@@ -210,6 +224,7 @@ func (s *server) errorHandler(c *fiber.Ctx, err error) error {
 	s.writeProblem(c, err)
 	if direct {
 		s.logRequest(c, time.Time{})
+		s.httpm.observeUnrouted(c)
 	}
 	return nil
 }

@@ -203,7 +203,11 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 	s.engine = engine
 	engine.Subscribe(svc.OnEvent)
-	metrics.watchProjections(engine)
+	seatFeed := api.NewSeatFeed() // live seat maps (GET .../seats/stream)
+	engine.Subscribe(seatFeed.Publish)
+	if err := metrics.watch(ctx, store, engine, svc); err != nil {
+		return fail(fmt.Errorf("metrics: %w", err))
+	}
 
 	idem, err := api.OpenIdempotencyStore(filepath.Join(f.dataDir, "idempotency.db"), app.SystemClock{})
 	if err != nil {
@@ -233,11 +237,12 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 
 	var ready readiness
+	metrics.watchReady(func() bool { return ready.ok() && store.Conn().IsConnected() })
 	fiberApp := api.New(api.Deps{
 		Commands: svc, Queries: engine,
 		Ready:       func() bool { return ready.ok() && store.Conn().IsConnected() },
-		Projections: engine, DeadLetters: deadLetters{rl}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		UserAuth: userAuth, Idempotency: idem, Logger: log,
+		Projections: engine, DeadLetters: deadLetters{rl}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg,
+		UserAuth: userAuth, Idempotency: idem, Logger: log, SeatFeed: seatFeed,
 	}, api.Config{AdminToken: f.adminToken, UserRateLimit: f.userRateLimit, RequestTimeout: f.requestTimeout, Location: loc})
 
 	ln, err := net.Listen("tcp", f.httpAddr)
