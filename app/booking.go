@@ -83,7 +83,7 @@ func (s *Service) releaseSeat(ctx context.Context, meta Meta, seatID, reservatio
 		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: reservationID, Reason: reason})
 	})
 	if err != nil {
-		s.slog.Warn("release seat failed; the sweeper will retry", "seat", seatID, "reservation", reservationID, "err", err)
+		s.slog.Warn("release seat failed; the sweeper will retry", "seat", seatID, "reservation", reservationID, "correlation_id", meta.CorrelationID, "err", err)
 	}
 }
 

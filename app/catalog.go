@@ -47,7 +47,7 @@ func (s *Service) RecordSellOut(ctx context.Context, concertID, dateID string, s
 	}
 	id := concertID + "." + dateID
 	cmd := aggregates.RecordSellOut{ConcertID: concertID, DateID: dateID, SoldOutAt: soldOutAt, SalesOpenedAt: c.Created().SalesOpenedAt}
-	_, _, _, err = s.sellouts.Update(ctx, id, "sellout/"+id, s.metadata(Meta{}, "sellout/"+id),
+	_, _, _, err = s.sellouts.Update(ctx, id, "sellout/"+id, s.metadata(Meta{CorrelationID: "sellout/" + id}, "sellout/"+id),
 		func(st aggregates.SellOut) ([]aggregates.Event, error) { return st.DecideRecord(cmd) })
 	if err != nil {
 		return fmt.Errorf("record sell-out of %s: %w", id, err)

@@ -96,8 +96,9 @@ func (s *Service) ExpireDue(ctx context.Context) int {
 // crash between the two steps of Hold) just frees the seat.
 func (s *Service) expire(ctx context.Context, h HeldSeat) error {
 	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	meta := Meta{CorrelationID: "expiry/" + h.ReservationID}
 	step := h.ReservationID + "/expire"
-	r, _, _, err := s.reservations.Update(ctx, h.ReservationID, step, s.metadata(Meta{}, step), func(r aggregates.Reservation) ([]aggregates.Event, error) {
+	r, _, _, err := s.reservations.Update(ctx, h.ReservationID, step, s.metadata(meta, step), func(r aggregates.Reservation) ([]aggregates.Event, error) {
 		if !r.Exists() {
 			return nil, nil
 		}
@@ -120,7 +121,7 @@ func (s *Service) expire(ctx context.Context, h HeldSeat) error {
 		return nil
 	}
 	step = h.ReservationID + "/release"
-	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(Meta{}, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
 		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: h.ReservationID, Reason: reason})
 	})
 	return err

@@ -184,7 +184,7 @@ func (s *Service) admit(ctx context.Context) error {
 		return nil
 	}
 	wm := s.queue.nextWatermark(budget)
-	_, ver, evs, err := s.gate.Update(ctx, "main", "", s.metadata(Meta{}, "admission"), func(a aggregates.Admission) ([]aggregates.Event, error) {
+	_, ver, evs, err := s.gate.Update(ctx, "main", "", s.metadata(Meta{CorrelationID: "admission"}, "admission"), func(a aggregates.Admission) ([]aggregates.Event, error) {
 		return a.DecideAdvance(aggregates.Advance{Watermark: wm, Now: now})
 	})
 	if err != nil {
