@@ -432,8 +432,12 @@ func (d deadLetters) List(ctx context.Context) ([]api.DeadLetter, error) {
 
 func (d deadLetters) Redrive(ctx context.Context, id string) error {
 	err := d.r.Redrive(ctx, id)
-	if errors.Is(err, relay.ErrDeadLetterNotFound) {
+	switch {
+	case errors.Is(err, relay.ErrDeadLetterNotFound):
 		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
+	case errors.Is(err, relay.ErrDisabled):
+		// Dead letters from an earlier run, but no platform to send them to now.
+		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
 	return err
 }

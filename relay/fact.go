@@ -1,0 +1,128 @@
+package relay
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+// Fact is one event as the data platform receives it: the body of POST {url}/events.
+//
+// Data is the event's payload plus the aggregate's ID ("reservationId" or "paymentId") and
+// "version", the aggregate's version after this event (its stream sequence). Deliveries run
+// in parallel and are retried, so facts of one reservation may arrive out of order; the
+// version orders them per aggregate, occurredAt orders them in time, and eventId dedups them.
+type Fact struct {
+	EventID    string          `json:"eventId"`
+	Type       string          `json:"type"`
+	OccurredAt time.Time       `json:"occurredAt"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// factTypes are the event types the contract sends to the data platform. The names come from
+// the aggregates so that a renamed event breaks the build instead of silently going quiet.
+var factTypes = map[string]bool{
+	aggregates.ReservationHeld{}.EventType():      true,
+	aggregates.ReservationConfirmed{}.EventType(): true,
+	aggregates.ReservationExpired{}.EventType():   true,
+	aggregates.ReservationCancelled{}.EventType(): true,
+	aggregates.PaymentCompleted{}.EventType():     true,
+	aggregates.PaymentRefunded{}.EventType():      true,
+}
+
+// IsFact reports whether events of this type are sent to the data platform.
+func IsFact(eventType string) bool { return factTypes[eventType] }
+
+// idKeys names the aggregate ID inside "data", per aggregate type.
+var idKeys = map[string]string{
+	eventstore.TypeReservation: "reservationId",
+	eventstore.TypePayment:     "paymentId",
+}
+
+// factOf builds the outbound fact of a stored event. The payload's own fields are kept; the
+// aggregate ID and version are written over any field of the same name, so the platform can
+// always rely on them.
+func factOf(env eventstore.Envelope) (Fact, error) {
+	data := map[string]json.RawMessage{}
+	if len(env.Data) > 0 && string(env.Data) != "null" {
+		// A payload that is not a JSON object (never written by this code) is kept whole
+		// under "payload" rather than dropped.
+		if err := json.Unmarshal(env.Data, &data); err != nil {
+			data = map[string]json.RawMessage{"payload": env.Data}
+		}
+	}
+	if key, ok := idKeys[env.AggregateType]; ok && env.AggregateID != "" {
+		id, err := json.Marshal(env.AggregateID)
+		if err != nil {
+			return Fact{}, fmt.Errorf("relay: encode aggregate ID of %s: %w", env.EventID, err)
+		}
+		data[key] = id
+	}
+	data["version"] = json.RawMessage(strconv.FormatUint(env.Sequence, 10))
+	b, err := json.Marshal(data)
+	if err != nil {
+		return Fact{}, fmt.Errorf("relay: encode data of %s: %w", env.EventID, err)
+	}
+	return Fact{EventID: env.EventID, Type: env.Type, OccurredAt: env.OccurredAt.UTC(), Data: b}, nil
+}
+
+// outcome classifies one delivery attempt.
+type outcome int
+
+const (
+	delivered outcome = iota // 2xx
+	retryable                // 5xx, 408, 429, transport errors and timeouts
+	permanent                // any other answer: retrying would get the same answer
+)
+
+// classify maps an HTTP status to an outcome. Redirects that the client did not follow are
+// permanent: the platform is misconfigured and retrying would not fix it.
+func classify(status int) outcome {
+	switch {
+	case status >= 200 && status < 300:
+		return delivered
+	case status >= 500, status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+		return retryable
+	default:
+		return permanent
+	}
+}
+
+// backoff returns the wait before the next attempt after `failures` failed attempts (1 after
+// the first failure): first doubling from first up to ceiling, then jitter of ±25% so that
+// facts failed by one outage do not come back in lockstep, clamped to [first, ceiling] so that
+// the flags bound every wait. A Retry-After (429/503) lengthens the wait, up to ceiling.
+func backoff(failures int, first, ceiling, retryAfter time.Duration, jitter func() float64) time.Duration {
+	d := first
+	for i := 1; i < failures && d < ceiling; i++ {
+		d *= 2
+	}
+	if d > ceiling || d <= 0 { // d <= 0: overflow
+		d = ceiling
+	}
+	d = time.Duration(float64(d) * (0.75 + 0.5*jitter()))
+	d = max(d, retryAfter, first)
+	return min(d, ceiling)
+}
+
+// defaultJitter is uniform in [0, 1).
+func defaultJitter() float64 { return rand.Float64() }
+
+// retryAfter parses a Retry-After header given in seconds; dates and junk are ignored.
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	s, err := strconv.Atoi(v)
+	if err != nil || s < 0 {
+		return 0
+	}
+	return time.Duration(s) * time.Second
+}

@@ -1,0 +1,283 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// MockOptions configure a MockPlatform.
+type MockOptions struct {
+	// FailRate is the share of POST /events answered 500 at random (0 to 1).
+	FailRate float64
+	// Latency delays every answer to POST /events.
+	Latency time.Duration
+	// FailFirst answers the first N POST /events requests (of any event) 500.
+	FailFirst int
+	// Rand draws the failures, uniform in [0, 1); tests make it deterministic. Default:
+	// math/rand/v2.
+	Rand func() float64
+	// Logger logs every accepted event at debug level; nil: nothing is logged.
+	Logger *slog.Logger
+}
+
+// MockEvent is one unique event the mock accepted, as it was posted, with when it arrived and
+// how many POSTs carried its Idempotency-Key (retries and redeliveries included).
+type MockEvent struct {
+	EventID    string          `json:"eventId"`
+	Type       string          `json:"type"`
+	OccurredAt time.Time       `json:"occurredAt"`
+	Data       json.RawMessage `json:"data"`
+	ReceivedAt time.Time       `json:"receivedAt"`
+	Deliveries int             `json:"deliveries"`
+}
+
+// MockStats counts the POST /events requests: every one is received; a request is failed when
+// it was answered with anything but 2xx (injected failures and malformed requests); the rest
+// are unique (first time for their key) or duplicates.
+type MockStats struct {
+	Received   int `json:"received"`
+	Unique     int `json:"unique"`
+	Duplicates int `json:"duplicates"`
+	Failed     int `json:"failed"`
+}
+
+// MockPlatform is a stand-in data platform: POST /events dedups by Idempotency-Key and can
+// fail or be slow on purpose; GET /events lists the unique events in arrival order; GET
+// /stats counts. It backs `booking dataplatform` and is used in-process by tests.
+type MockPlatform struct {
+	opts    MockOptions
+	handler http.Handler
+
+	mu        sync.Mutex
+	failRate  float64
+	failFirst int
+	events    []*MockEvent
+	byKey     map[string]*MockEvent
+	stats     MockStats
+	inFlight  int
+
+	srv     *http.Server
+	ln      net.Listener
+	closing chan struct{}
+	once    sync.Once
+}
+
+// NewMockPlatform returns a mock platform that is not listening yet; Handler serves it
+// without a listener.
+func NewMockPlatform(opts MockOptions) *MockPlatform {
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	m := &MockPlatform{
+		opts:      opts,
+		failRate:  opts.FailRate,
+		failFirst: opts.FailFirst,
+		byKey:     map[string]*MockEvent{},
+		closing:   make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /events", m.postEvent)
+	mux.HandleFunc("GET /events", m.getEvents)
+	mux.HandleFunc("GET /stats", m.getStats)
+	m.handler = mux
+	return m
+}
+
+// Handler returns the platform's HTTP handler.
+func (m *MockPlatform) Handler() http.Handler { return m.handler }
+
+// Start listens on addr ("127.0.0.1:0" picks a free port) and serves in the background.
+func (m *MockPlatform) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dataplatform: listen %s: %w", addr, err)
+	}
+	m.mu.Lock()
+	m.ln = ln
+	m.srv = &http.Server{Handler: m.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := m.srv
+	m.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && m.opts.Logger != nil {
+			m.opts.Logger.Error("dataplatform: serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// URL is the base URL to give the relay (http://host:port), empty before Start.
+func (m *MockPlatform) URL() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ln == nil {
+		return ""
+	}
+	return "http://" + m.ln.Addr().String()
+}
+
+// Close stops serving. Requests still waiting out their latency are answered 503 so that the
+// sender retries them; nothing they carried was recorded.
+func (m *MockPlatform) Close() error {
+	m.once.Do(func() { close(m.closing) })
+	m.mu.Lock()
+	srv := m.srv
+	m.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return errors.Join(err, srv.Close())
+	}
+	return nil
+}
+
+// SetFailRate changes the share of requests failed at random, e.g. 1 to take the platform
+// "down" and 0 to bring it back.
+func (m *MockPlatform) SetFailRate(rate float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failRate = rate
+}
+
+// Events returns copies of the unique events, in arrival order.
+func (m *MockPlatform) Events() []MockEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]MockEvent, len(m.events))
+	for i, e := range m.events {
+		out[i] = *e
+	}
+	return out
+}
+
+// Stats returns the request counts.
+func (m *MockPlatform) Stats() MockStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+// InFlight returns the number of POST /events requests being answered right now (waiting out
+// their latency included).
+func (m *MockPlatform) InFlight() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.inFlight
+}
+
+const maxMockBody = 1 << 20
+
+func (m *MockPlatform) postEvent(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	m.stats.Received++
+	m.inFlight++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.inFlight--
+		m.mu.Unlock()
+	}()
+
+	if m.opts.Latency > 0 {
+		t := time.NewTimer(m.opts.Latency)
+		select {
+		case <-t.C:
+		case <-m.closing:
+			t.Stop()
+			m.fail(w, http.StatusServiceUnavailable, "shutting down")
+			return
+		case <-r.Context().Done():
+			t.Stop()
+			m.fail(w, http.StatusServiceUnavailable, "client gone")
+			return
+		}
+	}
+
+	key := r.Header.Get("Idempotency-Key")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMockBody))
+	if err != nil {
+		m.fail(w, http.StatusBadRequest, "unreadable body")
+		return
+	}
+	var f Fact
+	if err := json.Unmarshal(body, &f); err != nil {
+		m.fail(w, http.StatusBadRequest, "body is not a fact: "+err.Error())
+		return
+	}
+	switch {
+	case key == "":
+		m.fail(w, http.StatusBadRequest, "Idempotency-Key header missing")
+		return
+	case f.EventID == "" || f.Type == "":
+		m.fail(w, http.StatusBadRequest, "eventId and type are required")
+		return
+	case key != f.EventID:
+		m.fail(w, http.StatusBadRequest, "Idempotency-Key must equal eventId")
+		return
+	}
+
+	m.mu.Lock()
+	inject := m.failFirst > 0 || m.opts.Rand() < m.failRate
+	if m.failFirst > 0 {
+		m.failFirst--
+	}
+	if inject {
+		m.stats.Failed++
+		m.mu.Unlock()
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "injected failure"})
+		return
+	}
+	if e, ok := m.byKey[key]; ok {
+		e.Deliveries++
+		m.stats.Duplicates++
+		m.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"status": "duplicate"})
+		return
+	}
+	e := &MockEvent{EventID: f.EventID, Type: f.Type, OccurredAt: f.OccurredAt, Data: f.Data, ReceivedAt: time.Now().UTC(), Deliveries: 1}
+	m.byKey[key] = e
+	m.events = append(m.events, e)
+	m.stats.Unique++
+	m.mu.Unlock()
+	if m.opts.Logger != nil {
+		m.opts.Logger.Debug("dataplatform: event", "eventId", f.EventID, "type", f.Type)
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"status": "accepted"})
+}
+
+// fail answers a request that was not accepted and counts it as failed.
+func (m *MockPlatform) fail(w http.ResponseWriter, status int, msg string) {
+	m.mu.Lock()
+	m.stats.Failed++
+	m.mu.Unlock()
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func (m *MockPlatform) getEvents(w http.ResponseWriter, _ *http.Request) {
+	events := m.Events()
+	writeJSON(w, http.StatusOK, struct {
+		Count  int         `json:"count"`
+		Events []MockEvent `json:"events"`
+	}{len(events), events})
+}
+
+func (m *MockPlatform) getStats(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, m.Stats())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
