@@ -118,3 +118,15 @@ type Queries interface {
 	// day's location), fastest sell-out first.
 	DailyRanking(ctx context.Context, day time.Time) ([]RankingEntry, error)
 }
+
+// SeatMapEncoder is implemented by query sides that keep seat maps ready-encoded. A seat-map
+// read is the hottest read of a sale, and encoding 500 seats costs far more than finding them:
+// the API can answer GET .../seats with these bytes as they are.
+type SeatMapEncoder interface {
+	// SeatsJSON returns {"seats":[{"seatNo":1,"price":100,"status":"AVAILABLE"},...]}, the
+	// body of GET /api/v1/concerts/{concertId}/dates/{dateId}/seats, or the errors of Seats.
+	// The bytes are shared: do not modify them.
+	SeatsJSON(ctx context.Context, concertID, dateID string) ([]byte, error)
+}
+
+var _ SeatMapEncoder = (*Engine)(nil)
