@@ -204,6 +204,10 @@ func (s *server) add(fa *fiber.App, method, pattern string, handlers ...fiber.Ha
 		return c.Next()
 	}
 	fa.Add(method, pattern, append([]fiber.Handler{mark}, handlers...)...)
+	if method == fiber.MethodGet {
+		// HEAD is GET without the body (fasthttp drops it); the spec promises it on every GET.
+		fa.Add(fiber.MethodHead, pattern, append([]fiber.Handler{mark}, handlers...)...)
+	}
 }
 
 func (s *server) metrics() fiber.Handler {

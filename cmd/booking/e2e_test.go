@@ -132,6 +132,9 @@ func TestThousandConcurrentHoldsOnOneSeatThroughHTTP(t *testing.T) {
 func TestBookingWalkthroughThroughHTTP(t *testing.T) {
 	e := startE2E(t, "--queue-batch=0")
 	e.concert("c1", 2, 1000)
+	if head := e.do("HEAD", "/api/v1/concerts/c1/dates", nil); head.status != 200 || len(head.raw) != 0 {
+		t.Fatalf("HEAD of a GET route: %d %q", head.status, head.raw)
+	}
 	tok := e.token("alice")
 	e.must(200, e.do("POST", "/api/v1/users/alice/points/charge", map[string]any{"amount": 5000}))
 	res := e.must(201, e.do("POST", "/api/v1/reservations", map[string]any{"userId": "alice", "concertId": "c1", "dateId": "d1", "seatNo": 1}, "Queue-Token", tok))
