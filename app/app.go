@@ -63,6 +63,11 @@ type Options struct {
 	Clock    Clock
 	Logger   *slog.Logger
 	Observer Observer
+	// SingleWriter says this process is the only one appending to the log (the embedded
+	// server, whose data dir is locked). Cached aggregate states are then the log's own and
+	// commands refused on them need no read; with several instances every refusal is checked
+	// against the log first.
+	SingleWriter bool
 }
 
 // New returns a service over an event log. Call Start before serving.
@@ -85,6 +90,10 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.obs)
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.obs)
+	if opts.SingleWriter {
+		s.concerts.sole, s.sellouts.sole, s.seats.sole, s.reservations.sole = true, true, true, true
+		s.payments.sole, s.wallets.sole, s.queueUsers.sole, s.gate.sole = true, true, true, true
+	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})
 	s.sweeper = newSweeper()
 	return s

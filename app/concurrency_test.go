@@ -10,10 +10,10 @@ import (
 )
 
 func TestConcurrency(t *testing.T) {
-	for _, sk := range stores {
+	for _, sk := range withSoleWriter(stores) {
 		t.Run(sk.name, func(t *testing.T) {
 			t.Run("of 1,000 concurrent holds on one seat exactly one succeeds", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{})
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
 				h.concert(10, 100)
 				var won, lost atomic.Int64
 				var wg sync.WaitGroup
@@ -42,7 +42,7 @@ func TestConcurrency(t *testing.T) {
 			})
 
 			t.Run("300 concurrent charges all count", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{})
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
 				var wg sync.WaitGroup
 				for range 300 {
 					wg.Add(1)
@@ -60,7 +60,7 @@ func TestConcurrency(t *testing.T) {
 			})
 
 			t.Run("10 concurrent payments of one reservation debit once", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{})
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
 				h.concert(10, 100)
 				h.charge("u1", 1000)
 				res := h.hold("u1", 1)
@@ -94,7 +94,7 @@ func TestConcurrency(t *testing.T) {
 			})
 
 			t.Run("10 holds paid concurrently with money for 5 confirm exactly 5", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{})
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
 				h.concert(10, 100)
 				h.charge("u1", 500)
 				var ids []string

@@ -125,11 +125,12 @@ type harness struct {
 type storeKind struct {
 	name string
 	open func(t *testing.T) EventLog
+	sole bool // the service is told it is the only writer
 }
 
 var stores = []storeKind{
-	{"memory", func(t *testing.T) EventLog { return eventstore.NewMemStore() }},
-	{"jetstream", func(t *testing.T) EventLog {
+	{name: "memory", open: func(t *testing.T) EventLog { return eventstore.NewMemStore() }},
+	{name: "jetstream", open: func(t *testing.T) EventLog {
 		s, err := eventstore.Open(context.Background(), eventstore.Options{DataDir: t.TempDir(), Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
@@ -139,9 +140,18 @@ var stores = []storeKind{
 	}},
 }
 
+// withSoleWriter adds, for every store, a variant where the service is the log's only writer.
+func withSoleWriter(kinds []storeKind) []storeKind {
+	out := append([]storeKind{}, kinds...)
+	for _, k := range kinds {
+		out = append(out, storeKind{name: k.name + " sole writer", open: k.open, sole: true})
+	}
+	return out
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newHarness(t *testing.T, log EventLog, cfg Config) *harness {
+func newHarness(t *testing.T, log EventLog, cfg Config, sole ...bool) *harness {
 	t.Helper()
 	if cfg.HoldTTL == 0 {
 		cfg.HoldTTL = 5 * time.Minute
@@ -157,7 +167,7 @@ func newHarness(t *testing.T, log EventLog, cfg Config) *harness {
 	f := &faultyLog{EventLog: log}
 	clock := &fakeClock{t: t0}
 	h := &harness{t: t, ctx: ctx, log: log, fault: f, clock: clock}
-	h.svc = New(f, cfg, Options{Clock: clock, Logger: quietLogger()})
+	h.svc = New(f, cfg, Options{Clock: clock, Logger: quietLogger(), SingleWriter: len(sole) > 0 && sole[0]})
 	return h
 }
 

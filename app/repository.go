@@ -28,6 +28,10 @@ type Repository[S any] struct {
 	seed    maphash.Seed
 	cache   *stateCache[S]
 	metrics Observer
+	// sole is set when this process is the only writer of the log (the embedded server,
+	// whose data dir is locked): then a cached state is the log's state and a refusal made
+	// on it needs no read to be trusted.
+	sole bool
 }
 
 // Observer is told about appends and conflicts, for metrics. Methods must be cheap.
@@ -61,7 +65,10 @@ func (r *Repository[S]) Load(ctx context.Context, id string) (S, uint64, error) 
 	mu := r.lock(id)
 	mu.Lock()
 	defer mu.Unlock()
-	st, ver, _ := r.cache.get(id)
+	st, ver, ok := r.cache.get(id)
+	if ok && r.sole {
+		return st, ver, nil
+	}
 	st, ver, err := r.catchUp(ctx, id, st, ver)
 	if err != nil {
 		return st, ver, err
@@ -101,14 +108,12 @@ func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eve
 	mu.Lock()
 	defer mu.Unlock()
 
+	// An aggregate that is not cached is taken to have no events yet (most are new: a
+	// reservation, a payment, a seat's first hold) and decided on without a read. That guess
+	// is never trusted: an append carries expected version 0, which the store refuses if
+	// events exist, and a refusal or no-op is checked against the log before it is returned.
 	st, ver, cached := r.cache.get(id)
-	fresh := !cached
-	if !cached {
-		var err error
-		if st, ver, err = r.catchUp(ctx, id, st, ver); err != nil {
-			return st, ver, nil, err
-		}
-	}
+	fresh := cached && r.sole
 	ref := eventstore.AggregateRef{Type: r.typ, ID: id}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		evs, decideErr := fn(st)

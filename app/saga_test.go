@@ -43,10 +43,10 @@ func (h *harness) agree(user, resID string, seatNo int, charged, price int64) {
 
 func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
 	steps := []string{"/lock", "/debit", "/confirm", "/sell", "/revoke", "/complete"}
-	for _, sk := range stores {
+	for _, sk := range withSoleWriter(stores) {
 		for _, step := range steps {
 			t.Run(sk.name+": a payment interrupted before "+step+" is completed by recovery", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{})
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
 				h.concert(5, 100)
 				h.charge("u1", 1000)
 				if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {
@@ -70,7 +70,7 @@ func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
 				}
 			})
 			t.Run(sk.name+": a payment interrupted before "+step+" whose hold lapsed meanwhile is reversed or completed consistently", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{})
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
 				h.concert(5, 100)
 				h.charge("u1", 1000)
 				if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {

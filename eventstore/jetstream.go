@@ -29,6 +29,12 @@ type JetStreamStore struct {
 	gets      replyMux
 	closeFn   func() // set by Open: drains and stops what Open started
 	closeOnce sync.Once
+	// pubs are extra connections that appends are spread over, by stream. A nats.Conn
+	// serialises its writers on one mutex (and an in-process connection is a synchronous
+	// pipe), so one connection caps the whole process at one publish at a time and the
+	// streams' fsyncs never overlap; with a few connections they do.
+	pubs     []jetstream.JetStream
+	pubConns []*nats.Conn
 	url       string // the embedded server's client URL when it listens
 }
 
@@ -56,6 +62,42 @@ func NewJetStreamStore(nc *nats.Conn, logger *slog.Logger) (*JetStreamStore, err
 	return s, nil
 }
 
+// Publishers is how many connections Open spreads appends over.
+const Publishers = 8
+
+// addPublishers spreads appends over extra connections; the store closes them.
+func (s *JetStreamStore) addPublishers(conns []*nats.Conn) error {
+	for _, nc := range conns {
+		js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(DefaultOpTimeout))
+		if err != nil {
+			return fmt.Errorf("eventstore: jetstream: %w", err)
+		}
+		s.pubs = append(s.pubs, js)
+		s.pubConns = append(s.pubConns, nc)
+	}
+	return nil
+}
+
+// publisher returns the JetStream context that appends to stream go through: always the
+// same one for a stream, so that one stream's appends keep their order on the wire.
+func (s *JetStreamStore) publisher(stream string) jetstream.JetStream {
+	if len(s.pubs) == 0 {
+		return s.js
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(stream); i++ {
+		h = (h ^ uint32(stream[i])) * 16777619
+	}
+	return s.pubs[h%uint32(len(s.pubs))]
+}
+
+// closePublishers drains the extra connections.
+func (s *JetStreamStore) closePublishers() {
+	for _, nc := range s.pubConns {
+		_ = nc.Drain()
+	}
+}
+
 // JetStream returns the JetStream context, for the relay and tools.
 func (s *JetStreamStore) JetStream() jetstream.JetStream { return s.js }
 
@@ -67,6 +109,7 @@ func (s *JetStreamStore) Conn() *nats.Conn { return s.nc }
 // NewJetStreamStore leaves the connection to its owner.
 func (s *JetStreamStore) Close() error {
 	s.closeOnce.Do(func() {
+		s.closePublishers()
 		if s.closeFn != nil {
 			s.closeFn()
 		}
@@ -154,7 +197,7 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 		if msgID != "" {
 			opts = append(opts, jetstream.WithMsgID(msgID))
 		}
-		ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}, opts...)
+		ack, err := s.publisher(stream).PublishMsg(ctx, &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}, opts...)
 		if err != nil && !isWrongLastSequence(err) {
 			return 0, classify(op, err)
 		}
@@ -388,6 +431,9 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 		return classify(op, err)
 	}
 	defer cc.Stop()
+	// Closed starts a goroutine on every call that lives until the consumer stops: ask once,
+	// not once per batch, or a long follow leaks one goroutine per batch.
+	closed := cc.Closed()
 
 	batch := make([]Envelope, 0, replayBatch)
 	for {
@@ -395,7 +441,7 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-cc.Closed():
+		case <-closed:
 			// Only a closed connection stops an ordered consumer for good.
 			return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, nats.ErrConnectionClosed)
 		case it = <-items:

@@ -138,6 +138,12 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if err := connectPublishers(s, func() (*nats.Conn, error) {
+		return nats.Connect("", nats.InProcessServer(ns), nats.Name("booking-publisher"), nats.MaxReconnects(-1))
+	}); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	opts.Logger.Info("eventstore: embedded NATS ready", "dir", sopts.StoreDir, "fsync_always", opts.SyncAlways, "url", s.url)
 	return s, nil
 }
@@ -208,6 +214,12 @@ func openExternal(ctx context.Context, opts Options) (*JetStreamStore, error) {
 		case <-t.C:
 		}
 	}
+	if err := connectPublishers(s, func() (*nats.Conn, error) {
+		return nats.Connect(urls, append(connOpts[:len(connOpts):len(connOpts)], nats.Name("booking-publisher"), nats.ClosedHandler(nil))...)
+	}); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	s.closeFn = func() { drain(nc, closed) }
 	log.Info("eventstore: connected to NATS", "url", nc.ConnectedUrlRedacted(), "replicas", max(opts.Replicas, 1))
 	return s, nil
@@ -215,6 +227,22 @@ func openExternal(ctx context.Context, opts Options) (*JetStreamStore, error) {
 
 // drain lets in-flight requests and subscriptions finish, then waits for the connection to
 // close (Drain only starts it).
+// connectPublishers opens the extra connections appends are spread over.
+func connectPublishers(s *JetStreamStore, connect func() (*nats.Conn, error)) error {
+	conns := make([]*nats.Conn, 0, Publishers)
+	for range Publishers {
+		nc, err := connect()
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return fmt.Errorf("eventstore: publisher connection: %w: %w", ErrUnavailable, err)
+		}
+		conns = append(conns, nc)
+	}
+	return s.addPublishers(conns)
+}
+
 func drain(nc *nats.Conn, closed <-chan struct{}) {
 	if err := nc.Drain(); err != nil {
 		nc.Close()
