@@ -35,7 +35,7 @@ type JetStreamStore struct {
 	// streams' fsyncs never overlap; with a few connections they do.
 	pubs     []jetstream.JetStream
 	pubConns []*nats.Conn
-	url       string // the embedded server's client URL when it listens
+	url      string // the embedded server's client URL when it listens
 }
 
 // NewJetStreamStore wraps an established connection. It does not create streams: call
