@@ -1,0 +1,410 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+// rebuiltSnapshot is what a full rebuild of the log answers.
+func rebuiltSnapshot(t *testing.T, store fullStore) []byte {
+	t.Helper()
+	e := openEngine(t, t.TempDir(), store, nil)
+	start(t, e)
+	return takeSnapshot(t, e, store).json(t)
+}
+
+// TestCrashBetweenCommitAndNextBatch kills a process right after a bbolt commit (before the
+// in-memory checkpoint, subscribers or anything else) and checks that the next process applies
+// nothing twice.
+func TestCrashBetweenCommitAndNextBatch(t *testing.T) {
+	if os.Getenv("PROJECTIONS_CRASH_DIR") != "" {
+		crashChild(t)
+		return
+	}
+	w := newWorld(t)
+	randomHistory(w, rand.New(rand.NewPCG(7, 7)), 150)
+	logPath := filepath.Join(t.TempDir(), "log.jsonl")
+	if err := writeLog(logPath, w.order); err != nil {
+		t.Fatal(err)
+	}
+	want := rebuiltSnapshot(t, w.store)
+	for _, after := range []int{1, 9, 40} {
+		t.Run(fmt.Sprintf("a kill after commit %d applies nothing twice", after), func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashBetweenCommitAndNextBatch$")
+			cmd.Env = append(os.Environ(), "PROJECTIONS_CRASH_DIR="+dir, "PROJECTIONS_CRASH_LOG="+logPath, "PROJECTIONS_CRASH_AFTER="+strconv.Itoa(after))
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+				t.Fatalf("the child did not die after commit %d: %v\n%s", after, err, out)
+			}
+			store := loadLog(t, logPath)
+			e := openEngine(t, dir, splitStore{store, 3}, nil)
+			start(t, e)
+			if got := takeSnapshot(t, e, store).json(t); !bytes.Equal(got, want) {
+				t.Fatalf("read models after the crash differ from a rebuild:\n%s", diffLines(want, got))
+			}
+		})
+	}
+}
+
+func crashChild(t *testing.T) {
+	store := loadLog(t, os.Getenv("PROJECTIONS_CRASH_LOG"))
+	after, _ := strconv.Atoi(os.Getenv("PROJECTIONS_CRASH_AFTER"))
+	e, err := Open(os.Getenv("PROJECTIONS_CRASH_DIR"), splitStore{store, 5}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commits atomic.Int64
+	for _, p := range e.projs {
+		p.gen.afterCommit = func(string) error {
+			if commits.Add(1) >= int64(after) {
+				os.Exit(3)
+			}
+			return nil
+		}
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = e.WaitReady(ctx)
+	t.Fatal("the log was applied without reaching the crash point")
+}
+
+// TestRedeliveredBatchesAreSkipped fails every stream's first commit after the fact, so that
+// the follower replays from its stale in-memory checkpoint and gets the committed batch again.
+func TestRedeliveredBatchesAreSkipped(t *testing.T) {
+	w := newWorld(t)
+	randomHistory(w, rand.New(rand.NewPCG(11, 11)), 120)
+	want := rebuiltSnapshot(t, w.store)
+	e := openEngine(t, t.TempDir(), splitStore{w.store, 9}, nil)
+	var failed sync.Map
+	for _, p := range e.projs {
+		name := p.name
+		p.gen.afterCommit = func(stream string) error {
+			if _, done := failed.LoadOrStore(name+"/"+stream, true); !done {
+				return errors.New("crash after commit")
+			}
+			return nil
+		}
+	}
+	start(t, e)
+	if got := takeSnapshot(t, e, w.store).json(t); !bytes.Equal(got, want) {
+		t.Fatalf("read models differ from a rebuild:\n%s", diffLines(want, got))
+	}
+}
+
+// TestReadYourWrites checks that a lookup right after an append sees it.
+func TestReadYourWrites(t *testing.T) {
+	w := newWorld(t)
+	e := openEngine(t, t.TempDir(), w.store, nil)
+	start(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w.must(w.createConcert("c1", "Aurora", date("d1", 200, 10)))
+	for i := range 100 {
+		w.tick(time.Millisecond)
+		user := fmt.Sprintf("u%d", i%7)
+		before, err := e.Wallet(ctx, user)
+		w.must(err)
+		w.must(w.charge(user, 5, "c"))
+		after, err := e.Wallet(ctx, user)
+		w.must(err)
+		if after.Balance != before.Balance+5 {
+			t.Fatalf("charge %d not visible at once: %d then %d", i, before.Balance, after.Balance)
+		}
+		id := fmt.Sprintf("r%d", i)
+		w.must(w.hold(id, user, "c1", "d1", i+1, time.Minute))
+		r, err := e.Reservation(ctx, id)
+		w.must(err)
+		if r.Status != aggregates.ReservationHeldS || r.SeatNo != i+1 {
+			t.Fatalf("hold %d: got %+v", i, r)
+		}
+		list, err := e.UserReservations(ctx, user)
+		w.must(err)
+		if len(list) == 0 || list[0].ReservationID != id {
+			t.Fatalf("hold %d is not the newest of %s: %+v", i, user, list)
+		}
+	}
+	if _, err := e.Reservation(ctx, "nope"); !errors.Is(err, aggregates.ErrReservationNotFound) {
+		t.Fatalf("unknown reservation: %v", err)
+	}
+	if _, err := e.Payment(ctx, "nope"); !errors.Is(err, aggregates.ErrPaymentNotFound) {
+		t.Fatalf("unknown payment: %v", err)
+	}
+	if _, err := e.Seats(ctx, "nope", "d1"); !errors.Is(err, aggregates.ErrConcertNotFound) {
+		t.Fatalf("unknown concert: %v", err)
+	}
+	if _, err := e.Seats(ctx, "c1", "nope"); !errors.Is(err, aggregates.ErrDateNotFound) {
+		t.Fatalf("unknown date: %v", err)
+	}
+	if wv, err := e.Wallet(ctx, "stranger"); err != nil || wv.Balance != 0 {
+		t.Fatalf("unknown user's wallet: %+v %v", wv, err)
+	}
+	if h, err := e.History(ctx, "stranger"); err != nil || len(h) != 0 {
+		t.Fatalf("unknown user's history: %+v %v", h, err)
+	}
+}
+
+// TestOnlineRebuildNeverShowsAHalfBuiltModel rebuilds projections over and over while the log
+// grows and readers read: balances only grow (seats are free) and sold seats only accumulate,
+// so any reader seeing less than before has seen a half-built model.
+func TestOnlineRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
+	w := newWorld(t)
+	e := openEngine(t, t.TempDir(), splitStore{w.store, 2}, nil)
+	w.must(w.createConcert("c1", "Aurora", date("d1", 400, 0)))
+	for i := range 300 {
+		w.must(w.charge(fmt.Sprintf("u%d", i%3), 10, "c"))
+	}
+	start(t, e)
+	ctx, cancel := context.WithCancel(context.Background())
+	var readers sync.WaitGroup
+	errs := make(chan error, 4)
+	for r := range 3 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			var balance int64
+			sold := 0
+			for ctx.Err() == nil {
+				wv, err := e.Wallet(ctx, "u0")
+				if err != nil {
+					if ctx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+				if wv.Balance < balance {
+					errs <- fmt.Errorf("reader %d: balance went from %d to %d", r, balance, wv.Balance)
+					return
+				}
+				balance = wv.Balance
+				seats, err := e.Seats(ctx, "c1", "d1")
+				if err != nil {
+					errs <- err
+					return
+				}
+				n := 0
+				for _, s := range seats {
+					if s.Status == aggregates.SeatSoldS {
+						n++
+					}
+				}
+				if n < sold {
+					errs <- fmt.Errorf("reader %d: sold seats went from %d to %d", r, sold, n)
+					return
+				}
+				sold = n
+			}
+		}()
+	}
+	for i := range 40 {
+		w.must(w.charge("u0", 10, "c"))
+		w.must(w.hold(fmt.Sprintf("r%d", i), "u0", "c1", "d1", i+1, time.Hour))
+		w.must(w.pay(fmt.Sprintf("p%d", i), fmt.Sprintf("r%d", i), "u0"))
+		if i%10 == 0 {
+			for _, name := range []string{Wallets, Seats} {
+				if err := e.Rebuild(context.Background(), name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	cancel()
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	settle(t, e)
+	if got, want := takeSnapshot(t, e, w.store).json(t), rebuiltSnapshot(t, w.store); !bytes.Equal(got, want) {
+		t.Fatalf("after online rebuilds the read models differ from a rebuild:\n%s", diffLines(want, got))
+	}
+	if err := e.Rebuild(context.Background(), "nope"); !errors.Is(err, ErrUnknownProjection) {
+		t.Fatalf("rebuild of an unknown projection: %v", err)
+	}
+}
+
+// TestSubscribersGetEveryEventOnce checks delivery across an online rebuild of the
+// projections that feed the subscribers.
+func TestSubscribersGetEveryEventOnce(t *testing.T) {
+	w := newWorld(t)
+	e := openEngine(t, t.TempDir(), splitStore{w.store, 4}, nil)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	last := map[string]uint64{}
+	var order []string
+	e.Subscribe(func(env eventstore.Envelope) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[env.EventID]++
+		if env.Sequence <= last[env.Stream] {
+			order = append(order, fmt.Sprintf("%s: %d after %d", env.Stream, env.Sequence, last[env.Stream]))
+		}
+		last[env.Stream] = env.Sequence
+	})
+	randomHistory(w, rand.New(rand.NewPCG(5, 5)), 60)
+	start(t, e)
+	for round, name := range []string{Seats, Reservations, Catalog} {
+		if err := e.Rebuild(context.Background(), name); err != nil {
+			t.Fatal(err)
+		}
+		c := fmt.Sprintf("later%d", round)
+		w.must(w.createConcert(c, "Later", date("d1", 10, 0)))
+		for i := range 10 {
+			w.must(w.hold(fmt.Sprintf("%s-r%d", c, i), "u9", c, "d1", i+1, time.Minute))
+		}
+	}
+	settle(t, e)
+	want := 0
+	for _, env := range w.order {
+		if env.AggregateType != eventstore.TypeQueueUser && env.AggregateType != eventstore.TypeQueueGate {
+			want++
+		}
+	}
+	// A batch reaches the subscribers just after its checkpoint moves: wait for the last ones.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, env := range w.order {
+		if env.AggregateType != eventstore.TypeQueueUser && env.AggregateType != eventstore.TypeQueueGate {
+			if seen[env.EventID] != 1 {
+				t.Errorf("%s %s delivered %d times", env.Type, env.EventID, seen[env.EventID])
+			}
+		}
+	}
+	if len(seen) != want {
+		t.Errorf("delivered %d events, want %d", len(seen), want)
+	}
+	if len(order) > 0 {
+		t.Errorf("out of order: %v", order)
+	}
+}
+
+// TestSellOutHookFailuresAreRetried checks that a detection survives hook errors and a restart.
+func TestSellOutHookFailuresAreRetried(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	var calls atomic.Int64
+	failing := func(context.Context, string, string, time.Time) error {
+		calls.Add(1)
+		return errors.New("store down")
+	}
+	e := openEngine(t, dir, w.store, failing)
+	start(t, e)
+	w.must(w.createConcert("c1", "Aurora", date("d1", 2, 1)))
+	w.must(w.charge("u", 10, "c"))
+	for i := range 2 {
+		w.must(w.hold(fmt.Sprintf("r%d", i), "u", "c1", "d1", i+1, time.Hour))
+		w.must(w.pay(fmt.Sprintf("p%d", i), fmt.Sprintf("r%d", i), "u"))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for calls.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook was called %d times, want retries", calls.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.must(e.Close())
+
+	e2 := openEngine(t, dir, w.store, w.soldOut)
+	start(t, e2)
+	settle(t, e2)
+	ranking, err := e2.DailyRanking(context.Background(), epoch)
+	w.must(err)
+	if len(ranking) != 1 || ranking[0].DateID != "d1" || ranking[0].Rank != 1 || ranking[0].Title != "Aurora" {
+		t.Fatalf("ranking after a restart: %+v", ranking)
+	}
+}
+
+// TestDailyRankingDayBoundary checks that days run midnight to midnight in the day's location.
+func TestDailyRankingDayBoundary(t *testing.T) {
+	w := newWorld(t)
+	w.now = time.Date(2026, 5, 1, 14, 0, 0, 0, time.UTC) // 23:00 in Seoul
+	e := openEngine(t, t.TempDir(), w.store, w.soldOut)
+	start(t, e)
+	w.must(w.createConcert("c1", "Aurora", date("late", 1, 1), date("early", 1, 1)))
+	w.must(w.charge("u", 10, "c"))
+	w.tick(30 * time.Minute) // 23:30 in Seoul
+	w.must(w.hold("r1", "u", "c1", "late", 1, time.Hour))
+	w.must(w.pay("p1", "r1", "u"))
+	settle(t, e)
+	w.tick(time.Hour) // 00:30 the next day in Seoul, still May 1st in UTC
+	w.must(w.hold("r2", "u", "c1", "early", 1, time.Hour))
+	w.must(w.pay("p2", "r2", "u"))
+	settle(t, e)
+	seoul := time.FixedZone("KST", 9*3600)
+	tests := []struct {
+		name string
+		day  time.Time
+		want []string
+	}{
+		{"a UTC day holds both sell-outs, the faster first", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), []string{"late", "early"}},
+		{"the Seoul day of May 1st holds the one before its midnight", time.Date(2026, 5, 1, 12, 0, 0, 0, seoul), []string{"late"}},
+		{"the Seoul day of May 2nd holds the one after its midnight", time.Date(2026, 5, 2, 0, 0, 0, 0, seoul), []string{"early"}},
+		{"a day without sell-outs is empty", time.Date(2026, 5, 3, 0, 0, 0, 0, time.UTC), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := e.DailyRanking(context.Background(), tt.day)
+			w.must(err)
+			var ids []string
+			for i, r := range got {
+				ids = append(ids, r.DateID)
+				if r.Rank != i+1 {
+					t.Errorf("rank %d at position %d", r.Rank, i)
+				}
+			}
+			if fmt.Sprint(ids) != fmt.Sprint(tt.want) {
+				t.Fatalf("got %v, want %v", ids, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusReportsLag(t *testing.T) {
+	w := newWorld(t)
+	randomHistory(w, rand.New(rand.NewPCG(1, 2)), 40)
+	e := openEngine(t, t.TempDir(), w.store, nil)
+	st, err := e.Status(context.Background())
+	w.must(err)
+	if len(st) != len(e.Names()) || st[0].Lag == 0 || st[0].Lag != st[0].Head-st[0].Checkpoint {
+		t.Fatalf("status before start: %+v", st)
+	}
+	if e.Ready() {
+		t.Fatal("ready before start")
+	}
+	start(t, e)
+	st, err = e.Status(context.Background())
+	w.must(err)
+	for _, s := range st {
+		if s.Lag != 0 || s.Checkpoint != s.Head {
+			t.Fatalf("status once ready: %+v", st)
+		}
+	}
+}

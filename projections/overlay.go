@@ -1,0 +1,148 @@
+package projections
+
+import (
+	"fmt"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// kv is what a model writes through: a bbolt bucket, or the overlay of a file being rebuilt.
+type kv interface {
+	Get(key []byte) []byte
+	Put(key, value []byte) error
+	Delete(key []byte) error
+}
+
+// txn is one transaction as a model sees it.
+type txn struct {
+	tx *bolt.Tx
+	ov *overlay
+}
+
+func (t txn) bucket(name string) kv {
+	if t.ov != nil {
+		return t.ov.bucket(t.tx, name)
+	}
+	return t.tx.Bucket([]byte(name))
+}
+
+// overlayFlushAt bounds the memory of a rebuild: past this many pending writes the overlay is
+// written to the file. A variable so that tests can flush often.
+var overlayFlushAt = 500_000
+
+// overlay holds the writes of a rebuild in memory and writes them to the file in key order
+// from time to time. bbolt writes every page a transaction touched at each commit; a log's
+// keys (seats, users) are spread over the whole key space, so committing batch by batch
+// rewrites most pages again and again, while sorted bulk writes fill each page once.
+type overlay struct {
+	buckets map[string]*ovBucket
+}
+
+// entries is the number of pending writes.
+func (o *overlay) entries() int {
+	n := 0
+	for _, b := range o.buckets {
+		n += len(b.m)
+	}
+	return n
+}
+
+type ovBucket struct {
+	real *bolt.Bucket // of the current read transaction, for keys not in m
+	m    map[string]ovEntry
+}
+
+type ovEntry struct {
+	v   []byte
+	del bool
+}
+
+func (o *overlay) bucket(tx *bolt.Tx, name string) *ovBucket {
+	b := o.buckets[name]
+	if b == nil {
+		b = &ovBucket{m: map[string]ovEntry{}}
+		o.buckets[name] = b
+	}
+	b.real = tx.Bucket([]byte(name))
+	return b
+}
+
+func (b *ovBucket) Get(key []byte) []byte {
+	if e, ok := b.m[string(key)]; ok {
+		if e.del {
+			return nil
+		}
+		return e.v
+	}
+	return b.real.Get(key)
+}
+
+func (b *ovBucket) Put(key, value []byte) error {
+	if len(key) == 0 {
+		return bolt.ErrKeyRequired
+	}
+	b.m[string(key)] = ovEntry{v: value}
+	return nil
+}
+
+// Delete forgets a key. A key the file does not have needs no tombstone: holds, unfinished
+// payments and the like come and go within a rebuild and never reach the file.
+func (b *ovBucket) Delete(key []byte) error {
+	if b.real.Get(key) == nil {
+		delete(b.m, string(key))
+		return nil
+	}
+	b.m[string(key)] = ovEntry{del: true}
+	return nil
+}
+
+// flush writes the overlay to the file, each bucket in key order, in one transaction.
+func (g *generation) flush() error {
+	ov := g.overlay
+	if ov == nil || ov.entries() == 0 {
+		return nil
+	}
+	err := g.db.Update(func(tx *bolt.Tx) error {
+		for name, ob := range ov.buckets {
+			b := tx.Bucket([]byte(name))
+			if k, _ := b.Cursor().First(); k == nil {
+				b.FillPercent = 0.95 // sorted inserts into an empty bucket: fill the pages
+			}
+			keys := make([]string, 0, len(ob.m))
+			for k := range ob.m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				e := ob.m[k]
+				var err error
+				if e.del {
+					err = b.Delete([]byte(k))
+				} else {
+					err = b.Put([]byte(k), e.v)
+				}
+				if err != nil {
+					return fmt.Errorf("flush %s: %w", name, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ov.buckets = map[string]*ovBucket{}
+	return nil
+}
+
+// endOverlay writes what the overlay holds and makes later writes go to the file directly.
+func (g *generation) endOverlay() error {
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
+	if err := g.flush(); err != nil {
+		return fmt.Errorf("projections: %s: %w", g.name, err)
+	}
+	g.overlay = nil
+	return nil
+}
