@@ -40,6 +40,7 @@ const (
 	CodeInvalidDate               = "INVALID_DATE"
 	CodeInvalidIdempotencyKey     = "INVALID_IDEMPOTENCY_KEY"
 	CodeBodyTooLarge              = "BODY_TOO_LARGE"
+	CodeRebuildRunning            = "REBUILD_RUNNING"
 	CodeNotFound                  = "NOT_FOUND"
 	CodeMethodNotAllowed          = "METHOD_NOT_ALLOWED"
 	CodeUnauthenticated           = "UNAUTHENTICATED"
@@ -130,6 +131,7 @@ var domainErrors = []struct {
 	{app.ErrTokenExpired, 401, CodeTokenExpired, "the queue token expired or was revoked"},
 	{app.ErrTokenNotActive, 403, CodeTokenNotActive, "the queue token is still waiting"},
 	{ErrUnauthenticated, 401, CodeUnauthenticated, "a valid Authorization: Bearer <JWT> is required"},
+	{projections.ErrRebuildRunning, 409, CodeRebuildRunning, "a rebuild of this projection is already running"},
 	{ErrNotFound, 404, CodeNotFound, "not found"},
 	{projections.ErrNotFound, 404, CodeNotFound, "not found"},
 }
