@@ -119,12 +119,11 @@ func (e *Engine) rebuild(ctx context.Context, p *proj) error {
 		restart(old)
 		return fmt.Errorf("projections: rebuild %s: %w", name, err)
 	}
-	if err := g.db.Sync(); err != nil {
+	if err := g.syncForLive(); err != nil {
 		discard()
 		restart(old)
 		return fmt.Errorf("projections: rebuild %s: %w", name, err)
 	}
-	g.db.NoSync, g.db.NoGrowSync = false, false
 	if err := os.Rename(path, p.path); err != nil {
 		discard()
 		restart(old)
