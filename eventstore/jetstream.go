@@ -146,6 +146,12 @@ func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error 
 		_, err := s.js.CreateOrUpdateStream(opCtx, cfg)
 		cancel()
 		if err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && apiErr.ErrorCode == 10005 { // no suitable peers for placement
+				// A cluster still forming has no peers to place the replicas on yet: worth
+				// another attempt, like an unreachable server.
+				return fmt.Errorf("ensure stream %s: %w: %w", spec.Name, ErrUnavailable, err)
+			}
 			return classify("ensure stream "+spec.Name, err)
 		}
 	}

@@ -179,6 +179,7 @@ func openExternal(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	var s *JetStreamStore
 	var err error
 	for attempt := 1; ; attempt++ {
+		err = nil // each attempt judges itself: a stale error must not skip EnsureStreams
 		if nc == nil {
 			nc, err = nats.Connect(urls, connOpts...)
 		}
