@@ -124,6 +124,9 @@ type (
 		Reason      string    `json:"reason"`
 		PaymentID   string    `json:"paymentId,omitempty"`
 		CancelledAt time.Time `json:"cancelledAt"`
+		// RequestID names the owner's request that cancelled, so that its retry is told
+		// apart from another cancellation.
+		RequestID string `json:"requestId,omitempty"`
 	}
 )
 
@@ -151,6 +154,9 @@ type (
 	// one gets past it. Recovery finishes every payment left here by a crash.
 	PaymentRefundStarted struct {
 		StartedAt time.Time `json:"startedAt"`
+		// RequestID names the request that refunds, so that its retry is told apart from
+		// another refund request.
+		RequestID string `json:"requestId,omitempty"`
 	}
 	// PaymentRefunded records that a completed payment was reversed: points returned,
 	// reservation cancelled, seat released, each by its own reversal event before this one.

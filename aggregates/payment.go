@@ -25,6 +25,26 @@ type Payment struct {
 	reason      string
 	completedAt time.Time
 	refundedAt  time.Time
+	refundReq   string // the request that started the refund
+}
+
+// RefundRequest returns the ID of the request that started the refund, if it named one.
+func (p Payment) RefundRequest() string { return p.refundReq }
+
+// DecideRefundRequest is DecideRefund for a request with an ID: the same request, repeated
+// after its answer was lost, gets no events and no error, so that it can finish the refund.
+func (p Payment) DecideRefundRequest(now time.Time, requestID string) ([]Event, error) {
+	if requestID != "" && p.refundReq == requestID && (p.status == PaymentRefundingS || p.status == PaymentRefundedS) {
+		return nil, nil
+	}
+	evs, err := p.DecideRefund(now)
+	for i, e := range evs {
+		if rs, ok := e.(PaymentRefundStarted); ok {
+			rs.RequestID = requestID
+			evs[i] = rs
+		}
+	}
+	return evs, err
 }
 
 // CompletedAt returns when the payment completed (zero if it did not).
@@ -114,7 +134,7 @@ func (p Payment) Apply(e Event) Payment {
 	case PaymentFailed:
 		p.status, p.reason = PaymentFailedS, ev.Reason
 	case PaymentRefundStarted:
-		p.status = PaymentRefundingS
+		p.status, p.refundReq = PaymentRefundingS, ev.RequestID
 	case PaymentRefunded:
 		p.status, p.refundedAt = PaymentRefundedS, ev.RefundedAt
 	}

@@ -35,6 +35,13 @@ func TestPayment(t *testing.T) {
 	}
 
 	run(t, Payment.Apply, []spec[Payment]{
+		{name: "a refund request records its ID on the refund gate", given: []Event{started, completed},
+			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(time.Minute), "req-1") },
+			then: []Event{PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}}},
+		{name: "the request that started a refund may repeat it to finish it", given: []Event{started, completed, PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}},
+			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(2*time.Minute), "req-1") }},
+		{name: "another request cannot refund a refunding payment", given: []Event{started, completed, PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}},
+			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(2*time.Minute), "req-2") }, err: ErrPaymentNotRefundable},
 		{name: "a payment starts", when: start(started), then: []Event{started}, after: func(t *testing.T, p Payment) {
 			is(PaymentStartedS)(t, p)
 			if !p.Exists() || p.Started() != started {

@@ -22,6 +22,7 @@ type Reservation struct {
 	status    ReservationStatus
 	paying    string // the payment holding the lock, while HELD
 	paymentID string // the payment that confirmed it
+	cancelReq string // the request that cancelled it
 }
 
 // Exists reports whether the reservation was opened.
@@ -132,6 +133,8 @@ func (r Reservation) DecideExpire(cmd Expire) ([]Event, error) {
 type Cancel struct {
 	UserID string
 	Now    time.Time
+	// RequestID names the request; repeating the request that cancelled is a no-op.
+	RequestID string
 }
 
 // DecideCancel cancels a held reservation of its owner, before heldUntil. A hold that has
@@ -144,10 +147,13 @@ func (r Reservation) DecideCancel(cmd Cancel) ([]Event, error) {
 	if r.held.UserID != cmd.UserID {
 		return nil, ErrForbidden
 	}
+	if cmd.RequestID != "" && r.status == ReservationCancelledS && r.cancelReq == cmd.RequestID {
+		return nil, nil
+	}
 	if r.status != ReservationHeldS || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotCancellable
 	}
-	return []Event{ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: cmd.Now}}, nil
+	return []Event{ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: cmd.Now, RequestID: cmd.RequestID}}, nil
 }
 
 // CancelForRefund reverses the confirmation of a refunded payment.
@@ -186,7 +192,7 @@ func (r Reservation) Apply(e Event) Reservation {
 	case ReservationExpired:
 		r.status, r.paying = ReservationExpiredS, ""
 	case ReservationCancelled:
-		r.status, r.paying = ReservationCancelledS, ""
+		r.status, r.paying, r.cancelReq = ReservationCancelledS, "", ev.RequestID
 	}
 	return r
 }

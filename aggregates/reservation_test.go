@@ -128,6 +128,16 @@ func TestReservation(t *testing.T) {
 		{name: "expiry of an unknown reservation does nothing", when: expire(after)},
 
 		{name: "the owner can cancel a held reservation", given: []Event{opened}, when: cancel("alice", before), then: []Event{cancelled}, after: is(ReservationCancelledS, "", "")},
+		{name: "a cancellation repeated by the request that made it changes nothing",
+			given: []Event{opened, ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: before, RequestID: "req-1"}},
+			when: func(r Reservation) ([]Event, error) {
+				return r.DecideCancel(Cancel{UserID: "alice", Now: before, RequestID: "req-1"})
+			}, after: is(ReservationCancelledS, "", "")},
+		{name: "another request cannot cancel a cancelled reservation again",
+			given: []Event{opened, ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: before, RequestID: "req-1"}},
+			when: func(r Reservation) ([]Event, error) {
+				return r.DecideCancel(Cancel{UserID: "alice", Now: before, RequestID: "req-2"})
+			}, err: ErrReservationNotCancellable},
 		{name: "the owner can cancel during a pending payment, which then cannot confirm", given: []Event{opened, locked("p1")}, when: cancel("alice", before), then: []Event{cancelled}, after: is(ReservationCancelledS, "", "")},
 		{name: "only the owner can cancel", given: []Event{opened}, when: cancel("mallory", before), err: ErrForbidden},
 		{name: "an unknown reservation cannot be cancelled", when: cancel("alice", before), err: ErrReservationNotFound},

@@ -16,6 +16,7 @@ type Wallet struct {
 	balance  int64
 	debits   map[string]int64 // payment → debited amount
 	refunded map[string]bool  // payment → debit reversed
+	charged  map[string]bool  // charge references seen, so a retried charge counts once
 }
 
 // Balance returns the points available.
@@ -27,8 +28,12 @@ type Charge struct {
 	Reference string
 }
 
-// DecideCharge adds 1..10,000,000 points.
+// DecideCharge adds 1..10,000,000 points; a charge whose reference was already applied (a
+// retry) changes nothing.
 func (w Wallet) DecideCharge(cmd Charge) ([]Event, error) {
+	if cmd.Reference != "" && w.charged[cmd.Reference] {
+		return nil, nil
+	}
 	if cmd.Amount < MinCharge || cmd.Amount > MaxCharge {
 		return nil, ErrInvalidAmount
 	}
@@ -90,6 +95,12 @@ func (w Wallet) Apply(e Event) Wallet {
 	switch ev := e.(type) {
 	case PointsCharged:
 		w.balance += ev.Amount
+		if ev.Reference != "" {
+			if w.charged == nil {
+				w.charged = map[string]bool{}
+			}
+			w.charged[ev.Reference] = true
+		}
 	case PointsDebited:
 		w.balance -= ev.Amount
 		if w.debits == nil {

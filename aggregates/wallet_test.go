@@ -6,7 +6,7 @@ import (
 )
 
 func TestWallet(t *testing.T) {
-	charged := func(n int64) PointsCharged { return PointsCharged{Amount: n, Reference: "ref"} }
+	charged := func(n int64) PointsCharged { return PointsCharged{Amount: n, Reference: "earlier"} }
 	debited := func(p string, n int64) PointsDebited { return PointsDebited{Amount: n, PaymentID: p} }
 	refunded := func(p string, n int64, reason string) PointsRefunded {
 		return PointsRefunded{Amount: n, PaymentID: p, Reason: reason}
@@ -43,13 +43,15 @@ func TestWallet(t *testing.T) {
 
 	run(t, Wallet.Apply, []spec[Wallet]{
 		{name: "an unknown wallet has balance 0", when: refund("p1", RefundReversal), after: balance(0)},
-		{name: "a charge of 1 point is accepted", when: charge(1), then: []Event{charged(1)}, after: balance(1)},
-		{name: "a charge of 10,000,000 points is accepted", when: charge(10_000_000), then: []Event{charged(10_000_000)}, after: balance(10_000_000)},
+		{name: "a charge of 1 point is accepted", when: charge(1), then: []Event{PointsCharged{Amount: 1, Reference: "ref"}}, after: balance(1)},
+		{name: "a charge of 10,000,000 points is accepted", when: charge(10_000_000), then: []Event{PointsCharged{Amount: 10_000_000, Reference: "ref"}}, after: balance(10_000_000)},
 		{name: "a charge of 0 points is invalid", when: charge(0), err: ErrInvalidAmount},
+		{name: "a retried charge whose reference was already applied changes nothing", given: []Event{PointsCharged{Amount: 5, Reference: "ref"}},
+			when: charge(5), after: balance(5)},
 		{name: "a negative charge is invalid", when: charge(-5), err: ErrInvalidAmount},
 		{name: "a charge of 10,000,001 points is invalid", when: charge(10_000_001), err: ErrInvalidAmount},
-		{name: "charges add up", given: []Event{charged(300), charged(200)}, when: charge(500), then: []Event{charged(500)}, after: balance(1000)},
-		{name: "a charge that fits exactly under the int64 limit is accepted", given: nearMax, when: charge(room), then: []Event{charged(room)}, after: balance(math.MaxInt64)},
+		{name: "charges add up", given: []Event{charged(300), charged(200)}, when: charge(500), then: []Event{PointsCharged{Amount: 500, Reference: "ref"}}, after: balance(1000)},
+		{name: "a charge that fits exactly under the int64 limit is accepted", given: nearMax, when: charge(room), then: []Event{PointsCharged{Amount: room, Reference: "ref"}}, after: balance(math.MaxInt64)},
 		{name: "a charge that would overflow the balance is refused", given: nearMax, when: charge(room + 1), err: ErrInvalidAmount},
 
 		{name: "a debit within the balance is taken", given: []Event{charged(1000)}, when: debit("p1", 600), then: []Event{debited("p1", 600)}, after: func(t *testing.T, w Wallet) {

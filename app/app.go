@@ -108,6 +108,18 @@ func (s *Service) metadata(meta Meta, causation string) eventstore.Metadata {
 // newID returns a fresh UUIDv7: time-ordered, so IDs sort by creation.
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
+// idFor returns the ID a command creates: derived from the request's key when it has one (a
+// UUIDv5 of key and kind, the same on every retry), else a fresh UUIDv7.
+func idFor(meta Meta, kind string) string {
+	if meta.RequestKey == "" {
+		return newID()
+	}
+	return uuid.NewSHA1(requestKeySpace, []byte(kind+"\x00"+meta.RequestKey)).String()
+}
+
+// requestKeySpace is the UUIDv5 namespace of IDs derived from request keys.
+var requestKeySpace = uuid.MustParse("6f1c1d2e-5b7a-4c9e-9a57-2f0e8c3b7d41")
+
 // SeatID is the aggregate ID of one seat.
 func SeatID(concertID, dateID string, seatNo int) string {
 	return concertID + "." + dateID + "." + strconv.Itoa(seatNo)

@@ -31,7 +31,7 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 		return projections.ReservationView{}, fmt.Errorf("seat %d of %s/%s: %w", req.SeatNo, req.ConcertID, req.DateID, aggregates.ErrSeatNotFound)
 	}
 	now := s.clock.Now()
-	resID := newID()
+	resID := idFor(meta, "reservation")
 	heldUntil := now.Add(s.cfg.HoldTTL)
 	seatID := SeatID(req.ConcertID, req.DateID, req.SeatNo)
 	step := resID + "/hold"
@@ -65,7 +65,7 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 	}
 	step := reservationID + "/cancel"
 	r, _, _, err := s.reservations.Update(ctx, reservationID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now()})
+		return st.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")})
 	})
 	if err != nil {
 		return projections.ReservationView{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
@@ -96,6 +96,20 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if err != nil {
 		return projections.PaymentView{}, err
 	}
+	pid := idFor(meta, "payment")
+	if meta.RequestKey != "" {
+		// A retry of a payment whose answer was lost: finish or report the same payment.
+		if p, _, err := s.payments.Load(ctx, pid); err == nil && p.Exists() && p.Started().ReservationID == reservationID {
+			switch p.Status() {
+			case aggregates.PaymentStartedS:
+				return s.runPayment(ctx, meta, p.Started())
+			case aggregates.PaymentFailedS:
+				return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
+			default:
+				return paymentView(p), nil
+			}
+		}
+	}
 	switch {
 	case !r.Exists():
 		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
@@ -104,7 +118,6 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	case r.Status() != aggregates.ReservationHeldS:
 		return projections.PaymentView{}, fmt.Errorf("reservation %s is %s: %w", reservationID, r.Status(), aggregates.ErrReservationNotPayable)
 	}
-	pid := newID()
 	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now()}
 	step := pid + "/start"
 	if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(p aggregates.Payment) ([]aggregates.Event, error) {
@@ -214,10 +227,13 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (proj
 	}
 	step := paymentID + "/refund"
 	p, _, _, err := s.payments.Update(ctx, paymentID, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
-		return st.DecideRefund(s.clock.Now())
+		return st.DecideRefundRequest(s.clock.Now(), requestID(meta, "refund"))
 	})
 	if err != nil {
 		return projections.PaymentView{}, fmt.Errorf("refund %s: %w", paymentID, err)
+	}
+	if p.Status() == aggregates.PaymentRefundedS {
+		return paymentView(p), nil
 	}
 	return s.runRefund(ctx, meta, p.Started())
 }
@@ -256,6 +272,22 @@ func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.Payment
 		return projections.PaymentView{}, fmt.Errorf("finish refund %s: %w", pid, err)
 	}
 	return paymentView(st), nil
+}
+
+// requestID names a request for the aggregates, when it has a key (empty otherwise).
+func requestID(meta Meta, kind string) string {
+	if meta.RequestKey == "" {
+		return ""
+	}
+	return idFor(meta, kind)
+}
+
+// failureError turns a recorded failure reason back into the error the payment answered with.
+func failureError(reason string) error {
+	if reason == aggregates.FailInsufficientPoints {
+		return aggregates.ErrInsufficientPoints
+	}
+	return aggregates.ErrReservationNotPayable
 }
 
 // domainErrors are the rule violations a saga reacts to; anything else is infrastructure.

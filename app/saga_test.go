@@ -433,3 +433,62 @@ func TestStartRearmsHoldsAndRecoversAfterARestart(t *testing.T) {
 		t.Fatalf("hold made before the restart is %s after heldUntil", st)
 	}
 }
+
+// TestARetriedRequestResumesTheSameSaga: when the first answer of a request was lost (the
+// server died after the command took effect, before its idempotent answer was stored), a retry
+// with the same request key must find the same reservation or payment, not start another.
+func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
+	h := newHarness(t, eventstore.NewMemStore(), Config{})
+	h.concert(5, 100)
+	key := func(k string) Meta { return Meta{RequestKey: k} }
+	for range 2 {
+		if _, err := h.svc.Charge(h.ctx, key("charge-1"), "u1", 500); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := h.wallet("u1").Balance(); b != 500 {
+		t.Fatalf("a retried charge counted twice: balance %d", b)
+	}
+	r1, err := h.svc.Hold(h.ctx, key("hold-1"), HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := h.svc.Hold(h.ctx, key("hold-1"), HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1})
+	if err != nil || r2.ReservationID != r1.ReservationID {
+		t.Fatalf("retried hold: %+v %v, want reservation %s", r2, err, r1.ReservationID)
+	}
+	// The payment is cut off after its debit; the retry finishes that same payment.
+	h.fault.arm("/confirm")
+	if _, err := h.svc.Pay(h.ctx, key("pay-1"), r1.ReservationID, "u1"); err == nil {
+		t.Fatal("pay succeeded despite the crash")
+	}
+	p, err := h.svc.Pay(h.ctx, key("pay-1"), r1.ReservationID, "u1")
+	if err != nil || p.Status != aggregates.PaymentCompletedS {
+		t.Fatalf("retried payment: %+v %v", p, err)
+	}
+	again, err := h.svc.Pay(h.ctx, key("pay-1"), r1.ReservationID, "u1")
+	if err != nil || again.PaymentID != p.PaymentID {
+		t.Fatalf("payment retried after it completed: %+v %v", again, err)
+	}
+	if b := h.wallet("u1").Balance(); b != 400 {
+		t.Fatalf("balance %d after one payment of 100", b)
+	}
+	// A different key is a different request: the reservation is no longer payable.
+	if _, err := h.svc.Pay(h.ctx, key("pay-2"), r1.ReservationID, "u1"); !isErr(err, aggregates.ErrReservationNotPayable) {
+		t.Fatalf("a second payment: %v", err)
+	}
+	for range 2 {
+		if r, err := h.svc.Refund(h.ctx, key("refund-1"), p.PaymentID); err != nil || r.Status != aggregates.PaymentRefundedS {
+			t.Fatalf("refund (or its retry): %+v %v", r, err)
+		}
+	}
+	if _, err := h.svc.Refund(h.ctx, key("refund-2"), p.PaymentID); !isErr(err, aggregates.ErrPaymentNotRefundable) {
+		t.Fatalf("a second refund: %v", err)
+	}
+	r3 := h.hold("u2", 2)
+	for range 2 {
+		if v, err := h.svc.Cancel(h.ctx, key("cancel-1"), r3, "u2"); err != nil || v.Status != aggregates.ReservationCancelledS {
+			t.Fatalf("cancel (or its retry): %+v %v", v, err)
+		}
+	}
+}

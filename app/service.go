@@ -38,6 +38,11 @@ type Config struct {
 // Meta carries the correlation of a request into the events it causes.
 type Meta struct {
 	CorrelationID string
+	// RequestKey, when set, names this request's effect stably across retries (the API
+	// derives it from the Idempotency-Key and its scope). The IDs a command creates are then
+	// derived from it, so a retry after a crash that lost the first answer resumes the same
+	// reservation or payment instead of starting another.
+	RequestKey string
 }
 
 // NewConcert is the input of CreateConcert. Empty IDs are generated.

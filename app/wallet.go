@@ -14,7 +14,7 @@ func (s *Service) Charge(ctx context.Context, meta Meta, userID string, amount i
 	if !aggregates.ValidID(userID) {
 		return projections.WalletView{}, fmt.Errorf("user %q: %w", userID, aggregates.ErrInvalid)
 	}
-	ref := "charge/" + newID()
+	ref := "charge/" + idFor(meta, "charge")
 	w, _, _, err := s.wallets.Update(ctx, userID, ref, s.metadata(meta, ref), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideCharge(aggregates.Charge{Amount: amount, Reference: ref[len("charge/"):]})
 	})
