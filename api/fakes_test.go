@@ -188,6 +188,10 @@ func (f *fakeCommands) Charge(_ context.Context, meta app.Meta, userID string, a
 }
 
 func (f *fakeCommands) Hold(_ context.Context, meta app.Meta, req app.HoldRequest) (projections.ReservationView, error) {
+	if meta.ReplayOnly {
+		// The fake keeps no request keys: a replay-only call finds nothing done.
+		return projections.ReservationView{}, app.ErrTokenExpired
+	}
 	if err := f.record("Hold", meta, " ", req.UserID, " ", req.SeatNo); err != nil {
 		return projections.ReservationView{}, err
 	}
@@ -215,6 +219,10 @@ func (f *fakeCommands) holdsInProgress() int {
 }
 
 func (f *fakeCommands) Cancel(_ context.Context, meta app.Meta, reservationID, userID string) (projections.ReservationView, error) {
+	if meta.ReplayOnly {
+		// The fake keeps no request keys: a replay-only call finds nothing done.
+		return projections.ReservationView{}, app.ErrTokenExpired
+	}
 	if err := f.record("Cancel", meta, " ", reservationID, " ", userID); err != nil {
 		return projections.ReservationView{}, err
 	}
@@ -232,6 +240,10 @@ func (f *fakeCommands) Cancel(_ context.Context, meta app.Meta, reservationID, u
 }
 
 func (f *fakeCommands) Pay(_ context.Context, meta app.Meta, reservationID, userID string) (projections.PaymentView, error) {
+	if meta.ReplayOnly {
+		// The fake keeps no request keys: a replay-only call finds nothing done.
+		return projections.PaymentView{}, app.ErrTokenExpired
+	}
 	if err := f.record("Pay", meta, " ", reservationID, " ", userID); err != nil {
 		return projections.PaymentView{}, err
 	}

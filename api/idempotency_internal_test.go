@@ -79,11 +79,11 @@ func TestKeyLocks(t *testing.T) {
 
 func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	st, err := OpenIdempotencyStore(filepath.Join(t.TempDir(), "i.db"), clock)
+	st, err := openBoltAnswers(filepath.Join(t.TempDir(), "i.db"), clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer st.close()
 	if err := st.put("s", storedAnswer{Status: 201, Body: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.advance(time.Hour)
-	if n, err := st.Sweep(); err != nil || n != 0 {
+	if n, err := st.sweepExpired(); err != nil || n != 0 {
 		t.Fatalf("swept %d (%v): the live answer's old index entry survived", n, err)
 	}
 	a, found, err := st.get("s")
@@ -106,11 +106,11 @@ func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 
 func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
 	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	st, err := OpenIdempotencyStore(filepath.Join(t.TempDir(), "i.db"), clock)
+	st, err := openBoltAnswers(filepath.Join(t.TempDir(), "i.db"), clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer st.close()
 	st.sweepBatch = 100
 	const n = 250 // three sweep transactions
 	var wg sync.WaitGroup
@@ -128,10 +128,10 @@ func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
 	}
 	wg.Wait()
 	clock.advance(24*time.Hour + time.Nanosecond)
-	if got, err := st.Sweep(); err != nil || got != n {
+	if got, err := st.sweepExpired(); err != nil || got != n {
 		t.Fatalf("swept %d (%v), want %d", got, err, n)
 	}
-	if size, _ := st.Len(); size != 0 {
+	if size, _ := st.count(context.Background()); size != 0 {
 		t.Fatalf("%d answers left", size)
 	}
 }
@@ -141,11 +141,11 @@ func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
 func BenchmarkIdempotencyPut(b *testing.B) {
 	for _, inFlight := range []int{1, 64} {
 		b.Run(fmt.Sprint(inFlight, " in flight"), func(b *testing.B) {
-			st, err := OpenIdempotencyStore(filepath.Join(b.TempDir(), "i.db"), nil)
+			st, err := openBoltAnswers(filepath.Join(b.TempDir(), "i.db"), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer st.Close()
+			defer st.close()
 			body := bytes.Repeat([]byte("x"), 300)
 			var n atomic.Int64
 			b.SetParallelism((inFlight + 1) / 2)

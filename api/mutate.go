@@ -3,7 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -47,12 +50,15 @@ type result struct {
 //  2. the authenticated user (--user-auth jwt) is the request's user (else 403);
 //  3. the per-user rate limit (else 429) — before the idempotency lock, so a flood never
 //     queues up on it;
-//  4. idempotency: the key's lock is taken; a stored answer is replayed (same request) or
-//     refused (422, another request) — before the queue-token check, so a client whose
-//     payment revoked its token still gets the original 201 on retry;
+//  4. idempotency: the key is claimed (in this process, and in the bucket shared by the
+//     instances); a stored answer is replayed (same request) or refused (422, another
+//     request) — before the queue-token check, so a client whose payment revoked its token
+//     still gets the original 201 on retry. A repeat running elsewhere is waited for; an
+//     unreachable store is 503, never a run without protection;
 //  5. the queue token is ACTIVE (401/403) and belongs to the request's user (403);
 //  6. the command runs; its answer is stored for the key when it is below 500, so that a
-//     5xx stays retryable, while checks 1–5 store nothing: they changed nothing.
+//     5xx stays retryable, while checks 1–5 store nothing: they changed nothing, and the
+//     claim is released.
 func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, meta app.Meta) (result, error)) error {
 	key := c.Get(HeaderIdempotencyKey)
 	if key != "" && !validIdempotencyKey(key) {
@@ -70,20 +76,27 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 		}
 	}
 	ctx := c.UserContext()
-	var scope string
+	var claim *idemClaim // the key's claim while the command runs
 	var fp []byte
+	meta := app.Meta{CorrelationID: requestIDOf(c)}
 	if key != "" {
-		scope = c.Method() + " " + routeOf(c) + "\x00" + m.user + "\x00" + key
+		scope := c.Method() + " " + routeOf(c) + "\x00" + m.user + "\x00" + key
+		// The same scope always names the same effect: the application derives the IDs it
+		// creates from it, so a retry whose first answer was lost resumes that effect.
+		sum := sha256.Sum256([]byte(scope))
+		meta.RequestKey = hex.EncodeToString(sum[:])
 		fp = fingerprint(c.Path(), c.Request().Body())
-		unlock, err := s.idem.locks.lock(ctx, scope)
+		cl, prev, found, err := s.idem.begin(ctx, scope)
 		if err != nil {
 			return err
 		}
-		defer unlock()
-		prev, found, err := s.idem.get(scope)
-		if err != nil {
-			return err
-		}
+		defer func() {
+			// Releasing the claim of a request that kept no answer lets a retry run; if it
+			// fails, repeats elsewhere wait until the claim counts as abandoned.
+			if err := cl.done(ctx); err != nil {
+				s.log.Warn("releasing an Idempotency-Key claim failed", "request_id", requestIDOf(c), "error", err)
+			}
+		}()
 		if found {
 			if !bytes.Equal(prev.Fingerprint, fp) {
 				return newError(fiber.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
@@ -93,31 +106,36 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 			c.Set(fiber.HeaderContentType, prev.ContentType)
 			return c.Status(prev.Status).Send(prev.Body)
 		}
+		claim = cl
 	}
 	if m.token {
 		tokenUser, err := s.checkToken(c)
-		if err != nil {
+		switch {
+		case errors.Is(err, app.ErrTokenExpired) && meta.RequestKey != "":
+			// This very request may have used the token up (a payment revokes it) before its
+			// answer was lost: the command reports what it did, or fails as the token would.
+			meta.ReplayOnly = true
+		case err != nil:
 			return err
-		}
-		if tokenUser != m.user {
+		case tokenUser != m.user:
 			return forbidden("the queue token belongs to another user")
 		}
 	}
-	res, err := run(ctx, app.Meta{CorrelationID: requestIDOf(c)})
+	res, err := run(ctx, meta)
 	if err != nil {
 		s.writeProblem(c, err)
 	} else if err := writeJSON(c, res.status, res.body); err != nil {
 		s.writeProblem(c, err)
 	}
 	status := c.Response().StatusCode()
-	if key != "" && status < fiber.StatusInternalServerError {
+	if claim != nil && status < fiber.StatusInternalServerError {
 		answer := storedAnswer{
 			Fingerprint: fp,
 			Status:      status,
 			ContentType: string(c.Response().Header.ContentType()),
 			Body:        bytes.Clone(c.Response().Body()),
 		}
-		if err := s.idem.put(scope, answer); err != nil {
+		if err := claim.keep(ctx, answer); err != nil {
 			// The command took effect and the client gets its answer; only a later repeat
 			// of this key would run again.
 			s.log.Error("storing an idempotent answer failed", "request_id", requestIDOf(c), "error", err)

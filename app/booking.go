@@ -32,6 +32,16 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 	}
 	now := s.clock.Now()
 	resID := idFor(meta, "reservation")
+	if meta.ReplayOnly {
+		r, _, err := s.reservations.Load(ctx, resID)
+		if err != nil {
+			return projections.ReservationView{}, err
+		}
+		if !r.Exists() || r.Held().UserID != req.UserID {
+			return projections.ReservationView{}, fmt.Errorf("hold: %w", ErrTokenExpired)
+		}
+		return reservationView(r), nil
+	}
 	heldUntil := now.Add(s.cfg.HoldTTL)
 	seatID := SeatID(req.ConcertID, req.DateID, req.SeatNo)
 	step := resID + "/hold"
@@ -62,6 +72,16 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID string) (projections.ReservationView, error) {
 	if !aggregates.ValidID(reservationID) {
 		return projections.ReservationView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
+	}
+	if meta.ReplayOnly {
+		r, _, err := s.reservations.Load(ctx, reservationID)
+		if err != nil {
+			return projections.ReservationView{}, err
+		}
+		if _, err := r.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")}); err != nil || r.Status() != aggregates.ReservationCancelledS {
+			return projections.ReservationView{}, fmt.Errorf("cancel: %w", ErrTokenExpired)
+		}
+		return reservationView(r), nil
 	}
 	step := reservationID + "/cancel"
 	r, _, _, err := s.reservations.Update(ctx, reservationID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
@@ -97,6 +117,15 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 		return projections.PaymentView{}, err
 	}
 	pid := idFor(meta, "payment")
+	if meta.ReplayOnly {
+		p, _, err := s.payments.Load(ctx, pid)
+		if err != nil {
+			return projections.PaymentView{}, err
+		}
+		if !p.Exists() || p.Started().ReservationID != reservationID {
+			return projections.PaymentView{}, fmt.Errorf("pay: %w", ErrTokenExpired)
+		}
+	}
 	if meta.RequestKey != "" {
 		// A retry of a payment whose answer was lost: finish or report the same payment.
 		if p, _, err := s.payments.Load(ctx, pid); err == nil && p.Exists() && p.Started().ReservationID == reservationID {

@@ -473,6 +473,20 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 	if b := h.wallet("u1").Balance(); b != 400 {
 		t.Fatalf("balance %d after one payment of 100", b)
 	}
+	// Replay-only (the token was used up): the same request reports its payment, another
+	// request fails as the token would.
+	if rp, err := h.svc.Pay(h.ctx, Meta{RequestKey: "pay-1", ReplayOnly: true}, r1.ReservationID, "u1"); err != nil || rp.PaymentID != p.PaymentID {
+		t.Fatalf("replay-only payment: %+v %v", rp, err)
+	}
+	if _, err := h.svc.Pay(h.ctx, Meta{RequestKey: "pay-9", ReplayOnly: true}, r1.ReservationID, "u1"); !isErr(err, ErrTokenExpired) {
+		t.Fatalf("replay-only payment of another request: %v", err)
+	}
+	if rh, err := h.svc.Hold(h.ctx, Meta{RequestKey: "hold-1", ReplayOnly: true}, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1}); err != nil || rh.ReservationID != r1.ReservationID {
+		t.Fatalf("replay-only hold: %+v %v", rh, err)
+	}
+	if _, err := h.svc.Hold(h.ctx, Meta{RequestKey: "hold-9", ReplayOnly: true}, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 3}); !isErr(err, ErrTokenExpired) {
+		t.Fatalf("replay-only hold of another request: %v", err)
+	}
 	// A different key is a different request: the reservation is no longer payable.
 	if _, err := h.svc.Pay(h.ctx, key("pay-2"), r1.ReservationID, "u1"); !isErr(err, aggregates.ErrReservationNotPayable) {
 		t.Fatalf("a second payment: %v", err)

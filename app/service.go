@@ -43,6 +43,11 @@ type Meta struct {
 	// derived from it, so a retry after a crash that lost the first answer resumes the same
 	// reservation or payment instead of starting another.
 	RequestKey string
+	// ReplayOnly asks a command only to report what this same request (RequestKey) already
+	// did, and to fail with ErrTokenExpired if it did nothing: the API sets it when a keyed
+	// request's queue token is used up, which this very request may have done (a payment
+	// revokes the payer's token) before its answer was lost.
+	ReplayOnly bool
 }
 
 // NewConcert is the input of CreateConcert. Empty IDs are generated.

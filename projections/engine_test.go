@@ -123,7 +123,7 @@ func TestReadYourWrites(t *testing.T) {
 		user := fmt.Sprintf("u%d", i%7)
 		before, err := e.Wallet(ctx, user)
 		w.must(err)
-		w.must(w.charge(user, 5, "c"))
+		w.must(w.charge(user, 5, fmt.Sprintf("c%d", i)))
 		after, err := e.Wallet(ctx, user)
 		w.must(err)
 		if after.Balance != before.Balance+5 {
@@ -170,7 +170,7 @@ func TestOnlineRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 	e := openEngine(t, t.TempDir(), splitStore{w.store, 2}, nil)
 	w.must(w.createConcert("c1", "Aurora", date("d1", 400, 0)))
 	for i := range 300 {
-		w.must(w.charge(fmt.Sprintf("u%d", i%3), 10, "c"))
+		w.must(w.charge(fmt.Sprintf("u%d", i%3), 10, fmt.Sprintf("c%d", i)))
 	}
 	start(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -215,7 +215,7 @@ func TestOnlineRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 		}()
 	}
 	for i := range 40 {
-		w.must(w.charge("u0", 10, "c"))
+		w.must(w.charge("u0", 10, fmt.Sprintf("c%d", i)))
 		w.must(w.hold(fmt.Sprintf("r%d", i), "u0", "c1", "d1", i+1, time.Hour))
 		w.must(w.pay(fmt.Sprintf("p%d", i), fmt.Sprintf("r%d", i), "u0"))
 		if i%10 == 0 {

@@ -61,6 +61,7 @@ type serveFlags struct {
 	logLevel            string
 	logFormat           string
 	natsListen          string
+	pprofAddr           string
 }
 
 func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
@@ -92,6 +93,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal)")
 	fs.StringVar(&f.natsListen, "nats-listen", "", "let tools attach to the embedded NATS server at this loopback host:port")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles at this loopback host:port (for profiling under load)")
 }
 
 func newServeCmd() *cobra.Command {
@@ -175,6 +177,9 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 			urls = append(urls, u)
 		}
 	}
+	if f.pprofAddr != "" {
+		startPprof(f.pprofAddr, log)
+	}
 	store, err := eventstore.Open(ctx, eventstore.Options{
 		DataDir: f.dataDir, NATSURLs: urls, Replicas: f.replicas, SyncAlways: f.fsync == "always",
 		ListenAddr: f.natsListen, Logger: log,
@@ -195,7 +200,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	svc := app.New(store, app.Config{
 		HoldTTL: f.holdTTL, QueueBatch: f.queueBatch, QueueInterval: f.queueInterval,
 		QueueActiveTTL: f.queueActiveTTL, TokenSecret: secret,
-	}, app.Options{Logger: log, Observer: metrics})
+	}, app.Options{Logger: log, Observer: metrics, SingleWriter: len(urls) == 0})
 
 	engine, err := projections.Open(projections.Dir(f.dataDir), store, projections.Options{Location: loc, SoldOut: svc.RecordSellOut, Logger: log})
 	if err != nil {
@@ -209,7 +214,9 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 		return fail(fmt.Errorf("metrics: %w", err))
 	}
 
-	idem, err := api.OpenIdempotencyStore(filepath.Join(f.dataDir, "idempotency.db"), app.SystemClock{})
+	// Keys live in a bucket next to the events, so they hold across instances side by side.
+	idem, err := api.OpenSharedIdempotencyStore(ctx, store.JetStream(), api.SharedIdempotencyOptions{
+		Replicas: f.replicas, InstanceFile: filepath.Join(f.dataDir, "idempotency-instance")})
 	if err != nil {
 		return fail(fmt.Errorf("idempotency store: %w", err))
 	}
@@ -218,7 +225,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	rl, err := relay.New(store.JetStream(), relay.Options{
 		URL: f.dataPlatformURL, AlertURL: f.alertWebhookURL, MaxAttempts: f.deliveryMaxAttempts,
 		Backoff: f.deliveryBackoff, BackoffMax: f.deliveryBackoffMax, Registerer: reg, Logger: log,
-		Replicas: f.replicas,
+		Replicas: clusterReplicas(urls, f.replicas),
 	})
 	if err != nil {
 		return fail(fmt.Errorf("relay: %w", err))
@@ -241,7 +248,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	fiberApp := api.New(api.Deps{
 		Commands: svc, Queries: engine,
 		Ready:       func() bool { return ready.ok() && store.Conn().IsConnected() },
-		Projections: engine, DeadLetters: deadLetters{rl}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg,
+		Projections: projectionAdmin{engine}, DeadLetters: deadLetters{rl}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg,
 		UserAuth: userAuth, Idempotency: idem, Logger: log, SeatFeed: seatFeed,
 	}, api.Config{AdminToken: f.adminToken, UserRateLimit: f.userRateLimit, RequestTimeout: f.requestTimeout, Location: loc})
 
@@ -272,6 +279,15 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 		log.Info("ready")
 	}()
 	return s, nil
+}
+
+// clusterReplicas is --replicas on a NATS cluster and 1 on the embedded server, which is a
+// single node whatever the flag says.
+func clusterReplicas(urls []string, replicas int) int {
+	if len(urls) == 0 {
+		return 1
+	}
+	return replicas
 }
 
 func natsDesc(urls []string) string {
@@ -417,6 +433,16 @@ func (r readSide) PendingPayments(ctx context.Context) ([]string, error) {
 	}
 	return out, err
 }
+
+// projectionAdmin adapts the read models to the admin API: a rebuild is started in the
+// background (the API answers 202) rather than awaited.
+type projectionAdmin struct{ e *projections.Engine }
+
+func (p projectionAdmin) Status(ctx context.Context) ([]projections.Status, error) {
+	return p.e.Status(ctx)
+}
+
+func (p projectionAdmin) Rebuild(_ context.Context, name string) error { return p.e.RebuildAsync(name) }
 
 // deadLetters adapts the relay to the API.
 type deadLetters struct{ r *relay.Relay }
