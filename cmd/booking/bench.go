@@ -138,6 +138,7 @@ func newBenchReadCmd(o *benchOptions) *cobra.Command {
 
 func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 	var events int
+	var keep string
 	cmd := &cobra.Command{
 		Use:   "rebuild",
 		Short: "Read-model rebuild throughput in events/s beside the raw replay rate (not HTTP)",
@@ -152,11 +153,15 @@ func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 			if err := o.checkFsync(); err != nil {
 				return err
 			}
-			dir, err := os.MkdirTemp("", "booking-bench-rebuild-")
-			if err != nil {
-				return fmt.Errorf("bench rebuild: %w", err)
+			dir := keep
+			if dir == "" {
+				tmp, err := os.MkdirTemp("", "booking-bench-rebuild-")
+				if err != nil {
+					return fmt.Errorf("bench rebuild: %w", err)
+				}
+				defer os.RemoveAll(tmp)
+				dir = tmp
 			}
-			defer os.RemoveAll(dir)
 			r, stop, err := benchRebuilder(cmd.Context(), dir, events, o.fsync)
 			if err != nil {
 				return fmt.Errorf("bench rebuild: prepare %d events: %w", events, err)
@@ -170,6 +175,7 @@ func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&events, "events", 100_000, "events in the log to rebuild from")
+	cmd.Flags().StringVar(&keep, "keep-data-dir", "", "fill and keep this (new) data dir instead of a temporary one, e.g. to time a restart on it")
 	return cmd
 }
 

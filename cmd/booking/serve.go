@@ -200,7 +200,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	svc := app.New(store, app.Config{
 		HoldTTL: f.holdTTL, QueueBatch: f.queueBatch, QueueInterval: f.queueInterval,
 		QueueActiveTTL: f.queueActiveTTL, TokenSecret: secret,
-	}, app.Options{Logger: log, Observer: metrics, SingleWriter: len(urls) == 0})
+	}, app.Options{Logger: log, Observer: metrics, SingleWriter: len(urls) == 0 && f.natsListen == ""})
 
 	engine, err := projections.Open(projections.Dir(f.dataDir), store, projections.Options{Location: loc, SoldOut: svc.RecordSellOut, Logger: log})
 	if err != nil {
