@@ -11,7 +11,7 @@ import (
 // CreateConcert adds a concert; empty concert and date IDs are generated.
 func (s *Service) CreateConcert(ctx context.Context, meta Meta, c NewConcert) (aggregates.ConcertCreated, error) {
 	if c.ConcertID == "" {
-		c.ConcertID = newID()
+		c.ConcertID = idFor(meta, "concert")
 	}
 	dates := make([]aggregates.DateSpec, len(c.Dates))
 	for i, d := range c.Dates {
