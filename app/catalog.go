@@ -31,7 +31,12 @@ func (s *Service) CreateConcert(ctx context.Context, meta Meta, c NewConcert) (a
 		return aggregates.ConcertCreated{}, err
 	}
 	st, _, _, err := s.concerts.Update(ctx, c.ConcertID, "create/"+c.ConcertID, s.metadata(meta, "create/"+c.ConcertID),
-		func(st aggregates.Concert) ([]aggregates.Event, error) { return st.DecideCreate(cmd) })
+		func(st aggregates.Concert) ([]aggregates.Event, error) {
+			if meta.RequestKey != "" && st.Exists() && st.Created().Title == cmd.Title {
+				return nil, nil // a keyed retry (same key, same body) of the request that created it
+			}
+			return st.DecideCreate(cmd)
+		})
 	if err != nil {
 		return aggregates.ConcertCreated{}, fmt.Errorf("create concert %s: %w", c.ConcertID, err)
 	}
