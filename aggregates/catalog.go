@@ -66,6 +66,8 @@ type CreateConcert struct {
 	Title     string
 	Dates     []DateSpec
 	Now       time.Time
+	// RequestID names the request; repeating the request that created the concert is a no-op.
+	RequestID string
 }
 
 // Exists reports whether the concert was created.
@@ -90,6 +92,9 @@ func (c Concert) DecideCreate(cmd CreateConcert) ([]Event, error) {
 		return nil, err
 	}
 	if c.exists {
+		if cmd.RequestID != "" && c.created.RequestID == cmd.RequestID {
+			return nil, nil
+		}
 		return nil, ErrConcertExists
 	}
 	// The event must not share the caller's slices: a later change to the command would
@@ -98,7 +103,7 @@ func (c Concert) DecideCreate(cmd CreateConcert) ([]Event, error) {
 	for i := range dates {
 		dates[i].SeatPrices = slices.Clone(dates[i].SeatPrices)
 	}
-	return []Event{ConcertCreated{ConcertID: cmd.ConcertID, Title: cmd.Title, Dates: dates, SalesOpenedAt: cmd.Now}}, nil
+	return []Event{ConcertCreated{ConcertID: cmd.ConcertID, Title: cmd.Title, Dates: dates, SalesOpenedAt: cmd.Now, RequestID: cmd.RequestID}}, nil
 }
 
 func (cmd CreateConcert) validate() error {

@@ -48,6 +48,10 @@ func TestConcert(t *testing.T) {
 			}
 		}},
 		{name: "an existing concert cannot be created again", given: []Event{created}, when: create(valid), err: ErrConcertExists},
+		{name: "the request that created a concert may repeat itself", given: []Event{withRequest(created, "req-1")},
+			when: create(withRequestCmd(valid, "req-1"))},
+		{name: "another request cannot create an existing concert", given: []Event{withRequest(created, "req-1")},
+			when: create(withRequestCmd(valid, "req-2")), err: ErrConcertExists},
 		{name: "a concert needs an ID", when: create(with(func(c *CreateConcert) { c.ConcertID = "" })), err: ErrInvalid},
 		{name: "a concert ID of 64 characters is accepted", when: create(with(func(c *CreateConcert) { c.ConcertID = strings.Repeat("a", 64) })), then: []Event{func() Event {
 			e := created
@@ -155,3 +159,7 @@ func TestSellOut(t *testing.T) {
 		{name: "a replayed sell-out is not recorded twice", given: []Event{soldOut}, when: record(at(time.Hour))},
 	})
 }
+
+func withRequest(e ConcertCreated, id string) ConcertCreated { e.RequestID = id; return e }
+
+func withRequestCmd(c CreateConcert, id string) CreateConcert { c.RequestID = id; return c }

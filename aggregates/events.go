@@ -24,6 +24,9 @@ type (
 		Title         string     `json:"title"`
 		Dates         []DateSpec `json:"dates"`
 		SalesOpenedAt time.Time  `json:"salesOpenedAt"`
+		// RequestID names the request that created the concert, so that its retry is told
+		// apart from another request for the same ID.
+		RequestID string `json:"requestId,omitempty"`
 	}
 	// DateSoldOut records the first moment every seat of a date was sold. It is appended at
 	// most once per date, so a date that sells out again after a refund keeps its first entry.

@@ -24,19 +24,14 @@ func (s *Service) CreateConcert(ctx context.Context, meta Meta, c NewConcert) (a
 		}
 		dates[i] = aggregates.DateSpec{DateID: d.DateID, StartsAt: d.StartsAt.UTC(), SeatCount: d.SeatCount, Price: d.Price, SeatPrices: ranges}
 	}
-	cmd := aggregates.CreateConcert{ConcertID: c.ConcertID, Title: c.Title, Dates: dates, Now: s.clock.Now()}
+	cmd := aggregates.CreateConcert{ConcertID: c.ConcertID, Title: c.Title, Dates: dates, Now: s.clock.Now(), RequestID: requestID(meta, "concert")}
 	if !aggregates.ValidID(c.ConcertID) {
 		// Checked before the store sees the ID: it becomes part of a subject.
 		_, err := aggregates.Concert{}.DecideCreate(cmd)
 		return aggregates.ConcertCreated{}, err
 	}
 	st, _, _, err := s.concerts.Update(ctx, c.ConcertID, "create/"+c.ConcertID, s.metadata(meta, "create/"+c.ConcertID),
-		func(st aggregates.Concert) ([]aggregates.Event, error) {
-			if meta.RequestKey != "" && st.Exists() && st.Created().Title == cmd.Title {
-				return nil, nil // a keyed retry (same key, same body) of the request that created it
-			}
-			return st.DecideCreate(cmd)
-		})
+		func(st aggregates.Concert) ([]aggregates.Event, error) { return st.DecideCreate(cmd) })
 	if err != nil {
 		return aggregates.ConcertCreated{}, fmt.Errorf("create concert %s: %w", c.ConcertID, err)
 	}
