@@ -56,6 +56,9 @@ type Service struct {
 	sweeper *sweeper
 	obs     Observer
 	ready   atomic.Bool
+	// queueLoading is set while Start replays the waiting queue: until then a token's
+	// revocation is unknown, so queue commands answer ErrUnavailable rather than guess.
+	queueLoading atomic.Bool
 }
 
 // Options are the collaborators of a Service; nil ones get defaults.

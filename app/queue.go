@@ -144,6 +144,9 @@ func (q *queueIndex) admittedSince(t time.Time) int {
 // waiting or active (created == false). The position is the stream sequence of the
 // QueueTokenIssued event, so positions increase strictly in arrival order across instances.
 func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Token, bool, error) {
+	if err := s.queueLoaded(); err != nil {
+		return Token{}, false, err
+	}
 	if !aggregates.ValidID(userID) {
 		return Token{}, false, fmt.Errorf("user %q: %w", userID, aggregates.ErrInvalid)
 	}
@@ -198,6 +201,9 @@ func (s *Service) admit(ctx context.Context) error {
 
 // TokenStatus returns a token's current state, EXPIRED included.
 func (s *Service) TokenStatus(ctx context.Context, token string) (Token, error) {
+	if err := s.queueLoaded(); err != nil {
+		return Token{}, err
+	}
 	c, err := s.parseToken(token)
 	if err != nil {
 		return Token{}, err
@@ -207,6 +213,9 @@ func (s *Service) TokenStatus(ctx context.Context, token string) (Token, error) 
 
 // CheckToken admits an ACTIVE token and returns its user.
 func (s *Service) CheckToken(ctx context.Context, token string) (string, error) {
+	if err := s.queueLoaded(); err != nil {
+		return "", err
+	}
 	c, err := s.parseToken(token)
 	if err != nil {
 		return "", err
@@ -226,6 +235,14 @@ func (s *Service) CheckToken(ctx context.Context, token string) (string, error) 
 	default:
 		return "", ErrTokenExpired
 	}
+}
+
+// queueLoaded refuses queue commands while Start is still replaying the queue.
+func (s *Service) queueLoaded() error {
+	if s.queueLoading.Load() {
+		return fmt.Errorf("waiting queue still loading: %w", eventstore.ErrUnavailable)
+	}
+	return nil
 }
 
 func (s *Service) revokeToken(ctx context.Context, meta Meta, userID, paymentID string) error {

@@ -16,6 +16,7 @@ import (
 // the loops run until ctx ends. Call it after the read models have caught up.
 func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 	queueStream := eventstore.StreamsOf(eventstore.TypeQueueUser)[0]
+	s.queueLoading.Store(true)
 	head, err := s.log.Head(ctx, queueStream)
 	if err != nil {
 		return fmt.Errorf("queue head: %w", err)
@@ -44,6 +45,7 @@ func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 			return ctx.Err()
 		}
 	}
+	s.queueLoading.Store(false)
 
 	held, err := reads.HeldSeats(ctx)
 	if err != nil {
