@@ -47,11 +47,11 @@ Projections: ` + strings.Join(projections.AllNames(), ", ") + ` (all when --proj
 				if _, err := os.Stat(filepath.Join(dataDir, "nats")); err != nil {
 					return fmt.Errorf("no event log in data dir %s: %w", dataDir, err)
 				}
-				if path, busy := dataDirInUse(dataDir); busy {
-					return fmt.Errorf("data dir %s is in use (%s is locked): stop 'booking serve' first, or rebuild online", dataDir, path)
-				}
 			}
 			store, err := eventstore.Open(cmd.Context(), opts)
+			if errors.Is(err, eventstore.ErrDataDirInUse) {
+				return fmt.Errorf("data dir %s is in use: stop 'booking serve' first, or rebuild online: %w", dataDir, err)
+			}
 			if err != nil {
 				return fmt.Errorf("rebuild: event log: %w", err)
 			}

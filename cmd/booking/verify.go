@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,12 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/aggregates/audit"
 	"github.com/booking-engine/booking/eventstore"
-	"github.com/booking-engine/booking/projections"
 )
 
 const verifyLong = `Audit the event log alone (not the read models): no seat held or sold twice at once,
@@ -73,36 +70,14 @@ func (f logFlags) open(ctx context.Context) (*eventstore.JetStreamStore, error) 
 	if _, err := os.Stat(filepath.Join(f.dataDir, "nats")); err != nil {
 		return nil, fmt.Errorf("no event log in data dir %s: %w", f.dataDir, err)
 	}
-	if path, busy := dataDirInUse(f.dataDir); busy {
-		return nil, fmt.Errorf("data dir %s is in use (%s is locked): stop 'booking serve', or start it with --nats-listen and pass --nats-url", f.dataDir, path)
-	}
 	s, err := eventstore.Open(ctx, eventstore.Options{DataDir: f.dataDir, Logger: logger})
+	if errors.Is(err, eventstore.ErrDataDirInUse) {
+		return nil, fmt.Errorf("data dir %s is in use: stop 'booking serve', or start it with --nats-listen and pass --nats-url: %w", f.dataDir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("event log in %s: %w", f.dataDir, err)
 	}
 	return s, nil
-}
-
-// dataDirInUse tells whether a running 'booking serve' has the data dir. The embedded NATS
-// server takes no lock of its own, and a second server over the same JetStream files could
-// damage them, so this looks for the locks that serve holds on its read models instead.
-func dataDirInUse(dataDir string) (string, bool) {
-	var busy string
-	_ = filepath.WalkDir(projections.Dir(dataDir), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(path) != ".db" {
-			return nil
-		}
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
-		if errors.Is(err, bolt.ErrTimeout) {
-			busy = path
-			return filepath.SkipAll
-		}
-		if err == nil {
-			_ = db.Close()
-		}
-		return nil
-	})
-	return busy, busy != ""
 }
 
 func newVerifyCmd() *cobra.Command {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,13 +16,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/aggregates/audit"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
-	"github.com/booking-engine/booking/projections"
 )
 
 // stepClock moves one millisecond at every reading, so that the events of one saga have
@@ -272,20 +269,14 @@ func TestVerifyRefusesADataDirItCannotUse(t *testing.T) {
 		t.Errorf("verify of a missing data dir: %v", err)
 	}
 
-	// A running server holds its read models open; verify must not start a second NATS
+	// A running server holds the data dir's event store; verify must not start a second NATS
 	// server over the same files.
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "nats"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(projections.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(filepath.Join(projections.Dir(dir), "seats.db"), 0o600, nil)
+	running, err := eventstore.Open(ctx, eventstore.Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer running.Close()
 	if _, err := runCmd(ctx, t, "verify", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("verify of a data dir in use: %v", err)
 	}
