@@ -112,23 +112,14 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if !aggregates.ValidID(reservationID) {
 		return projections.PaymentView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
 	}
-	r, _, err := s.reservations.Load(ctx, reservationID)
-	if err != nil {
-		return projections.PaymentView{}, err
-	}
 	pid := idFor(meta, "payment")
-	if meta.ReplayOnly {
+	if meta.RequestKey != "" {
+		// A retry of a payment whose answer was lost: finish or report the same payment.
 		p, _, err := s.payments.Load(ctx, pid)
 		if err != nil {
 			return projections.PaymentView{}, err
 		}
-		if !p.Exists() || p.Started().ReservationID != reservationID {
-			return projections.PaymentView{}, fmt.Errorf("pay: %w", ErrTokenExpired)
-		}
-	}
-	if meta.RequestKey != "" {
-		// A retry of a payment whose answer was lost: finish or report the same payment.
-		if p, _, err := s.payments.Load(ctx, pid); err == nil && p.Exists() && p.Started().ReservationID == reservationID {
+		if p.Exists() && p.Started().ReservationID == reservationID {
 			switch p.Status() {
 			case aggregates.PaymentStartedS:
 				return s.runPayment(ctx, meta, p.Started())
@@ -138,6 +129,13 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 				return paymentView(p), nil
 			}
 		}
+		if meta.ReplayOnly {
+			return projections.PaymentView{}, fmt.Errorf("pay: %w", ErrTokenExpired)
+		}
+	}
+	r, _, err := s.reservations.Load(ctx, reservationID)
+	if err != nil {
+		return projections.PaymentView{}, err
 	}
 	switch {
 	case !r.Exists():
