@@ -41,22 +41,30 @@ func (h *harness) agree(user, resID string, seatNo int, charged, price int64) {
 	}
 }
 
+// interruptedPayment pays seat 2 (price 100) of u1 (1,000 points, a queue token) with a crash
+// right before step, and returns the harness and the reservation.
+func interruptedPayment(t *testing.T, sk storeKind, step string) (*harness, string) {
+	t.Helper()
+	h := newHarness(t, sk.open(t), Config{}, sk.sole)
+	h.concert(5, 100)
+	h.charge("u1", 1000)
+	if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	res := h.hold("u1", 2)
+	h.fault.arm(step)
+	if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, eventstore.ErrUnavailable) {
+		t.Fatalf("pay with a crash before %s: %v", step, err)
+	}
+	return h, res
+}
+
 func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
 	steps := []string{"/lock", "/debit", "/confirm", "/sell", "/revoke", "/complete"}
 	for _, sk := range withSoleWriter(stores) {
 		for _, step := range steps {
 			t.Run(sk.name+": a payment interrupted before "+step+" is completed by recovery", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{}, sk.sole)
-				h.concert(5, 100)
-				h.charge("u1", 1000)
-				if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {
-					t.Fatal(err)
-				}
-				res := h.hold("u1", 2)
-				h.fault.arm(step)
-				if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, eventstore.ErrUnavailable) {
-					t.Fatalf("pay with a crash before %s: %v", step, err)
-				}
+				h, res := interruptedPayment(t, sk, step)
 				pid := h.pendingPayment()
 				if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
 					t.Fatal(err)
@@ -70,17 +78,7 @@ func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
 				}
 			})
 			t.Run(sk.name+": a payment interrupted before "+step+" whose hold lapsed meanwhile is reversed or completed consistently", func(t *testing.T) {
-				h := newHarness(t, sk.open(t), Config{}, sk.sole)
-				h.concert(5, 100)
-				h.charge("u1", 1000)
-				if _, _, err := h.svc.IssueToken(h.ctx, Meta{}, "u1"); err != nil {
-					t.Fatal(err)
-				}
-				res := h.hold("u1", 2)
-				h.fault.arm(step)
-				if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, eventstore.ErrUnavailable) {
-					t.Fatalf("pay with a crash before %s: %v", step, err)
-				}
+				h, res := interruptedPayment(t, sk, step)
 				h.clock.Advance(6 * time.Minute)
 				h.svc.ExpireDue(h.ctx)
 				if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
