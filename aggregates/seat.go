@@ -2,6 +2,8 @@ package aggregates
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -107,4 +109,24 @@ func (s Seat) Apply(e Event) Seat {
 		s.status = SeatSoldS
 	}
 	return s
+}
+
+// SeatID is the aggregate ID of one seat of one date: "concertId.dateId.seatNo". Concert and
+// date IDs never contain dots, so the ID splits back unambiguously.
+func SeatID(concertID, dateID string, seatNo int) string {
+	return concertID + "." + dateID + "." + strconv.Itoa(seatNo)
+}
+
+// ParseSeatID is the inverse of SeatID; ok is false for anything SeatID cannot produce.
+func ParseSeatID(id string) (concertID, dateID string, seatNo int, ok bool) {
+	c, rest, ok1 := strings.Cut(id, ".")
+	d, n, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || c == "" || d == "" {
+		return "", "", 0, false
+	}
+	no, err := strconv.Atoi(n)
+	if err != nil || no < 1 {
+		return "", "", 0, false
+	}
+	return c, d, no, true
 }

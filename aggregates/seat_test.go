@@ -64,3 +64,28 @@ func TestSeat(t *testing.T) {
 		{name: "a seat sold to one reservation cannot be bought by another", given: []Event{held("r1"), sold("r1")}, when: sell("r2"), err: ErrSeatNotHeld},
 	})
 }
+
+func TestSeatIDs(t *testing.T) {
+	tests := []struct {
+		name string
+		id   string
+		ok   bool
+	}{
+		{"a seat ID splits back into concert, date and seat", "c-1.d_2.17", true},
+		{"an ID without a seat number is not a seat ID", "c1.d1", false},
+		{"an ID with a non-numeric seat is not a seat ID", "c1.d1.x", false},
+		{"seat 0 is not a seat", "c1.d1.0", false},
+		{"an empty concert part is not a seat ID", ".d1.3", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, d, n, ok := ParseSeatID(tt.id)
+			if ok != tt.ok {
+				t.Fatalf("ParseSeatID(%q) ok = %v", tt.id, ok)
+			}
+			if ok && SeatID(c, d, n) != tt.id {
+				t.Fatalf("SeatID(%q, %q, %d) = %q, want %q", c, d, n, SeatID(c, d, n), tt.id)
+			}
+		})
+	}
+}

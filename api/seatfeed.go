@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
-	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 )
 
@@ -88,7 +87,7 @@ func (f *SeatFeed) Publish(env eventstore.Envelope) {
 	default:
 		return
 	}
-	concertID, dateID, seatNo, ok := app.SplitSeatID(env.AggregateID)
+	concertID, dateID, seatNo, ok := aggregates.ParseSeatID(env.AggregateID)
 	if !ok {
 		return
 	}

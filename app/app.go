@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -122,24 +120,6 @@ func idFor(meta Meta, kind string) string {
 
 // requestKeySpace is the UUIDv5 namespace of IDs derived from request keys.
 var requestKeySpace = uuid.MustParse("6f1c1d2e-5b7a-4c9e-9a57-2f0e8c3b7d41")
-
-// SeatID is the aggregate ID of one seat.
-func SeatID(concertID, dateID string, seatNo int) string {
-	return concertID + "." + dateID + "." + strconv.Itoa(seatNo)
-}
-
-// SplitSeatID is the inverse of SeatID.
-func SplitSeatID(id string) (concertID, dateID string, seatNo int, ok bool) {
-	parts := strings.Split(id, ".")
-	if len(parts) != 3 {
-		return "", "", 0, false
-	}
-	n, err := strconv.Atoi(parts[2])
-	if err != nil {
-		return "", "", 0, false
-	}
-	return parts[0], parts[1], n, true
-}
 
 // concert returns a created concert. Concerts never change once created, so a cached one is
 // current; an unknown one is looked up in the log every time.

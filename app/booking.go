@@ -43,7 +43,7 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 		return reservationView(r), nil
 	}
 	heldUntil := now.Add(s.cfg.HoldTTL)
-	seatID := SeatID(req.ConcertID, req.DateID, req.SeatNo)
+	seatID := aggregates.SeatID(req.ConcertID, req.DateID, req.SeatNo)
 	step := resID + "/hold"
 	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
 		return st.DecideHold(aggregates.HoldSeat{ReservationID: resID, UserID: req.UserID, HeldUntil: heldUntil})
@@ -91,7 +91,7 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 		return projections.ReservationView{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
 	}
 	h := r.Held()
-	s.releaseSeat(ctx, meta, SeatID(h.ConcertID, h.DateID, h.SeatNo), reservationID, aggregates.ReleaseCancelled)
+	s.releaseSeat(ctx, meta, aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo), reservationID, aggregates.ReleaseCancelled)
 	return reservationView(r), nil
 }
 
@@ -223,7 +223,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 	}
 
 	h := r.Held()
-	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	step = pid + "/sell"
 	if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
 		return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: pid})
@@ -284,7 +284,7 @@ func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.Payment
 		return projections.PaymentView{}, fmt.Errorf("refund points of %s: %w", pid, err)
 	}
 	h := r.Held()
-	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	step = pid + "/refund-seat"
 	if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
 		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: resID, Reason: aggregates.ReleaseRefunded})

@@ -36,7 +36,7 @@ func TestConcurrency(t *testing.T) {
 				if won.Load() != 1 || lost.Load() != 999 {
 					t.Fatalf("won %d, lost %d; want 1 and 999", won.Load(), lost.Load())
 				}
-				if n := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: SeatID("c1", "d1", 1)}, "SeatHeld"); n != 1 {
+				if n := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: aggregates.SeatID("c1", "d1", 1)}, "SeatHeld"); n != 1 {
 					t.Fatalf("%d SeatHeld events, want 1", n)
 				}
 			})

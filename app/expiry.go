@@ -28,7 +28,7 @@ func newSweeper() *sweeper {
 func holdKey(seatID, resID string) string { return seatID + "|" + resID }
 
 func (w *sweeper) track(h HeldSeat) {
-	k := holdKey(SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
+	k := holdKey(aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
 	w.mu.Lock()
 	if _, ok := w.live[k]; ok {
 		w.mu.Unlock()
@@ -56,7 +56,7 @@ func (w *sweeper) due(now time.Time) []HeldSeat {
 	var out []HeldSeat
 	for w.h.Len() > 0 && !w.h[0].HeldUntil.After(now) {
 		h := heap.Pop(&w.h).(HeldSeat)
-		k := holdKey(SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
+		k := holdKey(aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
 		if _, ok := w.live[k]; ok {
 			delete(w.live, k)
 			out = append(out, h)
@@ -95,7 +95,7 @@ func (s *Service) ExpireDue(ctx context.Context) int {
 // seat if the reservation no longer needs it. A hold whose reservation was never opened (a
 // crash between the two steps of Hold) just frees the seat.
 func (s *Service) expire(ctx context.Context, h HeldSeat) error {
-	seatID := SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	meta := Meta{CorrelationID: "expiry/" + h.ReservationID}
 	step := h.ReservationID + "/expire"
 	r, _, _, err := s.reservations.Update(ctx, h.ReservationID, step, s.metadata(meta, step), func(r aggregates.Reservation) ([]aggregates.Event, error) {
@@ -162,7 +162,7 @@ func (s *Service) OnEvent(env eventstore.Envelope) {
 	if err != nil {
 		return
 	}
-	c, d, n, ok := SplitSeatID(ref)
+	c, d, n, ok := aggregates.ParseSeatID(ref)
 	if !ok {
 		return
 	}

@@ -75,7 +75,7 @@ func (r logReads) HeldSeats(ctx context.Context) ([]HeldSeat, error) {
 	var out []HeldSeat
 	for id, s := range seats {
 		if s.Status() == aggregates.SeatHeldS {
-			c, d, n, _ := SplitSeatID(id)
+			c, d, n, _ := aggregates.ParseSeatID(id)
 			out = append(out, HeldSeat{ConcertID: c, DateID: d, SeatNo: n, ReservationID: s.Reservation(), HeldUntil: s.HeldUntil()})
 		}
 	}
@@ -216,7 +216,7 @@ func (h *harness) reservation(id string) aggregates.Reservation {
 
 func (h *harness) seat(n int) aggregates.Seat {
 	h.t.Helper()
-	s, _, err := h.svc.seats.Load(h.ctx, SeatID("c1", "d1", n))
+	s, _, err := h.svc.seats.Load(h.ctx, aggregates.SeatID("c1", "d1", n))
 	if err != nil {
 		h.t.Fatal(err)
 	}

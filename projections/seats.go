@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,18 +130,10 @@ func (m *seatsModel) begin(t txn) (batchWriter, error) {
 	}, nil
 }
 
-// parseSeatID splits a seat aggregate ID "concert.date.seatNo".
+// parseSeatID splits a seat aggregate ID into the date key and the seat number.
 func parseSeatID(id string) (dk string, seatNo int, ok bool) {
-	c, rest, ok1 := strings.Cut(id, ".")
-	d, n, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 {
-		return "", 0, false
-	}
-	no, err := strconv.Atoi(n)
-	if err != nil || no < 1 {
-		return "", 0, false
-	}
-	return dateKey(c, d), no, true
+	c, d, n, ok := aggregates.ParseSeatID(id)
+	return dateKey(c, d), n, ok
 }
 
 func (b *seatsBatch) count(dk string) (*dateCount, error) {

@@ -12,7 +12,6 @@ package audit
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -167,11 +166,6 @@ func New(opts Options) *Auditor {
 // Ref names an aggregate the way findings do: "type/id".
 func Ref(typ, id string) string { return typ + "/" + id }
 
-// SeatID is the aggregate ID of one seat, as the application builds it.
-func SeatID(concertID, dateID string, seatNo int) string {
-	return concertID + "." + dateID + "." + strconv.Itoa(seatNo)
-}
-
 // sink collects findings.
 type sink struct{ list []finding }
 
@@ -295,7 +289,7 @@ func (a *Auditor) addReservation(r Record) {
 	switch ev := r.Event.(type) {
 	case aggregates.ReservationHeld:
 		if s.opened {
-			bad("opened again (it was opened for seat %s)", SeatID(s.held.ConcertID, s.held.DateID, s.held.SeatNo))
+			bad("opened again (it was opened for seat %s)", aggregates.SeatID(s.held.ConcertID, s.held.DateID, s.held.SeatNo))
 		}
 		if ev.ReservationID != id {
 			bad("ReservationHeld names reservation %s", ev.ReservationID)
@@ -677,7 +671,7 @@ func (a *Auditor) checkReservations(out *sink) {
 		if !res.opened {
 			continue // reported as it was read
 		}
-		seatID := SeatID(res.held.ConcertID, res.held.DateID, res.held.SeatNo)
+		seatID := aggregates.SeatID(res.held.ConcertID, res.held.DateID, res.held.SeatNo)
 		sref := Ref(TypeSeat, seatID)
 		seat := a.seats[seatID]
 
@@ -809,30 +803,26 @@ func (a *Auditor) checkSeats(out *sink) {
 }
 
 func (a *Auditor) checkCatalog(out *sink, seatID string) {
-	parts := strings.Split(seatID, ".")
-	n, err := 0, error(nil)
-	if len(parts) == 3 {
-		n, err = strconv.Atoi(parts[2])
-	}
-	if len(parts) != 3 || err != nil {
+	concertID, dateID, n, ok := aggregates.ParseSeatID(seatID)
+	if !ok {
 		out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, "not a seat ID (concert.date.seatNo)")
 		return
 	}
-	c, ok := a.concerts[parts[0]]
+	c, ok := a.concerts[concertID]
 	if !ok {
-		out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, fmt.Sprintf("concert %s was never created", parts[0]), Ref(TypeConcert, parts[0]))
+		out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, fmt.Sprintf("concert %s was never created", concertID), Ref(TypeConcert, concertID))
 		return
 	}
 	for _, d := range c.Dates {
-		if d.DateID == parts[1] {
+		if d.DateID == dateID {
 			if n < 1 || n > d.SeatCount {
 				out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil,
-					fmt.Sprintf("date %s of concert %s has seats 1..%d", d.DateID, c.ConcertID, d.SeatCount), Ref(TypeConcert, parts[0]))
+					fmt.Sprintf("date %s of concert %s has seats 1..%d", d.DateID, c.ConcertID, d.SeatCount), Ref(TypeConcert, concertID))
 			}
 			return
 		}
 	}
-	out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, fmt.Sprintf("concert %s has no date %s", c.ConcertID, parts[1]), Ref(TypeConcert, parts[0]))
+	out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, fmt.Sprintf("concert %s has no date %s", c.ConcertID, dateID), Ref(TypeConcert, concertID))
 }
 
 func (a *Auditor) seatDescription(seatID string) string {

@@ -87,7 +87,7 @@ func (w *world) id(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, w.n[prefix])
 }
 
-func seat(n int) string { return audit.SeatID("c1", "d1", n) }
+func seat(n int) string { return aggregates.SeatID("c1", "d1", n) }
 
 func (w *world) charge(user string, amount int64) {
 	w.must(w.decide(audit.TypeWallet, user)(w.wallets[user].DecideCharge(aggregates.Charge{Amount: amount, Reference: w.id("ch")})))
@@ -129,7 +129,7 @@ func (w *world) pay(rid string, beforeConfirm func()) (string, error) {
 	if err := w.decide(audit.TypeReservation, rid)(w.res[rid].DecideConfirm(aggregates.Confirm{PaymentID: pid, Now: w.now})); err != nil {
 		return fail(aggregates.FailNotPayable, err)
 	}
-	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	sid := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideSell(aggregates.SellSeat{ReservationID: rid, PaymentID: pid})))
 	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideComplete(w.now)))
 	return pid, nil
@@ -147,14 +147,14 @@ func (w *world) expire(rid string) {
 	w.now = w.res[rid].Held().HeldUntil
 	h := w.res[rid].Held()
 	w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideExpire(aggregates.Expire{Now: w.now})))
-	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	sid := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideRelease(aggregates.ReleaseSeat{ReservationID: rid, Reason: aggregates.ReleaseExpired})))
 }
 
 func (w *world) cancel(rid string) {
 	h := w.res[rid].Held()
 	w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideCancel(aggregates.Cancel{UserID: h.UserID, Now: w.now})))
-	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	sid := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideRelease(aggregates.ReleaseSeat{ReservationID: rid, Reason: aggregates.ReleaseCancelled})))
 }
 
@@ -166,7 +166,7 @@ func (w *world) refund(pid string) {
 	w.must(w.decide(audit.TypeReservation, p.ReservationID)(r.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: pid, Now: w.now})))
 	w.must(w.decide(audit.TypeWallet, p.UserID)(w.wallets[p.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})))
 	h := r.Held()
-	sid := audit.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	sid := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
 	w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideRelease(aggregates.ReleaseSeat{ReservationID: p.ReservationID, Reason: aggregates.ReleaseRefunded})))
 	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideFinishRefund(w.now)))
 }
@@ -796,7 +796,7 @@ func BenchmarkAudit(b *testing.B) {
 	for i := range 20_000 {
 		user := fmt.Sprintf("u%d", i%1000)
 		w.charge(user, 100)
-		sid := audit.SeatID("big", "d1", i+1)
+		sid := aggregates.SeatID("big", "d1", i+1)
 		rid := w.id("r")
 		w.must(w.decide(audit.TypeSeat, sid)(w.seats[sid].DecideHold(aggregates.HoldSeat{ReservationID: rid, UserID: user, HeldUntil: w.now.Add(ttl)})))
 		w.must(w.decide(audit.TypeReservation, rid)(w.res[rid].DecideOpen(aggregates.ReservationHeld{ReservationID: rid, UserID: user,
