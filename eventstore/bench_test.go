@@ -21,8 +21,16 @@ var fsyncModes = []struct {
 	sync bool
 }{{"fsync=always", true}, {"fsync=interval", false}}
 
+// commitModes compare group commit (concurrent appends as atomic batches) with every append
+// published alone.
+var commitModes = []struct {
+	name string
+	off  bool
+}{{"group", false}, {"alone", true}}
+
 // BenchmarkAppend appends one event with optimistic concurrency to a fresh aggregate per op,
-// seats spread over the partition streams as holds are.
+// seats spread over the partition streams as holds are: from one goroutine, and from 64 and
+// 512 (a flash sale's requests in flight) with and without group commit.
 func BenchmarkAppend(b *testing.B) {
 	for _, m := range fsyncModes {
 		b.Run(m.name+"/serial", func(b *testing.B) {
@@ -37,24 +45,28 @@ func BenchmarkAppend(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 		})
-		b.Run(m.name+"/parallel64", func(b *testing.B) {
-			s := openEmbedded(b, m.sync)
-			ctx := context.Background()
-			var n atomic.Int64
-			b.SetParallelism(32) // 64 goroutines on 2 cores: requests in flight, as under load
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := n.Add(1)
-					agg := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: fmt.Sprintf("c1.d1.%d", i)}
-					if _, err := s.Append(ctx, agg, 0, []eventstore.Event{benchEvent}, fmt.Sprint("h", i), meta); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
-		})
+		for _, g := range []int{64, 512} {
+			for _, c := range commitModes {
+				b.Run(fmt.Sprintf("%s/parallel%d/%s", m.name, g, c.name), func(b *testing.B) {
+					s := openEmbeddedWith(b, eventstore.Options{SyncAlways: m.sync, NoGroupCommit: c.off})
+					ctx := context.Background()
+					var n atomic.Int64
+					b.SetParallelism(g / 2) // goroutines on 2 cores: requests in flight, as under load
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							i := n.Add(1)
+							agg := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: fmt.Sprintf("c1.d1.%d", i)}
+							if _, err := s.Append(ctx, agg, 0, []eventstore.Event{benchEvent}, fmt.Sprint("h", i), meta); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+				})
+			}
+		}
 	}
 }
 

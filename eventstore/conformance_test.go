@@ -32,11 +32,14 @@ func TestJetStreamStoreConformance(t *testing.T) {
 // openEmbedded opens a store on a fresh embedded server in a temp dir, closed with the test.
 func openEmbedded(t testing.TB, syncAlways bool) *eventstore.JetStreamStore {
 	t.Helper()
-	s, err := eventstore.Open(context.Background(), eventstore.Options{
-		DataDir:    t.TempDir(),
-		SyncAlways: syncAlways,
-		Logger:     quietLogger(),
-	})
+	return openEmbeddedWith(t, eventstore.Options{SyncAlways: syncAlways})
+}
+
+// openEmbeddedWith opens an embedded store in a temp dir with opts (DataDir and Logger set).
+func openEmbeddedWith(t testing.TB, opts eventstore.Options) *eventstore.JetStreamStore {
+	t.Helper()
+	opts.DataDir, opts.Logger = t.TempDir(), quietLogger()
+	s, err := eventstore.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

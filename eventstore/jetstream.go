@@ -36,6 +36,13 @@ type JetStreamStore struct {
 	pubs     []jetstream.JetStream
 	pubConns []*nats.Conn
 	url      string // the embedded server's client URL when it listens
+	// committers group concurrent appends into atomic batches, per stream (fixed keys: read
+	// without a lock); see groupcommit.go.
+	committers     map[string]*streamCommitter
+	groupCommitOff atomic.Bool
+	batches        atomic.Uint64
+	batchedAppends atomic.Uint64
+	batchFailures  atomic.Uint64
 }
 
 // NewJetStreamStore wraps an established connection. It does not create streams: call
@@ -49,15 +56,17 @@ func NewJetStreamStore(nc *nats.Conn, logger *slog.Logger) (*JetStreamStore, err
 		return nil, fmt.Errorf("eventstore: jetstream: %w", err)
 	}
 	s := &JetStreamStore{
-		nc:        nc,
-		js:        js,
-		log:       logger,
-		opTimeout: DefaultOpTimeout,
-		last:      make(map[string]*atomic.Uint64),
-		gets:      replyMux{nc: nc},
+		nc:         nc,
+		js:         js,
+		log:        logger,
+		opTimeout:  DefaultOpTimeout,
+		last:       make(map[string]*atomic.Uint64),
+		gets:       replyMux{nc: nc},
+		committers: make(map[string]*streamCommitter),
 	}
 	for _, spec := range Layout() {
 		s.last[spec.Name] = new(atomic.Uint64)
+		s.committers[spec.Name] = newStreamCommitter()
 	}
 	return s, nil
 }
@@ -141,6 +150,8 @@ func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error 
 			Duplicates:        DuplicateWindow,
 			// Load reads an aggregate with direct gets, which any replica can answer.
 			AllowDirect: true,
+			// Group commit writes concurrent appends as atomic batches (groupcommit.go).
+			AllowAtomicPublish: true,
 		}
 		opCtx, cancel := s.opContext(ctx)
 		_, err := s.js.CreateOrUpdateStream(opCtx, cfg)
@@ -198,12 +209,7 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 		if err != nil {
 			return 0, err
 		}
-		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(stream), jetstream.WithExpectLastSequencePerSubject(version)}
-		msgID := msgIDFor(dedupID, i)
-		if msgID != "" {
-			opts = append(opts, jetstream.WithMsgID(msgID))
-		}
-		ack, err := s.publisher(stream).PublishMsg(ctx, &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}, opts...)
+		ack, err := s.appendOne(ctx, stream, subject, version, body, msgIDFor(dedupID, i))
 		if err != nil && !isWrongLastSequence(err) {
 			return 0, classify(op, err)
 		}

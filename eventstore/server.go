@@ -40,6 +40,9 @@ type Options struct {
 	ConnectWait time.Duration
 	// Logger receives the store's and the embedded server's log lines (slog.Default when nil).
 	Logger *slog.Logger
+	// NoGroupCommit publishes every append alone instead of grouping concurrent ones into
+	// atomic batches (groupcommit.go); for benchmarks that compare the two.
+	NoGroupCommit bool
 }
 
 // embeddedServerName is stable so that JetStream's metadata in DataDir names the same server
@@ -52,10 +55,16 @@ func Open(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	open := openExternal
 	if len(opts.NATSURLs) == 0 {
-		return openEmbedded(ctx, opts)
+		open = openEmbedded
 	}
-	return openExternal(ctx, opts)
+	s, err := open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.groupCommitOff.Store(opts.NoGroupCommit)
+	return s, nil
 }
 
 func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {

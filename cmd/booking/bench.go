@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type benchOptions struct {
 	maxInflight int
 	timeout     time.Duration
 	fsync       string
+	groupCommit bool
 }
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir holding about
@@ -63,6 +65,7 @@ such). --embedded starts a service in-process on a fresh temporary data dir, set
 	pf.IntVar(&o.maxInflight, "max-inflight", 1024, "safety cap on requests in flight and connections; launches it delays are counted")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
+	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
 	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o))
 	return cmd
 }
@@ -206,8 +209,8 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		defer stop()
 		cfg.Target, cfg.AdminToken = target, admin
 	} else {
-		if cmd.Flags().Changed("fsync") {
-			return errors.New("bench: --fsync applies to --embedded only; set it on the target service")
+		if cmd.Flags().Changed("fsync") || cmd.Flags().Changed("group-commit") {
+			return errors.New("bench: --fsync and --group-commit apply to --embedded only; set them on the target service")
 		}
 		log.Info("benchmarking an external target: it must run with --user-rate-limit 0 --queue-batch 0", "target", o.target)
 	}
@@ -236,7 +239,7 @@ func (o *benchOptions) startEmbedded(ctx context.Context) (target, admin string,
 		admin = hex.EncodeToString(b[:])
 	}
 	target, got, stopServer, err := startEmbedded(ctx, dir,
-		"--user-rate-limit=0", "--queue-batch=0", "--fsync="+o.fsync, "--admin-token="+admin)
+		"--user-rate-limit=0", "--queue-batch=0", "--fsync="+o.fsync, "--group-commit="+strconv.FormatBool(o.groupCommit), "--admin-token="+admin)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", "", nil, fmt.Errorf("bench: start embedded service: %w", err)

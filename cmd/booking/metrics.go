@@ -93,6 +93,28 @@ func (m *metrics) Appended(aggregateType string, seconds float64) {
 // Conflict implements app.Observer.
 func (m *metrics) Conflict(aggregateType string) { m.conflicts.WithLabelValues(aggregateType).Inc() }
 
+// groupCommitStatser is the part of the event store the batch counters read.
+type groupCommitStatser interface {
+	GroupCommitStats() eventstore.GroupCommitStats
+}
+
+// watchGroupCommit exports the store's group-commit counters, read at scrape time.
+func (m *metrics) watchGroupCommit(st groupCommitStatser) {
+	counter := func(name, help string, read func(eventstore.GroupCommitStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			return float64(read(st.GroupCommitStats()))
+		})
+	}
+	m.reg.MustRegister(
+		counter("booking_eventstore_batches_total", "Atomic batches committed by group commit (one fsync each).",
+			func(s eventstore.GroupCommitStats) uint64 { return s.Batches }),
+		counter("booking_eventstore_batched_appends_total", "Appends committed inside atomic batches; the rest were published alone.",
+			func(s eventstore.GroupCommitStats) uint64 { return s.Appends }),
+		counter("booking_eventstore_batch_failures_total", "Atomic batches the server refused; their appends were published again alone.",
+			func(s eventstore.GroupCommitStats) uint64 { return s.Failures }),
+	)
+}
+
 // queueStatser is the part of app.Service the queue gauges read.
 type queueStatser interface{ QueueStats() app.QueueStats }
 

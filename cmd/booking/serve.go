@@ -38,6 +38,7 @@ type serveFlags struct {
 	natsURL             string
 	replicas            int
 	fsync               string
+	groupCommit         bool
 	holdTTL             time.Duration
 	queueBatch          int
 	queueInterval       time.Duration
@@ -70,6 +71,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.natsURL, "nats-url", "", "external NATS server or cluster (comma-separated URLs) instead of the embedded one")
 	fs.IntVar(&f.replicas, "replicas", 1, "stream replicas on a NATS cluster")
 	fs.StringVar(&f.fsync, "fsync", "always", "always: every acknowledged event is on disk; interval: fsync every 2 minutes")
+	fs.BoolVar(&f.groupCommit, "group-commit", true, "write concurrent appends to a stream as atomic batches, one fsync each (needs nats-server 2.12+)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", 5*time.Minute, "how long a seat is held for payment")
 	fs.IntVar(&f.queueBatch, "queue-batch", 1000, "queue tokens admitted per interval (0: everyone at once)")
 	fs.DurationVar(&f.queueInterval, "queue-interval", 10*time.Second, "queue admission interval")
@@ -182,7 +184,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 	store, err := eventstore.Open(ctx, eventstore.Options{
 		DataDir: f.dataDir, NATSURLs: urls, Replicas: f.replicas, SyncAlways: f.fsync == "always",
-		ListenAddr: f.natsListen, Logger: log,
+		NoGroupCommit: !f.groupCommit, ListenAddr: f.natsListen, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
@@ -196,6 +198,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := newMetrics(reg)
+	metrics.watchGroupCommit(store)
 
 	svc := app.New(store, app.Config{
 		HoldTTL: f.holdTTL, QueueBatch: f.queueBatch, QueueInterval: f.queueInterval,
