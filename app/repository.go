@@ -24,7 +24,7 @@ type Repository[S any] struct {
 	store   eventstore.Store
 	typ     string
 	apply   func(S, aggregates.Event) S
-	locks   [4096]sync.Mutex
+	locks   [lockStripes]sync.Mutex
 	seed    maphash.Seed
 	cache   *stateCache[S]
 	metrics Observer
@@ -33,6 +33,13 @@ type Repository[S any] struct {
 	// on it needs no read to be trusted.
 	sole bool
 }
+
+// lockStripes is how many mutexes serialise commands per aggregate. Unrelated aggregates that
+// share a stripe wait for each other's append, so the stripes must far outnumber the commands
+// in flight: with 4,096, a goroutine dump at a flash sale's ~1,200 holds in flight showed a
+// quarter of the reservation openings waiting behind unrelated ones. 65,536 take 512 KiB a
+// repository.
+const lockStripes = 1 << 16
 
 // Observer is told about appends and conflicts, for metrics. Methods must be cheap.
 type Observer interface {
