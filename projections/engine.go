@@ -103,6 +103,12 @@ type Engine struct {
 	readyCh    chan struct{}
 	readyOnce  sync.Once
 	kick       chan struct{} // wakes the sell-out recorder
+
+	// concerts caches decoded concerts (concertId → aggregates.ConcertCreated). A concert
+	// never changes once created (ConcertCreated is its only event), so an entry never goes
+	// stale, not even across a rebuild; the date list, read tens of thousands of times a
+	// second in a sale, would otherwise decode the concert's JSON on every read.
+	concerts sync.Map
 }
 
 var _ Queries = (*Engine)(nil)

@@ -38,8 +38,12 @@ func (e *Engine) Concerts(ctx context.Context) ([]ConcertSummary, error) {
 }
 
 // Concert returns the creation event of a concert. A concert this process has just created is
-// found (the lookup waits for the catalog when it misses).
+// found (the lookup waits for the catalog when it misses). Concerts are cached once read: the
+// slices of the answer are shared, do not modify them.
 func (e *Engine) Concert(ctx context.Context, concertID string) (aggregates.ConcertCreated, error) {
+	if c, ok := e.concerts.Load(concertID); ok {
+		return c.(aggregates.ConcertCreated), nil
+	}
 	p := e.byName[Catalog]
 	var c aggregates.ConcertCreated
 	found := false
@@ -61,6 +65,7 @@ func (e *Engine) Concert(ctx context.Context, concertID string) (aggregates.Conc
 	if !found {
 		return c, fmt.Errorf("concert %s: %w", concertID, aggregates.ErrConcertNotFound)
 	}
+	e.concerts.Store(concertID, c)
 	return c, nil
 }
 
@@ -156,6 +161,19 @@ func (e *Engine) SeatsJSON(ctx context.Context, concertID, dateID string) ([]byt
 		return nil, err
 	}
 	return sm.encoded(), nil
+}
+
+// SeatsJSONGzip returns SeatsJSON gzipped, shared like it: do not modify the bytes.
+func (e *Engine) SeatsJSONGzip(ctx context.Context, concertID, dateID string) ([]byte, error) {
+	sm, err := e.seatMap(ctx, concertID, dateID)
+	if err != nil {
+		return nil, err
+	}
+	gz, err := sm.encodedGzip()
+	if err != nil {
+		return nil, fmt.Errorf("projections: gzip seats of %s/%s: %w", concertID, dateID, err)
+	}
+	return gz, nil
 }
 
 // HeldSeats returns every seat currently held, for the expiry sweeper. Call it after

@@ -103,6 +103,7 @@ type Status struct {
 type Queries interface {
 	Concerts(ctx context.Context) ([]ConcertSummary, error)
 	// Concert returns the creation event of a concert (aggregates.ErrConcertNotFound if none).
+	// Its slices may be shared with other callers: do not modify them.
 	Concert(ctx context.Context, concertID string) (aggregates.ConcertCreated, error)
 	Dates(ctx context.Context, concertID string) ([]DateView, error)
 	// Seats returns a date's seat map, seat 1 first (ErrConcertNotFound / ErrDateNotFound).
@@ -127,6 +128,8 @@ type SeatMapEncoder interface {
 	// body of GET /api/v1/concerts/{concertId}/dates/{dateId}/seats, or the errors of Seats.
 	// The bytes are shared: do not modify them.
 	SeatsJSON(ctx context.Context, concertID, dateID string) ([]byte, error)
+	// SeatsJSONGzip returns the same body gzipped (RFC 1952), equally shared.
+	SeatsJSONGzip(ctx context.Context, concertID, dateID string) ([]byte, error)
 }
 
 var _ SeatMapEncoder = (*Engine)(nil)
