@@ -1,9 +1,12 @@
 package projections
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -166,6 +169,15 @@ func takeSnapshot(t testing.TB, e *Engine, store eventstore.Reader) snapshot {
 			raw, err := e.SeatsJSON(ctx, c, d.DateID)
 			must(err)
 			snap.SeatsJSON[c+"/"+d.DateID] = raw
+			gz, err := e.SeatsJSONGzip(ctx, c, d.DateID)
+			must(err)
+			zr, err := gzip.NewReader(bytes.NewReader(gz))
+			must(err)
+			unzipped, err := io.ReadAll(zr)
+			must(err)
+			if !bytes.Equal(unzipped, raw) {
+				t.Fatalf("seat map %s/%s: gzipped %s, plain %s", c, d.DateID, unzipped, raw)
+			}
 		}
 	}
 	for id := range reservations {
