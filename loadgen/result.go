@@ -36,6 +36,8 @@ type Result struct {
 	TokenNotActive  int64 `json:"tokenNotActive"`
 	Errors5xx       int64 `json:"errors5xx"`
 	TransportErrors int64 `json:"transportErrors"`
+	// WarmupSec is the unmeasured warm-up before the measured phase (see Config.Warmup).
+	WarmupSec float64 `json:"warmupSec,omitempty"`
 	// InflightCapHits counts launches delayed by --max-inflight; MaxLaunchLagMs is the
 	// longest delay of a launch behind its schedule (cap or generator too slow).
 	InflightCapHits int64   `json:"inflightCapHits"`
@@ -162,6 +164,9 @@ func (r Result) WriteTable(w io.Writer) error {
 		p("in-flight cap hits\t%d\n", r.InflightCapHits)
 	default:
 		p("offered rate\t%.0f/s\n", r.Rate)
+		if r.WarmupSec > 0 {
+			p("warm-up\t%.1fs of GET /healthz at that rate, not measured\n", r.WarmupSec)
+		}
 		p("duration\t%.2fs\n", r.DurationSec)
 		if r.Seats > 0 {
 			p("seats\t%d\n", r.Seats)

@@ -49,6 +49,11 @@ type Config struct {
 	MaxInflight int
 	// Timeout bounds every request; default 10s.
 	Timeout time.Duration
+	// Warmup, when positive, offers GET /healthz at Rate for this long before the measured
+	// phase, unmeasured, so the generator's connections are open when it starts: opening
+	// hundreds of connections at once otherwise shows up as a burst of latency at the start
+	// that says more about the generator than the service (wrk2 calibrates for 10 s alike).
+	Warmup time.Duration
 	// Clock is the time source; nil means the wall clock.
 	Clock Clock
 	// RunID makes this run's concert and user IDs unique; random when empty.
@@ -279,3 +284,18 @@ func (s *session) hold(ctx context.Context, token string, h holdRequest, out any
 
 // elapsed is the time from a scheduled start to now on the session's clock.
 func (s *session) elapsed(since time.Time) time.Duration { return s.clk.Now().Sub(since) }
+
+// warmUp offers GET /healthz at Config.Rate for Config.Warmup, unmeasured: see
+// Config.Warmup. The race scenario does without: its burst is measured cold.
+func (s *session) warmUp(ctx context.Context) error {
+	if s.cfg.Warmup <= 0 {
+		return nil
+	}
+	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Warmup), MaxInflight: s.cfg.MaxInflight}
+	if _, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, _ int, _ time.Time) {
+		_, _ = s.c.Do(ctx, "GET", "/healthz", nil, nil, nil)
+	}); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	return nil
+}

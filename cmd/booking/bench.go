@@ -28,6 +28,7 @@ type benchOptions struct {
 	timeout     time.Duration
 	fsync       string
 	groupCommit bool
+	warmup      time.Duration
 }
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir holding about
@@ -64,6 +65,7 @@ such). --embedded starts a service in-process on a fresh temporary data dir, set
 	pf.DurationVar(&o.duration, "duration", 10*time.Second, "how long to offer load (flash-sale, read)")
 	pf.IntVar(&o.maxInflight, "max-inflight", 1024, "safety cap on requests in flight and connections; launches it delays are counted")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
+	pf.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured GET /healthz at --rate before flash-sale, booking and read, so connections are open (0: none)")
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
 	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
 	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o))
@@ -136,6 +138,7 @@ func newBenchReadCmd(o *benchOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.ConcertID, "concert", "", "concert to read (default: the first one listed)")
 	cmd.Flags().StringVar(&opts.DateID, "date", "", "date to read (default: the concert's first)")
+	cmd.Flags().BoolVar(&opts.Plain, "plain", false, "ask for uncompressed answers (by default reads accept gzip, as browsers do)")
 	return cmd
 }
 
@@ -192,6 +195,7 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		Rate:        o.rate,
 		Duration:    o.duration,
 		MaxInflight: o.maxInflight,
+		Warmup:      o.warmup,
 		Timeout:     o.timeout,
 		Log:         log,
 	}
