@@ -1,9 +1,11 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
@@ -156,7 +158,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 }
 
 // runPayment carries a started payment to its end: lock the reservation for it → debit the
-// wallet → confirm the reservation → sell the seat → revoke the queue token → complete. A
+// wallet → confirm the reservation → sell the seat and revoke the queue token → complete. A
 // failure after the debit reverses it with PointsRefunded. Every step is idempotent (the
 // deciders ignore a repeated step and each append has a dedup ID of payment and step), so
 // recovery calls this again for a payment a crash left STARTED, and it completes or reverses.
@@ -222,17 +224,26 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 		return fail(aggregates.FailNotPayable, err)
 	}
 
+	// Selling the seat and revoking the queue token touch unrelated aggregates and neither
+	// decides anything for the other: they go side by side, one fsync round instead of two.
+	// Recovery finishes whichever did not land, as after any crash between steps.
 	h := r.Held()
 	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
-	step = pid + "/sell"
-	if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-		return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: pid})
-	}); err != nil {
-		return projections.PaymentView{}, fmt.Errorf("sell seat %s: %w", seatID, err)
-	}
-	s.sweeper.untrack(seatID, resID)
-
-	if err := s.revokeToken(ctx, meta, p.UserID, pid); err != nil {
+	var sellErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		step := pid + "/sell"
+		if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
+			return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: pid})
+		}); err != nil {
+			sellErr = fmt.Errorf("sell seat %s: %w", seatID, err)
+			return
+		}
+		s.sweeper.untrack(seatID, resID)
+	})
+	revokeErr := s.revokeToken(ctx, meta, p.UserID, pid)
+	wg.Wait()
+	if err := cmp.Or(sellErr, revokeErr); err != nil {
 		return projections.PaymentView{}, err
 	}
 
