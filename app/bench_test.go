@@ -10,8 +10,15 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-func benchStore(b *testing.B, syncAlways bool) EventLog {
-	s, err := eventstore.Open(context.Background(), eventstore.Options{DataDir: b.TempDir(), SyncAlways: syncAlways, Logger: quietLogger()})
+// storeModes are the event stores the sagas are measured on: fsync on with group commit (the
+// default), fsync on with every append alone, and fsync off.
+var storeModes = []struct {
+	name          string
+	sync, noGroup bool
+}{{"fsync=true", true, false}, {"fsync=true/alone", true, true}, {"fsync=false", false, false}}
+
+func benchStore(b *testing.B, syncAlways, noGroupCommit bool) EventLog {
+	s, err := eventstore.Open(context.Background(), eventstore.Options{DataDir: b.TempDir(), SyncAlways: syncAlways, NoGroupCommit: noGroupCommit, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,12 +36,12 @@ func benchService(b *testing.B, log EventLog, seats int) *Service {
 }
 
 // BenchmarkHold measures the hold saga (two decide+append steps: seat, reservation) on
-// embedded JetStream, serially and from parallel goroutines, with fsync on and off.
+// embedded JetStream, from 1, 64 and 512 goroutines (requests in flight), in each store mode.
 func BenchmarkHold(b *testing.B) {
-	for _, fsync := range []bool{true, false} {
-		for _, parallel := range []bool{false, true} {
-			b.Run(fmt.Sprintf("fsync=%v/parallel=%v", fsync, parallel), func(b *testing.B) {
-				svc := benchService(b, benchStore(b, fsync), 10_000)
+	for _, m := range storeModes {
+		for _, goroutines := range []int{1, 64, 512} {
+			b.Run(fmt.Sprintf("%s/goroutines=%d", m.name, goroutines), func(b *testing.B) {
+				svc := benchService(b, benchStore(b, m.sync, m.noGroup), 10_000)
 				ctx := context.Background()
 				var next atomic.Int64
 				hold := func() {
@@ -47,8 +54,8 @@ func BenchmarkHold(b *testing.B) {
 					}
 				}
 				b.ResetTimer()
-				if parallel {
-					b.SetParallelism(32)
+				if goroutines > 1 {
+					b.SetParallelism(goroutines / 2) // GOMAXPROCS is 2 here
 					b.RunParallel(func(pb *testing.PB) {
 						for pb.Next() {
 							hold()
@@ -65,11 +72,12 @@ func BenchmarkHold(b *testing.B) {
 	}
 }
 
-// BenchmarkPay measures the payment saga (six appends over four aggregates) after a hold.
+// BenchmarkPay measures a booking: charge, hold, then the payment saga (seven appends over
+// five aggregates), from 64 goroutines, in each store mode.
 func BenchmarkPay(b *testing.B) {
-	for _, fsync := range []bool{true, false} {
-		b.Run(fmt.Sprintf("fsync=%v", fsync), func(b *testing.B) {
-			svc := benchService(b, benchStore(b, fsync), 10_000)
+	for _, m := range storeModes {
+		b.Run(m.name, func(b *testing.B) {
+			svc := benchService(b, benchStore(b, m.sync, m.noGroup), 10_000)
 			ctx := context.Background()
 			var next atomic.Int64
 			b.SetParallelism(32)
