@@ -41,7 +41,8 @@ type Options struct {
 	// Logger receives the store's and the embedded server's log lines (slog.Default when nil).
 	Logger *slog.Logger
 	// NoGroupCommit publishes every append alone instead of grouping concurrent ones into
-	// atomic batches (groupcommit.go); for benchmarks that compare the two.
+	// atomic batches (groupcommit.go). Group commit is always off for an embedded server
+	// without SyncAlways.
 	NoGroupCommit bool
 }
 
@@ -63,7 +64,9 @@ func Open(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.groupCommitOff.Store(opts.NoGroupCommit)
+	// Without SyncAlways the embedded server does not fsync single publishes, but it still
+	// fsyncs a batch's staging files: batching would only add cost.
+	s.groupCommitOff.Store(opts.NoGroupCommit || len(opts.NATSURLs) == 0 && !opts.SyncAlways)
 	return s, nil
 }
 
