@@ -2,6 +2,7 @@ package aggregates
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -81,6 +82,10 @@ func (q QueueUser) Apply(e Event) QueueUser {
 type Admission struct {
 	steps []QueueAdvanced
 }
+
+// Steps returns the advances applied so far, oldest first (a copy): applying them to an empty
+// Admission rebuilds this one.
+func (a Admission) Steps() []QueueAdvanced { return slices.Clone(a.steps) }
 
 // Watermark returns the highest admitted position.
 func (a Admission) Watermark() uint64 {

@@ -57,6 +57,8 @@ type Service struct {
 	// queueLoading is set while Start replays the waiting queue: until then a token's
 	// revocation is unknown, so queue commands answer ErrUnavailable rather than guess.
 	queueLoading atomic.Bool
+	snapshots    SnapshotStore // nil: no queue snapshots
+	savedSeq     atomic.Uint64 // the sequence of the last queue snapshot saved or loaded
 }
 
 // Options are the collaborators of a Service; nil ones get defaults.
@@ -69,6 +71,9 @@ type Options struct {
 	// commands refused on them need no read; with several instances every refusal is checked
 	// against the log first.
 	SingleWriter bool
+	// QueueSnapshots, when set, keeps snapshots of the waiting queue so a restart replays only
+	// the QUEUE events after the last one (see queuesnapshot.go).
+	QueueSnapshots SnapshotStore
 }
 
 // New returns a service over an event log. Call Start before serving.
@@ -82,7 +87,7 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
-	s := &Service{log: log, cfg: cfg, clock: opts.Clock, slog: opts.Logger, obs: opts.Observer}
+	s := &Service{log: log, cfg: cfg, clock: opts.Clock, slog: opts.Logger, obs: opts.Observer, snapshots: opts.QueueSnapshots}
 	s.concerts = NewRepository(log, eventstore.TypeConcert, aggregates.Concert.Apply, 10_000, s.obs)
 	s.sellouts = NewRepository(log, eventstore.TypeSellOut, aggregates.SellOut.Apply, 10_000, s.obs)
 	s.seats = NewRepository(log, eventstore.TypeSeat, aggregates.Seat.Apply, 200_000, s.obs)

@@ -30,6 +30,10 @@ type queueIndex struct {
 	positions []uint64          // positions of all tokens, ascending
 	admission aggregates.Admission
 	admitted  []admittedStep // how many tokens each advance admitted, for the rate window
+	// seq and eventID are the last QUEUE event the follower applied in order; everything up to
+	// it is in the index (own appends may have put later events in too). See queuesnapshot.go.
+	seq     uint64
+	eventID string
 }
 
 type tokenRec struct {
@@ -40,8 +44,8 @@ type tokenRec struct {
 }
 
 type admittedStep struct {
-	at    time.Time
-	count int
+	At    time.Time // exported for the snapshot's encoding
+	Count int
 }
 
 func newQueueIndex(p aggregates.QueuePolicy) *queueIndex {
@@ -87,7 +91,7 @@ func (q *queueIndex) advanced(e aggregates.QueueAdvanced) {
 		return
 	}
 	q.admission = q.admission.Apply(e)
-	q.admitted = append(q.admitted, admittedStep{at: e.At, count: q.countBetween(before, e.Watermark)})
+	q.admitted = append(q.admitted, admittedStep{At: e.At, Count: q.countBetween(before, e.Watermark)})
 }
 
 // countBetween counts tokens with a position in (lo, hi].
@@ -134,8 +138,8 @@ func (q *queueIndex) admittedSince(t time.Time) int {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	n := 0
-	for i := len(q.admitted) - 1; i >= 0 && q.admitted[i].at.After(t); i-- {
-		n += q.admitted[i].count
+	for i := len(q.admitted) - 1; i >= 0 && q.admitted[i].At.After(t); i-- {
+		n += q.admitted[i].Count
 	}
 	return n
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// Start loads the waiting queue, arms the expiry of every held seat, recovers the payments a
+// Start loads the waiting queue (from its snapshot, when there is a usable one, then the
+// events after it), arms the expiry of every held seat, recovers the payments a
 // crash left in the middle of a saga, and starts the background loops (queue follower,
 // admission ticker, expiry sweeper, periodic recovery). It returns once the service is ready;
 // the loops run until ctx ends. Call it after the read models have caught up.
@@ -21,12 +22,16 @@ func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 	if err != nil {
 		return fmt.Errorf("queue head: %w", err)
 	}
+	after := s.restoreQueue(ctx, queueStream)
 	caughtUp := make(chan struct{})
 	var once bool
 	go func() {
-		err := s.log.Replay(ctx, queueStream, 0, true, func(batch []eventstore.Envelope) error {
+		err := s.log.Replay(ctx, queueStream, after, true, func(batch []eventstore.Envelope) error {
 			for _, env := range batch {
 				s.queue.apply(env)
+			}
+			if len(batch) > 0 {
+				s.queue.appliedInOrder(batch[len(batch)-1])
 			}
 			if !once && len(batch) > 0 && batch[len(batch)-1].Sequence >= head {
 				once = true
@@ -38,7 +43,7 @@ func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 			s.slog.Error("queue follower stopped", "err", err)
 		}
 	}()
-	if head > 0 {
+	if head > after {
 		select {
 		case <-caughtUp:
 		case <-ctx.Done():
@@ -66,6 +71,14 @@ func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 	go s.every(ctx, 30*time.Second, func() {
 		if err := s.Recover(ctx, reads); err != nil {
 			s.slog.Warn("payment recovery failed", "err", err)
+		}
+	})
+	go s.every(ctx, 10*time.Second, func() {
+		if s.queue.appliedSeq() < s.savedSeq.Load()+queueSnapshotEvery {
+			return
+		}
+		if err := s.SaveQueueSnapshot(); err != nil {
+			s.slog.Warn("queue snapshot failed", "err", err)
 		}
 	})
 	s.ready.Store(true)

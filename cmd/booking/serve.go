@@ -139,6 +139,7 @@ type runningServer struct {
 	relay    *relay.Relay
 	engine   *projections.Engine
 	idem     *api.IdempotencyStore
+	svc      *app.Service
 	store    *eventstore.JetStreamStore
 	shutOnce sync.Once
 	shutErr  error
@@ -203,7 +204,9 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	svc := app.New(store, app.Config{
 		HoldTTL: f.holdTTL, QueueBatch: f.queueBatch, QueueInterval: f.queueInterval,
 		QueueActiveTTL: f.queueActiveTTL, TokenSecret: secret,
-	}, app.Options{Logger: log, Observer: metrics, SingleWriter: len(urls) == 0 && f.natsListen == ""})
+	}, app.Options{Logger: log, Observer: metrics, SingleWriter: len(urls) == 0 && f.natsListen == "",
+		QueueSnapshots: fileSnapshots{path: filepath.Join(f.dataDir, "queue-snapshot")}})
+	s.svc = svc
 
 	engine, err := projections.Open(projections.Dir(f.dataDir), store, projections.Options{Location: loc, SoldOut: svc.RecordSellOut, Logger: log})
 	if err != nil {
@@ -320,6 +323,13 @@ func (s *runningServer) shutdown() error {
 		}
 		if s.cancel != nil {
 			s.cancel()
+		}
+		if s.svc != nil {
+			// Requests are done: the queue's index is as complete as it gets. Saving it spares
+			// the next start the replay of the whole QUEUE stream.
+			if err := s.svc.SaveQueueSnapshot(); err != nil {
+				s.log.Warn("queue snapshot not saved", "err", err)
+			}
 		}
 		if s.relay != nil {
 			s.relay.Close()

@@ -1,0 +1,167 @@
+package app
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
+)
+
+// Queue snapshots.
+//
+// The waiting queue's index is built by replaying the QUEUE stream, which grows by two events
+// per booking (token issued, token revoked) and is never trimmed: a million of them took 11 s
+// to replay at start-up. A snapshot of the index, taken now and then and at shutdown, lets a
+// restart replay only what came after it. It is a cache of the log, never a source of truth:
+// it names the sequence and the event ID it was taken at, and is used only when the log still
+// has that very event there; otherwise the whole stream is replayed as before.
+
+// SnapshotStore keeps one snapshot between runs (a file in the data dir). Load returns nil
+// and no error when there is none. Save replaces the snapshot atomically: a crash leaves the
+// old one or the new one, never a mix.
+type SnapshotStore interface {
+	Load() ([]byte, error)
+	Save(data []byte) error
+}
+
+// queueSnapshotVersion changes when the encoding does; a snapshot of another version is ignored.
+const queueSnapshotVersion = 1
+
+// queueSnapshotEvery is how many QUEUE events make a periodic snapshot worth writing.
+const queueSnapshotEvery = 10_000
+
+type queueSnapshot struct {
+	Version  int
+	Seq      uint64 // the last QUEUE sequence the index applied in order
+	EventID  string // the ID of the event at Seq
+	Tokens   []snapshotToken
+	Steps    []aggregates.QueueAdvanced
+	Admitted []admittedStep
+}
+
+type snapshotToken struct {
+	ID, User string
+	Position uint64
+	IssuedAt int64 // Unix nanoseconds: gob encodes a time.Time several times slower
+	Revoked  bool
+}
+
+// snapshot copies the index under its read lock (the encoding happens outside it). ok is
+// false when the index has applied nothing in order yet.
+func (q *queueIndex) snapshot() (queueSnapshot, bool) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.seq == 0 {
+		return queueSnapshot{}, false
+	}
+	s := queueSnapshot{Version: queueSnapshotVersion, Seq: q.seq, EventID: q.eventID,
+		Tokens: make([]snapshotToken, 0, len(q.tokens)), Steps: q.admission.Steps(),
+		Admitted: append([]admittedStep(nil), q.admitted...)}
+	for _, t := range q.tokens {
+		s.Tokens = append(s.Tokens, snapshotToken{ID: t.id, User: t.user, Position: t.position, IssuedAt: t.issuedAt.UnixNano(), Revoked: t.revoked})
+	}
+	return s, true
+}
+
+// restore replaces the index's content with s.
+func (q *queueIndex) restore(s queueSnapshot) {
+	fresh := newQueueIndex(q.policy)
+	fresh.tokens = make(map[string]*tokenRec, len(s.Tokens))
+	fresh.latest = make(map[string]string, len(s.Tokens))
+	fresh.positions = make([]uint64, 0, len(s.Tokens))
+	// In position order, so that each lands at the end of the sorted positions.
+	slices.SortFunc(s.Tokens, func(a, b snapshotToken) int { return cmp.Compare(a.Position, b.Position) })
+	for _, t := range s.Tokens {
+		fresh.issued(aggregates.QueueTokenIssued{TokenID: t.ID, UserID: t.User, IssuedAt: time.Unix(0, t.IssuedAt).UTC()}, t.Position)
+		fresh.tokens[t.ID].revoked = t.Revoked
+	}
+	for _, st := range s.Steps {
+		fresh.admission = fresh.admission.Apply(st)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.tokens, q.latest, q.positions = fresh.tokens, fresh.latest, fresh.positions
+	q.admission, q.admitted = fresh.admission, s.Admitted
+	q.seq, q.eventID = s.Seq, s.EventID
+}
+
+// appliedInOrder records the last event the QUEUE follower applied: what a snapshot covers.
+func (q *queueIndex) appliedInOrder(env eventstore.Envelope) {
+	q.mu.Lock()
+	q.seq, q.eventID = env.Sequence, env.EventID
+	q.mu.Unlock()
+}
+
+func (q *queueIndex) appliedSeq() uint64 {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	return q.seq
+}
+
+// errFound stops a replay once it has read what it looked for.
+var errFound = errors.New("found")
+
+// restoreQueue loads the queue snapshot into the index when the log still holds the event it
+// was taken at, and returns the sequence to replay the stream after (0: no usable snapshot).
+func (s *Service) restoreQueue(ctx context.Context, stream string) uint64 {
+	if s.snapshots == nil {
+		return 0
+	}
+	data, err := s.snapshots.Load()
+	if err != nil || data == nil {
+		if err != nil {
+			s.slog.Warn("queue snapshot unreadable; replaying the whole queue", "err", err)
+		}
+		return 0
+	}
+	var snap queueSnapshot
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil || snap.Version != queueSnapshotVersion || snap.Seq == 0 {
+		s.slog.Warn("queue snapshot unusable; replaying the whole queue", "err", err, "version", snap.Version)
+		return 0
+	}
+	var at eventstore.Envelope
+	err = s.log.Replay(ctx, stream, snap.Seq-1, false, func(batch []eventstore.Envelope) error {
+		at = batch[0]
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		s.slog.Warn("queue snapshot not checked against the log; replaying the whole queue", "err", err)
+		return 0
+	}
+	if at.Sequence != snap.Seq || at.EventID != snap.EventID {
+		s.slog.Warn("queue snapshot is of another log; replaying the whole queue", "seq", snap.Seq, "found_seq", at.Sequence)
+		return 0
+	}
+	s.queue.restore(snap)
+	s.savedSeq.Store(snap.Seq)
+	s.slog.Info("queue snapshot loaded", "seq", snap.Seq, "tokens", len(snap.Tokens))
+	return snap.Seq
+}
+
+// SaveQueueSnapshot writes a snapshot of the waiting queue when it has moved since the last
+// one. The server calls it at shutdown; Start's loop calls it every queueSnapshotEvery events.
+func (s *Service) SaveQueueSnapshot() error {
+	if s.snapshots == nil || s.queueLoading.Load() {
+		return nil
+	}
+	snap, ok := s.queue.snapshot()
+	if !ok || snap.Seq == s.savedSeq.Load() {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(snap); err != nil {
+		return fmt.Errorf("encode queue snapshot: %w", err)
+	}
+	if err := s.snapshots.Save(buf.Bytes()); err != nil {
+		return fmt.Errorf("save queue snapshot: %w", err)
+	}
+	s.savedSeq.Store(snap.Seq)
+	return nil
+}
