@@ -74,7 +74,7 @@ func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 		}
 	})
 	go s.every(ctx, 10*time.Second, func() {
-		if s.queue.appliedSeq() < s.savedSeq.Load()+queueSnapshotEvery {
+		if !s.queue.snapshotDue(s.savedSeq.Load()) {
 			return
 		}
 		if err := s.SaveQueueSnapshot(); err != nil {

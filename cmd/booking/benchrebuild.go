@@ -18,9 +18,9 @@ import (
 
 func init() { benchRebuilder = newBenchRebuilder }
 
-// newBenchRebuilder fills dataDir with real bookings (charge, hold, pay: about ten events
-// each, through the service, so the log is what production writes) until it holds about
-// events events, and returns what `bench rebuild` times on it.
+// newBenchRebuilder fills dataDir with real bookings (queue token, charge, hold, pay: eleven
+// events each, through the service, so the log is what production writes, queue included)
+// until it holds about events events, and returns what `bench rebuild` times on it.
 func newBenchRebuilder(ctx context.Context, dataDir string, events int, fsync string) (loadgen.Rebuilder, func(), error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := eventstore.Open(ctx, eventstore.Options{DataDir: dataDir, SyncAlways: fsync == "always", Logger: quiet})
@@ -30,7 +30,8 @@ func newBenchRebuilder(ctx context.Context, dataDir string, events int, fsync st
 	stop := func() { store.Close() }
 	svc := app.New(store, app.Config{HoldTTL: time.Hour, QueueActiveTTL: time.Hour, TokenSecret: []byte("bench")}, app.Options{Logger: quiet, SingleWriter: true})
 	const seatsPerDate = 10_000
-	dates := events/10/seatsPerDate + 1
+	bookings := int64(events/11 + 1)
+	dates := int(bookings)/seatsPerDate + 1
 	nc := app.NewConcert{ConcertID: "rebuild-bench", Title: "Rebuild bench"}
 	for d := range dates {
 		nc.Dates = append(nc.Dates, app.NewDate{DateID: fmt.Sprintf("d%d", d), StartsAt: time.Date(2027, 1, 1, 20, 0, 0, 0, time.UTC), SeatCount: seatsPerDate, Price: 100})
@@ -42,7 +43,6 @@ func newBenchRebuilder(ctx context.Context, dataDir string, events int, fsync st
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	bookings := int64(events/10 + 1)
 	fmt.Fprintf(os.Stderr, "filling %s with about %d events (%d bookings)...\n", dataDir, events, bookings)
 	for range 64 {
 		wg.Add(1)
@@ -56,7 +56,10 @@ func newBenchRebuilder(ctx context.Context, dataDir string, events int, fsync st
 				user := fmt.Sprintf("u%d", n)
 				seat := int(n-1)%seatsPerDate + 1
 				date := fmt.Sprintf("d%d", (n-1)/seatsPerDate)
-				_, err := svc.Charge(ctx, app.Meta{}, user, 100)
+				_, _, err := svc.IssueToken(ctx, app.Meta{}, user)
+				if err == nil {
+					_, err = svc.Charge(ctx, app.Meta{}, user, 100)
+				}
 				if err == nil {
 					var r projections.ReservationView
 					if r, err = svc.Hold(ctx, app.Meta{}, app.HoldRequest{UserID: user, ConcertID: "rebuild-bench", DateID: date, SeatNo: seat}); err == nil {
