@@ -81,22 +81,26 @@ func newStreamCommitter() *streamCommitter {
 	return c
 }
 
-// enter decides how p goes: alone now (solo: the caller publishes, then calls leave), or
-// queued (its answer arrives on p.done; startFlusher: the caller starts the flusher).
-func (c *streamCommitter) enter(p *pendingAppend) (solo, startFlusher bool) {
+// enter decides how an append goes: alone now (queued == nil: the caller publishes, then
+// calls leave), or queued (its answer arrives on queued.done; startFlusher: the caller starts
+// the flusher). It takes the append by value so that the common, solo case allocates nothing.
+func (c *streamCommitter) enter(a pendingAppend) (queued *pendingAppend, startFlusher bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.solo < soloLimit && len(c.queue) == 0 {
 		c.solo++
-		return true, false
+		return nil, false
 	}
-	c.queue = append(c.queue, p)
+	queued = new(pendingAppend) // not &a, which would move every a to the heap
+	*queued = a
+	queued.done = make(chan publishResult, 1)
+	c.queue = append(c.queue, queued)
 	c.changed.Signal()
 	if c.flushing {
-		return false, false
+		return queued, false
 	}
 	c.flushing = true
-	return false, true
+	return queued, true
 }
 
 func (c *streamCommitter) leave() {
@@ -160,9 +164,8 @@ func (s *JetStreamStore) appendOne(ctx context.Context, stream, subject string, 
 	if c == nil {
 		return s.publishOne(ctx, stream, subject, expected, body, msgID)
 	}
-	p := &pendingAppend{subject: subject, expected: expected, body: body, msgID: msgID, done: make(chan publishResult, 1)}
-	solo, startFlusher := c.enter(p)
-	if solo {
+	p, startFlusher := c.enter(pendingAppend{subject: subject, expected: expected, body: body, msgID: msgID})
+	if p == nil {
 		defer c.leave()
 		return s.publishOne(ctx, stream, subject, expected, body, msgID)
 	}

@@ -71,15 +71,15 @@ func TestStreamCommitterNextWaitsForAFreeSinglePublish(t *testing.T) {
 func TestStreamCommitterEnter(t *testing.T) {
 	c := newStreamCommitter()
 	for i := range soloLimit {
-		if solo, _ := c.enter(&pendingAppend{}); !solo {
+		if queued, _ := c.enter(pendingAppend{}); queued != nil {
 			t.Fatalf("append %d queued with %d single publishes in flight", i, i)
 		}
 	}
-	if solo, start := c.enter(&pendingAppend{}); solo || !start {
-		t.Fatalf("first append beyond soloLimit: solo %v, start flusher %v; want queued and started", solo, start)
+	if queued, start := c.enter(pendingAppend{}); queued == nil || queued.done == nil || !start {
+		t.Fatalf("first append beyond soloLimit: queued %v, start flusher %v; want queued with an answer channel, and started", queued, start)
 	}
 	c.leave()
-	if solo, start := c.enter(&pendingAppend{}); solo || start {
-		t.Fatalf("append behind a queue: solo %v, start flusher %v; want queued behind it", solo, start)
+	if queued, start := c.enter(pendingAppend{}); queued == nil || start {
+		t.Fatalf("append behind a queue: queued %v, start flusher %v; want queued behind it", queued, start)
 	}
 }
