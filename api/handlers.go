@@ -109,16 +109,18 @@ func (s *server) listSeats(c *fiber.Ctx) error {
 	if enc, ok := s.deps.Queries.(projections.SeatMapEncoder); ok {
 		// Browsers accept gzip, and a seat map shrinks about tenfold: ready-compressed bytes
 		// spare the kernel copies and the client's download that dominate a read otherwise.
+		gzipped := c.Request().Header.HasAcceptEncoding("gzip")
 		get := enc.SeatsJSON
-		c.Vary(fiber.HeaderAcceptEncoding)
-		if c.Request().Header.HasAcceptEncoding("gzip") {
+		if gzipped {
 			get = enc.SeatsJSONGzip
-			c.Set(fiber.HeaderContentEncoding, "gzip")
 		}
 		body, err := get(c.UserContext(), concertID, dateID)
 		if err != nil {
-			c.Response().Header.Del(fiber.HeaderContentEncoding)
 			return err
+		}
+		c.Vary(fiber.HeaderAcceptEncoding)
+		if gzipped {
+			c.Set(fiber.HeaderContentEncoding, "gzip")
 		}
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Status(fiber.StatusOK).Send(body)

@@ -448,25 +448,33 @@ func (s *seatMap) encoded() []byte {
 // encodedGzip is encoded() gzipped: a 1,000-seat map is 48 KB of JSON and about a tenth of
 // that gzipped, which is most of the cost of serving it (copies through the kernel, and the
 // client's reading) at tens of thousands of reads a second. It is compressed at most once per
-// change of the map, on the first read that wants it.
+// change of the map, on the first read that wants it, and outside the map's lock: every
+// applied hold takes that lock, and compressing a 10,000-seat map takes milliseconds.
 func (s *seatMap) encodedGzip() ([]byte, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gz == nil {
-		var buf bytes.Buffer
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := zw.Write(s.encodedLocked()); err != nil {
-			return nil, err
-		}
-		if err := zw.Close(); err != nil {
-			return nil, err
-		}
+	gz, plain := s.gz, s.encodedLocked()
+	s.mu.Unlock()
+	if gz != nil {
+		return gz, nil
+	}
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(plain); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	// Keep it only if the map has not changed meanwhile (set drops json and gz together).
+	if s.json != nil && &s.json[0] == &plain[0] {
 		s.gz = buf.Bytes()
 	}
-	return s.gz, nil
+	s.mu.Unlock()
+	return buf.Bytes(), nil
 }
 
 func (s *seatMap) encodedLocked() []byte {
