@@ -110,12 +110,6 @@ func (q *queueIndex) appliedInOrder(env eventstore.Envelope) {
 	q.mu.Unlock()
 }
 
-func (q *queueIndex) appliedSeq() uint64 {
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	return q.seq
-}
-
 // errFound stops a replay once it has read what it looked for.
 var errFound = errors.New("found")
 

@@ -42,9 +42,14 @@ func caughtUp(t *testing.T, ctx context.Context, svc *Service, log EventLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); svc.queue.appliedSeq() < head; {
+	applied := func() uint64 {
+		svc.queue.mu.RLock()
+		defer svc.queue.mu.RUnlock()
+		return svc.queue.seq
+	}
+	for deadline := time.Now().Add(10 * time.Second); applied() < head; {
 		if time.Now().After(deadline) {
-			t.Fatalf("queue follower at %d, head %d", svc.queue.appliedSeq(), head)
+			t.Fatalf("queue follower at %d, head %d", applied(), head)
 		}
 		time.Sleep(time.Millisecond)
 	}
