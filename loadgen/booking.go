@@ -48,10 +48,9 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 		return res, err
 	}
 
-	if err := s.warmUp(ctx); err != nil {
+	if res.WarmupSec, err = s.warmUp(ctx); err != nil {
 		return res, err
 	}
-	res.WarmupSec = max(s.cfg.Warmup, 0).Seconds()
 	rec := NewRecorder(stepToken, stepCharge, stepHold, stepPay, stepE2E)
 	start := s.clk.Now()
 	sched := Schedule{Rate: s.cfg.Rate, Count: opts.Users, MaxInflight: s.cfg.MaxInflight}

@@ -25,6 +25,7 @@ type fakeService struct {
 	balances     map[string]int64
 	reservations map[string]fakeReservation
 	paid         int
+	healthz      int // GET /healthz answered (the warm-up)
 }
 
 // fakeKnobs make the fake misbehave the way a misconfigured or broken target would.
@@ -62,6 +63,12 @@ func newFakeService(t testing.TB, knobs fakeKnobs) (*fakeService, *httptest.Serv
 	f.reservations = make(map[string]fakeReservation)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { reply(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		f.mu.Lock()
+		f.healthz++
+		f.mu.Unlock()
+		reply(w, 200, map[string]string{"status": "ok"})
+	})
 	mux.HandleFunc("POST /api/v1/admin/concerts", f.createConcert)
 	mux.HandleFunc("GET /api/v1/concerts", f.listConcerts)
 	mux.HandleFunc("GET /api/v1/concerts/{c}/dates", f.listDates)

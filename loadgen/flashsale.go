@@ -112,10 +112,9 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 		return res, err
 	}
 
-	if err := s.warmUp(ctx); err != nil {
+	if res.WarmupSec, err = s.warmUp(ctx); err != nil {
 		return res, err
 	}
-	res.WarmupSec = max(s.cfg.Warmup, 0).Seconds()
 	picker := newSeatPicker(opts.Seats, uint64(s.clk.Now().UnixNano()))
 	rec := NewRecorder("hold")
 	var (

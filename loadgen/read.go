@@ -45,10 +45,9 @@ func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 	datesPath := "/api/v1/concerts/" + url.PathEscape(concert) + "/dates"
 	seatsPath := datesPath + "/" + url.PathEscape(date) + "/seats"
 
-	if err := s.warmUp(ctx); err != nil {
+	if res.WarmupSec, err = s.warmUp(ctx); err != nil {
 		return res, err
 	}
-	res.WarmupSec = max(s.cfg.Warmup, 0).Seconds()
 	var headers []Header
 	if !opts.Plain {
 		headers = []Header{{Name: "Accept-Encoding", Value: "gzip"}}

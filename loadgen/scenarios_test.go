@@ -254,6 +254,26 @@ func TestReadFindsAConcertAndReadsItAtTheRate(t *testing.T) {
 	}
 }
 
+func TestAWarmUpOffersHealthChecksAtTheRateAndIsNotMeasured(t *testing.T) {
+	f, srv := newFakeService(t, fakeKnobs{})
+	createTestConcert(t, srv.URL, "demo", 50)
+	cfg := testConfig(srv.URL)
+	cfg.Warmup = 100 * time.Millisecond
+	res, err := Read(context.Background(), cfg, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	healthz := f.healthz
+	f.mu.Unlock()
+	if healthz != 100 || res.WarmupSec != 0.1 {
+		t.Errorf("%d health checks, warmupSec %g; want 100 (1,000/s for 100 ms) and 0.1", healthz, res.WarmupSec)
+	}
+	if res.Requests != 200 || res.Accepted != 200 {
+		t.Errorf("requests %d accepted %d, want the 200 reads alone", res.Requests, res.Accepted)
+	}
+}
+
 func TestReadOfAMissingConcertCountsClientErrors(t *testing.T) {
 	_, srv := newFakeService(t, fakeKnobs{})
 	res, err := Read(context.Background(), testConfig(srv.URL), ReadOptions{ConcertID: "nope", DateID: "d1"})

@@ -285,17 +285,18 @@ func (s *session) hold(ctx context.Context, token string, h holdRequest, out any
 // elapsed is the time from a scheduled start to now on the session's clock.
 func (s *session) elapsed(since time.Time) time.Duration { return s.clk.Now().Sub(since) }
 
-// warmUp offers GET /healthz at Config.Rate for Config.Warmup, unmeasured: see
-// Config.Warmup. The race scenario does without: its burst is measured cold.
-func (s *session) warmUp(ctx context.Context) error {
+// warmUp offers GET /healthz at Config.Rate for Config.Warmup, unmeasured (see
+// Config.Warmup), and returns how long it offered it for, for Result.WarmupSec. The race
+// scenario does without: its burst is measured cold.
+func (s *session) warmUp(ctx context.Context) (seconds float64, err error) {
 	if s.cfg.Warmup <= 0 {
-		return nil
+		return 0, nil
 	}
 	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Warmup), MaxInflight: s.cfg.MaxInflight}
 	if _, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, _ int, _ time.Time) {
 		_, _ = s.c.Do(ctx, "GET", "/healthz", nil, nil, nil)
 	}); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+		return 0, fmt.Errorf("warm-up: %w", err)
 	}
-	return nil
+	return s.cfg.Warmup.Seconds(), nil
 }
