@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ func series(t *testing.T, g prometheus.Gatherer, name string, labels map[string]
 			for _, l := range m.GetLabel() {
 				got[l.GetName()] = l.GetValue()
 			}
-			if !sameLabels(got, labels) {
+			if !maps.Equal(got, labels) {
 				continue
 			}
 			if h := m.GetHistogram(); h != nil {
@@ -40,18 +41,6 @@ func series(t *testing.T, g prometheus.Gatherer, name string, labels map[string]
 		}
 	}
 	return 0, false
-}
-
-func sameLabels(got, want map[string]string) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // routeLabels lists every route label value of the requests counter.

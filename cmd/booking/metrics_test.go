@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -135,23 +136,11 @@ func parseSample(line string) (sample, error) {
 // find returns the value of the series with exactly these labels.
 func find(samples []sample, name string, labels map[string]string) (float64, bool) {
 	for _, s := range samples {
-		if s.name == name && sameLabelSet(s.labels, labels) {
+		if s.name == name && maps.Equal(s.labels, labels) {
 			return s.value, true
 		}
 	}
 	return 0, false
-}
-
-func sameLabelSet(got, want map[string]string) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // waitMetric polls /metrics until the series has the value: the event counters follow the
@@ -492,7 +481,7 @@ func gathered(t *testing.T, reg prometheus.Gatherer, name string, labels map[str
 			for _, l := range m.GetLabel() {
 				got[l.GetName()] = l.GetValue()
 			}
-			if sameLabelSet(got, labels) {
+			if maps.Equal(got, labels) {
 				return m.GetCounter().GetValue(), true
 			}
 		}
