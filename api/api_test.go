@@ -455,9 +455,7 @@ func (blockingCommands) Charge(ctx context.Context, _ app.Meta, _ string, _ int6
 }
 
 // Fiber's in-process Test cannot see a 413 (fasthttp ends the connection with an error after
-// answering), so the body limit is checked over a real socket. The server answers and closes
-// while the client may still be sending the body, so the client writes on a raw connection,
-// ignores a failed write (a reset connection) and reads the answer the server sent before.
+// answering), so the body limit is checked over a real socket with sendRaw.
 func TestBodyOver64KiBIs413(t *testing.T) {
 	e := newEnv(t)
 	base := apitest.Serve(t, e.App)
@@ -472,33 +470,42 @@ func TestBodyOver64KiBIs413(t *testing.T) {
 		{"chunked", "Transfer-Encoding: chunked", fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)},
 	} {
 		t.Run("a body over 64 KiB is 413 BODY_TOO_LARGE "+tt.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-				t.Fatal(err)
-			}
 			head := "POST /api/v1/queue/tokens HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/json\r\n" + tt.framing + "\r\n\r\n"
-			written := make(chan struct{})
-			go func() {
-				defer close(written)
-				_, _ = io.WriteString(conn, head+tt.body) // fails once the server has closed
-			}()
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatalf("no answer: %v", err)
-			}
-			data, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			_ = conn.Close() // ends a write still blocked on a full buffer
-			<-written
-			r := apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+			r := sendRaw(t, addr, head+tt.body)
 			r.Expect(t, 413, "BODY_TOO_LARGE")
 			if calls := e.cmds.Calls(); len(calls) != 0 {
 				t.Fatalf("calls %v", calls)
 			}
 		})
 	}
+}
+
+// sendRaw writes a raw HTTP/1.1 request on its own connection to addr and reads the answer.
+// A server refusing a request from its headers answers and closes while the client may still
+// be sending the body, so a failed write (a reset connection) is ignored: the answer the server
+// sent before is what counts. net/http's client would report the write error instead.
+func sendRaw(t *testing.T, addr, raw string) apitest.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		_, _ = io.WriteString(conn, raw) // fails once the server has closed
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_ = conn.Close() // ends a write still blocked on a full buffer
+	<-written
+	return apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
