@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -144,7 +145,7 @@ func newBenchReadCmd(o *benchOptions) *cobra.Command {
 
 func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 	var events int
-	var keep string
+	var keep, reuse string
 	cmd := &cobra.Command{
 		Use:   "rebuild",
 		Short: "Read-model rebuild throughput in events/s beside the raw replay rate (not HTTP)",
@@ -159,7 +160,17 @@ func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 			if err := o.checkFsync(); err != nil {
 				return err
 			}
+			if reuse != "" && keep != "" {
+				return errors.New("bench rebuild: --reuse-data-dir and --keep-data-dir exclude each other")
+			}
 			dir := keep
+			if reuse != "" {
+				// Timing the same log again separates a change's effect from run-to-run noise.
+				if _, err := os.Stat(filepath.Join(reuse, "nats")); err != nil {
+					return fmt.Errorf("bench rebuild: --reuse-data-dir %s holds no log: %w", reuse, err)
+				}
+				dir, events = reuse, 0
+			}
 			if dir == "" {
 				tmp, err := os.MkdirTemp("", "booking-bench-rebuild-")
 				if err != nil {
@@ -182,6 +193,7 @@ func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&events, "events", 100_000, "events in the log to rebuild from")
 	cmd.Flags().StringVar(&keep, "keep-data-dir", "", "fill and keep this (new) data dir instead of a temporary one, e.g. to time a restart on it")
+	cmd.Flags().StringVar(&reuse, "reuse-data-dir", "", "time on this data dir, filled earlier with --keep-data-dir, instead of filling one (--events is ignored)")
 	return cmd
 }
 

@@ -285,7 +285,7 @@ func TestVerifyRefusesADataDirItCannotUse(t *testing.T) {
 // newRootForTest is the part of main's command tree that these tests run.
 func newRootForTest() *cobra.Command {
 	root := &cobra.Command{Use: "booking", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newVerifyCmd(), newEventsCmd())
+	root.AddCommand(newVerifyCmd(), newEventsCmd(), newBenchCmd())
 	return root
 }
 
