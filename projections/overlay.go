@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -38,6 +39,7 @@ var overlayFlushAt = 500_000
 // rewrites most pages again and again, while sorted bulk writes fill each page once.
 type overlay struct {
 	buckets map[string]*ovBucket
+	arena   arena
 }
 
 // entries is the number of pending writes.
@@ -50,8 +52,9 @@ func (o *overlay) entries() int {
 }
 
 type ovBucket struct {
-	real *bolt.Bucket // of the current read transaction, for keys not in m
-	m    map[string]ovEntry
+	real  *bolt.Bucket // of the current read transaction, for keys not in m
+	m     map[string]ovEntry
+	arena *arena // holds the bytes of m's keys and values
 }
 
 type ovEntry struct {
@@ -68,7 +71,7 @@ type keyedEntry struct {
 func (o *overlay) bucket(tx *bolt.Tx, name string) *ovBucket {
 	b := o.buckets[name]
 	if b == nil {
-		b = &ovBucket{m: map[string]ovEntry{}}
+		b = &ovBucket{m: map[string]ovEntry{}, arena: &o.arena}
 		o.buckets[name] = b
 	}
 	b.real = tx.Bucket([]byte(name))
@@ -89,8 +92,36 @@ func (b *ovBucket) Put(key, value []byte) error {
 	if len(key) == 0 {
 		return bolt.ErrKeyRequired
 	}
-	b.m[string(key)] = ovEntry{v: value}
+	k := b.arena.copy(key)
+	b.m[unsafe.String(&k[0], len(k))] = ovEntry{v: b.arena.copy(value)}
 	return nil
+}
+
+// arena keeps an overlay's keys and values in large chunks that hold no pointers. A rebuild's
+// overlay grows to hundreds of thousands of entries; as two small objects each they made the
+// garbage collector's marking a rebuild's largest cost of its own (GOGC=400 sped a rebuild up
+// by a sixth and the raw replay by a twentieth). Chunks are never written twice, so a string
+// made over them stays valid and unchanged, and a chunk lives as long as anything points in.
+type arena struct {
+	chunk []byte
+}
+
+const arenaChunk = 1 << 20
+
+// copy returns b copied into the arena.
+func (a *arena) copy(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte{} // stored, and not nil: a nil value reads as a missing key
+	}
+	if len(b) > arenaChunk/8 {
+		return append(make([]byte, 0, len(b)), b...) // a large value gets its own allocation
+	}
+	if cap(a.chunk)-len(a.chunk) < len(b) {
+		a.chunk = make([]byte, 0, arenaChunk)
+	}
+	n := len(a.chunk)
+	a.chunk = append(a.chunk, b...)
+	return a.chunk[n:len(a.chunk):len(a.chunk)]
 }
 
 // Delete forgets a key. A key the file does not have needs no tombstone: holds, unfinished
@@ -141,6 +172,7 @@ func (g *generation) flush() error {
 		return err
 	}
 	ov.buckets = map[string]*ovBucket{}
+	ov.arena = arena{}
 	return nil
 }
 
