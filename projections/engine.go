@@ -820,7 +820,7 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 		}
 		return w.finish()
 	})
-	if err == nil && g.overlay != nil && g.overlay.entries() >= overlayFlushAt {
+	if err == nil && g.overlay != nil && g.overlay.full() {
 		err = g.flush()
 	}
 	if err != nil {

@@ -33,6 +33,11 @@ func (t txn) bucket(name string) kv {
 // written to the file. A variable so that tests can flush often.
 var overlayFlushAt = 500_000
 
+// overlayArenaFlushAt bounds it too, in bytes of keys and values kept: a key written again
+// leaves its old value in the arena, and a hot key (a wallet, a date's counters) is written
+// once per event.
+var overlayArenaFlushAt = 64 << 20
+
 // overlay holds the writes of a rebuild in memory and writes them to the file in key order
 // from time to time. bbolt writes every page a transaction touched at each commit; a log's
 // keys (seats, users) are spread over the whole key space, so committing batch by batch
@@ -40,6 +45,11 @@ var overlayFlushAt = 500_000
 type overlay struct {
 	buckets map[string]*ovBucket
 	arena   arena
+}
+
+// full reports whether the overlay should be written to the file.
+func (o *overlay) full() bool {
+	return o.entries() >= overlayFlushAt || o.arena.used >= overlayArenaFlushAt
 }
 
 // entries is the number of pending writes.
@@ -104,6 +114,7 @@ func (b *ovBucket) Put(key, value []byte) error {
 // made over them stays valid and unchanged, and a chunk lives as long as anything points in.
 type arena struct {
 	chunk []byte
+	used  int // bytes handed out since the arena was made
 }
 
 const arenaChunk = 1 << 20
@@ -113,6 +124,7 @@ func (a *arena) copy(b []byte) []byte {
 	if len(b) == 0 {
 		return []byte{} // stored, and not nil: a nil value reads as a missing key
 	}
+	a.used += len(b)
 	if len(b) > arenaChunk/8 {
 		return append(make([]byte, 0, len(b)), b...) // a large value gets its own allocation
 	}

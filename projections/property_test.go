@@ -81,10 +81,15 @@ func randomHistory(w *world, rng *rand.Rand, steps int) {
 func TestIncrementalEqualsRebuilt(t *testing.T) {
 	for seed := range uint64(10) {
 		t.Run(fmt.Sprintf("incremental read models equal rebuilt ones for history %d", seed), func(t *testing.T) {
-			if seed%2 == 1 {
+			switch seed % 3 {
+			case 1:
 				// Flush rebuild overlays every few writes, as a big log does.
 				defer func(n int) { overlayFlushAt = n }(overlayFlushAt)
 				overlayFlushAt = 3
+			case 2:
+				// Flush them every few hundred bytes, as hot keys written again and again do.
+				defer func(n int) { overlayArenaFlushAt = n }(overlayArenaFlushAt)
+				overlayArenaFlushAt = 300
 			}
 			rng := rand.New(rand.NewPCG(seed, 42))
 			w := newWorld(t)
