@@ -109,9 +109,10 @@ func (b *ovBucket) Put(key, value []byte) error {
 
 // arena keeps an overlay's keys and values in large chunks that hold no pointers. A rebuild's
 // overlay grows to hundreds of thousands of entries; as two small objects each they made the
-// garbage collector's marking a rebuild's largest cost of its own (GOGC=400 sped a rebuild up
-// by a sixth and the raw replay by a twentieth). Chunks are never written twice, so a string
-// made over them stays valid and unchanged, and a chunk lives as long as anything points in.
+// garbage collector's marking a rebuild's largest cost of its own (1.27 s of CPU against
+// 0.54 s in a raw replay of the same 818,191 events). Chunks are never written twice, so a
+// string made over them stays valid and unchanged, and a chunk lives as long as anything
+// points in.
 type arena struct {
 	chunk []byte
 	used  int // bytes handed out since the arena was made
@@ -167,11 +168,13 @@ func (g *generation) flush() error {
 			}
 			slices.SortFunc(entries, func(a, b keyedEntry) int { return strings.Compare(a.k, b.k) })
 			for _, e := range entries {
+				// bbolt only reads a key, so the string's bytes serve without a copy.
+				k := unsafe.Slice(unsafe.StringData(e.k), len(e.k))
 				var err error
 				if e.del {
-					err = b.Delete([]byte(e.k))
+					err = b.Delete(k)
 				} else {
-					err = b.Put([]byte(e.k), e.v)
+					err = b.Put(k, e.v)
 				}
 				if err != nil {
 					return fmt.Errorf("flush %s: %w", name, err)
