@@ -34,9 +34,9 @@ type benchOptions struct {
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir filled until it
 // holds about events events (or, with events 0, a data dir as it is), and the projections to
-// rebuild from it. It lives behind a variable because
-// only the engine's wiring can build one (loadgen imports nothing of the engine); it is set
-// where the projections are wired, and `bench rebuild` says so plainly while it is nil.
+// rebuild from it. It lives behind a variable because only the engine's wiring can build one
+// (loadgen imports nothing of the engine); it is set where the projections are wired, and
+// `bench rebuild` says so plainly while it is nil.
 var benchRebuilder func(ctx context.Context, dataDir string, events int, fsync string) (r loadgen.Rebuilder, stop func(), err error)
 
 // errRebuildNotWired is returned by `bench rebuild` while benchRebuilder is not set.
