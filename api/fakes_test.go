@@ -14,6 +14,8 @@ import (
 	"github.com/booking-engine/booking/api/apitest"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/projections"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 // t0 is the fake clock's start: 2026-03-15 10:00 UTC.
@@ -37,13 +39,13 @@ type fakeCommands struct {
 	holds    map[string]app.HoldRequest
 	metas    []app.Meta
 	seq      int
-	clock    *apitest.Clock
+	clock    *testclock.Clock
 	// holdGate, when set, makes Hold wait for it to close (concurrency tests).
 	holdGate chan struct{}
 	inHold   int
 }
 
-func newFakeCommands(clock *apitest.Clock) *fakeCommands {
+func newFakeCommands(clock *testclock.Clock) *fakeCommands {
 	return &fakeCommands{
 		failures: map[string]error{}, revoked: map[string]bool{}, issued: map[string]bool{},
 		balances: map[string]int64{}, concerts: map[string]bool{}, holds: map[string]app.HoldRequest{},
@@ -452,7 +454,7 @@ type env struct {
 	qs    *fakeQueries
 	projs *fakeProjections
 	dls   *fakeDeadLetters
-	clock *apitest.Clock
+	clock *testclock.Clock
 	deps  api.Deps
 	cfg   api.Config
 }
@@ -462,7 +464,7 @@ const adminToken = "s3cret-admin"
 // newEnv builds the API on fakes; opts adjust deps and config before it is built.
 func newEnv(t testing.TB, opts ...func(*api.Deps, *api.Config)) *env {
 	t.Helper()
-	clock := apitest.NewClock(t0)
+	clock := testclock.New(t0)
 	e := &env{cmds: newFakeCommands(clock), qs: &fakeQueries{}, projs: &fakeProjections{}, dls: &fakeDeadLetters{}, clock: clock}
 	e.deps = api.Deps{Commands: e.cmds, Queries: e.qs, Projections: e.projs, DeadLetters: e.dls, Clock: clock,
 		Idempotency: apitest.OpenIdempotency(t, filepath.Join(t.TempDir(), "idempotency.db"), clock)}

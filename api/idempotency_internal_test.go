@@ -10,24 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
-
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func TestKeyLocks(t *testing.T) {
 	t.Run("a waiter gives up when its context ends and leaves nothing behind", func(t *testing.T) {
@@ -78,7 +63,7 @@ func TestKeyLocks(t *testing.T) {
 }
 
 func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
-	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	st, err := openBoltAnswers(filepath.Join(t.TempDir(), "i.db"), clock)
 	if err != nil {
 		t.Fatal(err)
@@ -87,14 +72,14 @@ func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 	if err := st.put("s", storedAnswer{Status: 201, Body: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(25 * time.Hour)
+	clock.Advance(25 * time.Hour)
 	if _, found, _ := st.get("s"); found {
 		t.Fatal("an expired answer was found")
 	}
 	if err := st.put("s", storedAnswer{Status: 200, Body: []byte("second")}); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(time.Hour)
+	clock.Advance(time.Hour)
 	if n, err := st.sweepExpired(); err != nil || n != 0 {
 		t.Fatalf("swept %d (%v): the live answer's old index entry survived", n, err)
 	}
@@ -105,7 +90,7 @@ func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 }
 
 func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
-	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	st, err := openBoltAnswers(filepath.Join(t.TempDir(), "i.db"), clock)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +112,7 @@ func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	clock.advance(24*time.Hour + time.Nanosecond)
+	clock.Advance(24*time.Hour + time.Nanosecond)
 	if got, err := st.sweepExpired(); err != nil || got != n {
 		t.Fatalf("swept %d (%v), want %d", got, err, n)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/booking-engine/booking/eventstore"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 func openTestJetStream(t testing.TB) *eventstore.JetStreamStore {
@@ -31,7 +33,7 @@ func openTestJetStream(t testing.TB) *eventstore.JetStreamStore {
 var testBuckets atomic.Int64
 
 // sharedInstances opens n stores on one new bucket, as n instances of the service do.
-func sharedInstances(t testing.TB, js jetstream.JetStream, clock *stepClock, n int) []*kvAnswers {
+func sharedInstances(t testing.TB, js jetstream.JetStream, clock *testclock.Clock, n int) []*kvAnswers {
 	t.Helper()
 	bucket := fmt.Sprint("idem_internal_", testBuckets.Add(1))
 	out := make([]*kvAnswers, n)
@@ -122,7 +124,7 @@ func TestSharedIdempotencyStore(t *testing.T) {
 	js := openTestJetStream(t).JetStream()
 	ctx := context.Background()
 	const scope = "POST /api/v1/users/:userId/points/charge\x00u1\x00k 1"
-	newClock := func() *stepClock { return &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+	newClock := func() *testclock.Clock { return testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 	t.Run("a scope is claimed once and the other instance replays the answer kept under the claim", func(t *testing.T) {
 		in := sharedInstances(t, js, newClock(), 2)
@@ -161,7 +163,7 @@ func TestSharedIdempotencyStore(t *testing.T) {
 		clock := newClock()
 		in := sharedInstances(t, js, clock, 2)
 		first := mustClaim(t, in[0], scope)
-		clock.advance(claimAbandonAfter)
+		clock.Advance(claimAbandonAfter)
 		second := mustClaim(t, in[1], scope)
 		err := in[0].keep(ctx, scope, first, storedAnswer{Status: 200, Body: []byte("late")})
 		if err == nil || errors.Is(err, eventstore.ErrUnavailable) {
@@ -178,7 +180,7 @@ func TestSharedIdempotencyStore(t *testing.T) {
 		mustClaim(t, in[0], scope)
 		waiter := claimAsync(ctx, in[1], scope)
 		awaitWaiter(t, js, in[1])
-		clock.advance(claimAbandonAfter)
+		clock.Advance(claimAbandonAfter)
 		if r := receive(t, waiter); r.err != nil || r.found || r.rev == 0 {
 			t.Fatalf("%+v", r)
 		}
@@ -197,9 +199,9 @@ func TestSharedIdempotencyStore(t *testing.T) {
 		if err := in[0].keep(ctx, scope, rev, storedAnswer{Status: 200, Body: []byte("old")}); err != nil {
 			t.Fatal(err)
 		}
-		clock.advance(IdempotencyTTL)
+		clock.Advance(IdempotencyTTL)
 		mustFind(t, in[1], scope, "old")
-		clock.advance(time.Nanosecond)
+		clock.Advance(time.Nanosecond)
 		mustClaim(t, in[1], scope)
 	})
 	t.Run("a waiter gives up when its context ends", func(t *testing.T) {
@@ -223,9 +225,9 @@ func TestSharedIdempotencyStore(t *testing.T) {
 		}
 		keep("expired")
 		mustClaim(t, b, "abandoned")
-		clock.advance(time.Hour)
+		clock.Advance(time.Hour)
 		keep("live")
-		clock.advance(IdempotencyTTL - time.Hour + time.Nanosecond)
+		clock.Advance(IdempotencyTTL - time.Hour + time.Nanosecond)
 		mustClaim(t, b, "running")
 		if n, err := b.count(ctx); err != nil || n != 2 {
 			t.Fatalf("count %d (%v) before the sweep, want 2", n, err)
@@ -298,7 +300,7 @@ func TestSharedIdempotencyInstanceName(t *testing.T) {
 
 func TestSharedIdempotencyClaimsOfManyInstancesAtOnce(t *testing.T) {
 	js := openTestJetStream(t).JetStream()
-	in := sharedInstances(t, js, &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, 8)
+	in := sharedInstances(t, js, testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), 8)
 	locks := make([]keyLocks, len(in))
 	var ran atomic.Int32
 	var wg sync.WaitGroup
@@ -343,7 +345,7 @@ func TestSharedIdempotencyClaimsOfManyInstancesAtOnce(t *testing.T) {
 
 func TestSharedIdempotencyStoreUnreachableIsUnavailable(t *testing.T) {
 	st := openTestJetStream(t)
-	b := sharedInstances(t, st.JetStream(), &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, 1)[0]
+	b := sharedInstances(t, st.JetStream(), testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), 1)[0]
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/booking-engine/booking/api/apitest"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 func withKey(r apitest.Request, key string) apitest.Request {
@@ -174,7 +176,7 @@ func TestIdempotencyKeysSurviveARestart(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run("kept "+b.name, func(t *testing.T) {
 			open := b.deployment(t)
-			clock := apitest.NewClock(t0)
+			clock := testclock.New(t0)
 			cmds := newFakeCommands(clock)
 			build := func() (*apitest.Client, *api.IdempotencyStore) {
 				st := open(clock)
@@ -202,7 +204,7 @@ func TestIdempotencyKeysSurviveARestart(t *testing.T) {
 // bucket: the answers are kept on disk like the events.
 func TestSharedIdempotencyKeysSurviveARestartOfNATS(t *testing.T) {
 	dir := t.TempDir()
-	clock := apitest.NewClock(t0)
+	clock := testclock.New(t0)
 	cmds := newFakeCommands(clock)
 	charge := withKey(post("/api/v1/users/u1/points/charge", `{"amount":5}`), "k1")
 	run := func() apitest.Response {
@@ -341,7 +343,7 @@ func TestConcurrentRequestsWithDistinctKeysAllRun(t *testing.T) {
 // twoInstances returns two API instances on one application and one shared bucket, as two
 // `booking serve` side by side behind a load balancer.
 func twoInstances(t *testing.T, shared backend) (a, b *apitest.Client, cmds *fakeCommands) {
-	clock := apitest.NewClock(t0)
+	clock := testclock.New(t0)
 	cmds = newFakeCommands(clock)
 	open := shared.deployment(t)
 	build := func() *apitest.Client {

@@ -13,28 +13,11 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // faultyLog fails the appends whose dedup ID ends with one of the armed step suffixes, once
 // each, as if the process died right before that step.
@@ -118,7 +101,7 @@ type harness struct {
 	ctx   context.Context
 	log   EventLog
 	fault *faultyLog
-	clock *fakeClock
+	clock *testclock.Clock
 	svc   *Service
 }
 
@@ -165,7 +148,7 @@ func newHarness(t *testing.T, log EventLog, cfg Config, sole ...bool) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	f := &faultyLog{EventLog: log}
-	clock := &fakeClock{t: t0}
+	clock := testclock.New(t0)
 	h := &harness{t: t, ctx: ctx, log: log, fault: f, clock: clock}
 	h.svc = New(f, cfg, Options{Clock: clock, Logger: quietLogger(), SingleWriter: len(sole) > 0 && sole[0]})
 	return h

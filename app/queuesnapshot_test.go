@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/eventstore"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 type memSnapshots struct {
@@ -26,7 +28,7 @@ var snapshotCfg = Config{HoldTTL: 5 * time.Minute, QueueBatch: 2, QueueInterval:
 // startService starts a service over log at now, with snaps (nil: none).
 func startService(t *testing.T, ctx context.Context, log EventLog, now time.Time, snaps SnapshotStore) *Service {
 	t.Helper()
-	clock := &fakeClock{t: now}
+	clock := testclock.New(now)
 	svc := New(log, snapshotCfg, Options{Clock: clock, Logger: quietLogger(), QueueSnapshots: snaps})
 	if err := svc.Start(ctx, logReads{log}); err != nil {
 		t.Fatal(err)
@@ -110,7 +112,7 @@ func TestARestartFromAQueueSnapshotAnswersLikeAFullReplay(t *testing.T) {
 	}
 	// After the snapshot: more tokens, and an admission a while later.
 	tokens = append(tokens, queueHistory(t, ctx, first, "u5", "u6")...)
-	first.clock.(*fakeClock).Advance(11 * time.Second)
+	first.clock.(*testclock.Clock).Advance(11 * time.Second)
 	if err := first.admit(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,30 +1,13 @@
 package eventstore_test
 
 import (
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/booking-engine/booking/eventstore"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func TestMemStoreDedupWindow(t *testing.T) {
 	tests := []struct {
@@ -37,7 +20,7 @@ func TestMemStoreDedupWindow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &fakeClock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+			clock := testclock.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 			s := eventstore.NewMemStore(eventstore.WithMemClock(clock.Now))
 			ctx := testCtx(t)
 			// Two appends, so that the repeat passes the expected check and only dedup can stop it.

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 func TestAlertsAreRateLimitedAndSummarised(t *testing.T) {
 	sink := newAlertSink(t)
-	clock := newFakeClock()
+	clock := testclock.New(relayT0)
 	a := &alerter{url: sink.srv.URL, client: http.DefaultClient, timeout: 5 * time.Second, interval: time.Minute, now: clock.Now, log: slog.Default()}
 	dl := func(id string) DeadLetter {
 		return DeadLetter{ID: id, EventID: id, EventType: "ReservationHeld", Attempts: 8, LastError: "status 500"}
@@ -52,7 +54,7 @@ func TestAlertsAreRateLimitedAndSummarised(t *testing.T) {
 }
 
 func TestWithoutAWebhookNoAlertIsSent(t *testing.T) {
-	a := &alerter{interval: time.Minute, now: newFakeClock().Now, log: slog.Default()}
+	a := &alerter{interval: time.Minute, now: testclock.New(relayT0).Now, log: slog.Default()}
 	a.notify(DeadLetter{ID: "e1"})
 	a.mu.Lock()
 	pending, timer := a.pending, a.timer

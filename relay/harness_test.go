@@ -122,27 +122,8 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 12, 24, 19, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// relayT0 is where the relay tests' clocks start.
+var relayT0 = time.Date(2026, 12, 24, 19, 0, 0, 0, time.UTC)
 
 // alertSink is an alert webhook that keeps the texts it receives.
 type alertSink struct {

@@ -18,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/booking-engine/booking/eventstore"
+
+	"github.com/booking-engine/booking/internal/testclock"
 )
 
 func startRelay(t *testing.T, h *testJetStream, opts Options) *Relay {
@@ -119,7 +121,7 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 	h := newJetStream(t)
 	addr := freeAddr(t) // nobody listens: connection refused
 	alerts := newAlertSink(t)
-	clock := newFakeClock()
+	clock := testclock.New(relayT0)
 	reg := prometheus.NewRegistry()
 	r := startRelay(t, h, Options{
 		URL: "http://" + addr, AlertURL: alerts.srv.URL, MaxAttempts: 3,

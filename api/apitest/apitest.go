@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -242,38 +241,4 @@ func Serve(t testing.TB, fa *fiber.App) string {
 		}
 	})
 	return "http://" + ln.Addr().String()
-}
-
-// Clock is a settable clock for tests; the zero value starts at 2026-01-01T00:00:00Z.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a clock standing at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.now.IsZero() {
-		c.now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	}
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	now := c.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = now.Add(d)
-}
-
-// Set puts the clock at t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
 }
