@@ -124,48 +124,34 @@ func ref(typ, id string) eventstore.AggregateRef { return eventstore.AggregateRe
 
 func seatID(c, d string, n int) string { return fmt.Sprintf("%s.%s.%d", c, d, n) }
 
-func (w *world) seat(c, d string, n int) (aggregates.Seat, uint64) {
-	evs, v := w.load(ref(eventstore.TypeSeat, seatID(c, d, n)))
-	var s aggregates.Seat
+// loadAs folds the events of one aggregate into its state with apply, and returns its version.
+func loadAs[S any](w *world, typ, id string, apply func(S, aggregates.Event) S) (S, uint64) {
+	evs, v := w.load(ref(typ, id))
+	var s S
 	for _, e := range evs {
-		s = s.Apply(e)
+		s = apply(s, e)
 	}
 	return s, v
 }
 
+func (w *world) seat(c, d string, n int) (aggregates.Seat, uint64) {
+	return loadAs(w, eventstore.TypeSeat, seatID(c, d, n), aggregates.Seat.Apply)
+}
+
 func (w *world) reservation(id string) (aggregates.Reservation, uint64) {
-	evs, v := w.load(ref(eventstore.TypeReservation, id))
-	var r aggregates.Reservation
-	for _, e := range evs {
-		r = r.Apply(e)
-	}
-	return r, v
+	return loadAs(w, eventstore.TypeReservation, id, aggregates.Reservation.Apply)
 }
 
 func (w *world) payment(id string) (aggregates.Payment, uint64) {
-	evs, v := w.load(ref(eventstore.TypePayment, id))
-	var p aggregates.Payment
-	for _, e := range evs {
-		p = p.Apply(e)
-	}
-	return p, v
+	return loadAs(w, eventstore.TypePayment, id, aggregates.Payment.Apply)
 }
 
 func (w *world) wallet(user string) (aggregates.Wallet, uint64) {
-	evs, v := w.load(ref(eventstore.TypeWallet, user))
-	var wl aggregates.Wallet
-	for _, e := range evs {
-		wl = wl.Apply(e)
-	}
-	return wl, v
+	return loadAs(w, eventstore.TypeWallet, user, aggregates.Wallet.Apply)
 }
 
 func (w *world) concert(id string) aggregates.Concert {
-	evs, _ := w.load(ref(eventstore.TypeConcert, id))
-	var c aggregates.Concert
-	for _, e := range evs {
-		c = c.Apply(e)
-	}
+	c, _ := loadAs(w, eventstore.TypeConcert, id, aggregates.Concert.Apply)
 	return c
 }
 
