@@ -133,7 +133,13 @@ func (s *Service) restoreQueue(ctx context.Context, stream string) uint64 {
 	}
 	var at eventstore.Envelope
 	err = s.log.Replay(ctx, stream, snap.Seq-1, false, func(batch []eventstore.Envelope) error {
-		at = batch[0]
+		// The snapshot names the last event of the commit it was taken at.
+		for _, env := range batch {
+			if env.Sequence != batch[0].Sequence {
+				break
+			}
+			at = env
+		}
 		return errFound
 	})
 	if err != nil && !errors.Is(err, errFound) {

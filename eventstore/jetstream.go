@@ -18,8 +18,9 @@ import (
 // server fails requests quickly instead of queueing them.
 const DefaultOpTimeout = 5 * time.Second
 
-// JetStreamStore is the Store, Reader and Tracker on NATS JetStream. Every event is one
-// message whose body is its JSON Envelope, on the subject of its aggregate (see Place).
+// JetStreamStore is the Store, Reader and Tracker on NATS JetStream. Every append is one
+// message (a commit) holding the JSON envelopes of its events, on the subject of its
+// aggregate (see Place).
 type JetStreamStore struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -203,80 +204,38 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 
-	version := expected
-	for i := 0; i < len(events); i++ {
-		body, err := newEnvelope(agg, events[i], meta, time.Now)
-		if err != nil {
-			return 0, err
-		}
-		ack, err := s.appendOne(ctx, stream, subject, version, body, msgIDFor(dedupID, i))
-		if err != nil && !isWrongLastSequence(err) {
-			return 0, classify(op, err)
-		}
-		// Look for an earlier attempt of this append when its first publish either failed the
-		// expected check (on a single server that check runs before dedup, so a retry of an
-		// append that went through lands here) or was a duplicate: that attempt's events
-		// follow, on the subject, the version it was made at.
-		if i == 0 && dedupID != "" && (err != nil || ack.Duplicate) {
-			after := expected
-			if err == nil {
-				after = ack.Sequence - 1
-			}
-			v, found, ok, rerr := s.recoverAppend(ctx, stream, subject, after, dedupID, len(events))
-			if rerr != nil {
-				return 0, classify(op+": look for an earlier attempt", rerr)
-			}
-			if ok {
-				s.track(stream, v)
-				version = v
-				if found == len(events) {
-					return version, nil
-				}
-				i = found - 1 // write the rest of the earlier attempt
-				continue
-			}
-		}
-		if err != nil {
-			return 0, fmt.Errorf("%s at version %d: %w (%v)", op, version, ErrConcurrency, err)
-		}
-		// A duplicate ack carries the sequence the first publish got: the same answer.
-		version = ack.Sequence
-		s.track(stream, version)
+	body, err := encodeCommit(agg, events, meta, time.Now)
+	if err != nil {
+		return 0, err
 	}
-	return version, nil
+	ack, err := s.appendOne(ctx, stream, subject, expected, body, dedupID)
+	if err == nil {
+		// A duplicate ack carries the sequence the first publish got: the same answer.
+		s.track(stream, ack.Sequence)
+		return ack.Sequence, nil
+	}
+	if !isWrongLastSequence(err) {
+		return 0, classify(op, err)
+	}
+	// On a single server the expected check runs before dedup, so a retry of an append that
+	// went through lands here: that earlier commit is the subject's first one after expected.
+	if dedupID != "" {
+		msg, gerr := s.directGetOne(ctx, stream, expected+1, subject)
+		switch {
+		case gerr == nil && msg.Header.Get(jetstream.MsgIDHeader) == dedupID:
+			s.track(stream, msg.seq)
+			return msg.seq, nil
+		case gerr != nil && !errors.Is(gerr, jetstream.ErrMsgNotFound):
+			return 0, classify(op+": look for an earlier attempt", gerr)
+		}
+	}
+	return 0, fmt.Errorf("%s at version %d: %w (%v)", op, expected, ErrConcurrency, err)
 }
 
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-// recoverAppend looks for the messages of an earlier append with dedupID right after
-// expected on subject: if that append went through, its first message is the subject's first
-// one after expected (it passed the expected check). It returns the sequence of the last of
-// them found and how many; ok is false when they are not there, or when another append
-// followed a partial one.
-func (s *JetStreamStore) recoverAppend(ctx context.Context, stream, subject string, expected uint64, dedupID string, n int) (version uint64, found int, ok bool, err error) {
-	from := expected + 1
-	for found < n {
-		msg, err := s.directGetOne(ctx, stream, from, subject)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			// The subject ends with a partial earlier attempt: the rest can follow it.
-			return version, found, found > 0, nil
-		}
-		if err != nil {
-			return 0, 0, false, err
-		}
-		if msg.Header.Get(jetstream.MsgIDHeader) != msgIDFor(dedupID, found) {
-			// Not ours, or somebody else's append followed a partial one of ours.
-			return 0, 0, false, nil
-		}
-		version = msg.seq
-		from = msg.seq + 1
-		found++
-	}
-	return version, found, true, nil
 }
 
 // track records seq as appended by this process to stream, never moving backwards.
@@ -319,13 +278,9 @@ func (s *JetStreamStore) Load(ctx context.Context, agg AggregateRef, after uint6
 	defer cancel()
 
 	var out []Envelope
-	add := func(m directMsg) error {
-		env, err := decodeEnvelope(m.data, stream, m.seq)
-		if err != nil {
-			return err
-		}
-		out = append(out, env)
-		return nil
+	add := func(m directMsg) (err error) {
+		out, err = decodeCommit(out, m.data, stream, m.seq)
+		return err
 	}
 	from := after + 1
 	for {
@@ -354,11 +309,9 @@ func (s *JetStreamStore) loadOneByOne(ctx context.Context, op, stream, subject s
 		if err != nil {
 			return nil, classify(op, err)
 		}
-		env, err := decodeEnvelope(m.data, stream, m.seq)
-		if err != nil {
+		if out, err = decodeCommit(out, m.data, stream, m.seq); err != nil {
 			return nil, err
 		}
-		out = append(out, env)
 		from = m.seq + 1
 	}
 }
@@ -427,7 +380,7 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 		md, err := m.Metadata()
 		if err != nil {
 			it.err = fmt.Errorf("%s: %w", op, err)
-		} else if it.env, err = decodeEnvelope(m.Data(), stream, md.Sequence.Stream); err != nil {
+		} else if it.envs, err = decodeCommit(nil, m.Data(), stream, md.Sequence.Stream); err != nil {
 			it.err = err
 		}
 		it.last = !follow && md != nil && (md.Sequence.Stream >= head || md.NumPending == 0)
@@ -463,8 +416,9 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 			if it.err != nil {
 				return it.err
 			}
-			batch = append(batch, it.env)
-			if it.last || len(batch) == replayBatch {
+			// Whole commits only: a batch may pass replayBatch by the size of its last one.
+			batch = append(batch, it.envs...)
+			if it.last || len(batch) >= replayBatch {
 				break
 			}
 			// Take what has already arrived, without waiting for more.
@@ -486,9 +440,9 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 	}
 }
 
-// replayItem is one decoded message of a replay, or why it could not be decoded.
+// replayItem is one decoded commit of a replay, or why it could not be decoded.
 type replayItem struct {
-	env  Envelope
+	envs []Envelope
 	last bool // the head seen at the start, where a replay without follow stops
 	err  error
 }

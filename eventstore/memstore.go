@@ -2,16 +2,10 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
-
-	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // DuplicateWindow is how long a dedup ID is remembered by a stream, as JetStream's
@@ -34,7 +28,7 @@ type MemStore struct {
 
 type memStream struct {
 	name     string
-	msgs     []memMsg            // in sequence order; sequences have no gaps here
+	msgs     []memMsg            // one per commit, in sequence order; no gaps here
 	subjects map[string][]uint64 // subject -> its sequences, oldest first
 	dedup    map[string]uint64   // msg ID -> sequence, within the duplicate window
 	dedupAge []memDedup          // msg IDs in insertion order, to forget them after the window
@@ -43,7 +37,7 @@ type memStream struct {
 type memMsg struct {
 	subject string
 	msgID   string
-	env     Envelope // decoded from the stored JSON, Stream and Sequence set
+	envs    []Envelope // the commit's events, decoded from the stored JSON, placed
 }
 
 type memDedup struct {
@@ -78,70 +72,6 @@ func NewMemStore(opts ...MemOption) *MemStore {
 	return s
 }
 
-// msgIDFor is the dedup ID of the i-th event of an append: JetStream dedups per message, so
-// every event of a multi-event append needs its own ID derived from the append's.
-func msgIDFor(dedupID string, i int) string {
-	if i == 0 || dedupID == "" {
-		return dedupID
-	}
-	return dedupID + "/" + strconv.Itoa(i)
-}
-
-// newEnvelope builds the stored envelope of one event; both stores use it so they write the
-// same JSON.
-func newEnvelope(agg AggregateRef, ev Event, meta Metadata, now func() time.Time) ([]byte, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: event ID: %w", err)
-	}
-	at := meta.OccurredAt
-	if at.IsZero() {
-		at = now()
-	}
-	env := Envelope{
-		EventID:       id.String(),
-		Type:          ev.Type,
-		AggregateType: agg.Type,
-		AggregateID:   agg.ID,
-		OccurredAt:    at.UTC(),
-		CorrelationID: meta.CorrelationID,
-		CausationID:   meta.CausationID,
-		SchemaVersion: SchemaVersion,
-		Data:          ev.Data,
-	}
-	if len(env.Data) == 0 {
-		env.Data = json.RawMessage("null")
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: encode %s event of %s: %w", ev.Type, agg, err)
-	}
-	return b, nil
-}
-
-func decodeEnvelope(b []byte, stream string, seq uint64) (Envelope, error) {
-	var env Envelope
-	// json/v2 for the same reason as aggregates.Decode: one pass instead of two, and every
-	// replay, load and restart decodes every envelope it reads.
-	if err := jsonv2.Unmarshal(b, &env); err != nil {
-		return Envelope{}, fmt.Errorf("eventstore: decode %s #%d: %w", stream, seq, err)
-	}
-	env.Stream, env.Sequence = stream, seq
-	return env, nil
-}
-
-func validateAppend(events []Event) error {
-	if len(events) == 0 {
-		return fmt.Errorf("eventstore: append of no events")
-	}
-	for _, ev := range events {
-		if ev.Type == "" {
-			return fmt.Errorf("eventstore: event without a type")
-		}
-	}
-	return nil
-}
-
 // Append implements Store.
 func (s *MemStore) Append(ctx context.Context, agg AggregateRef, expected uint64, events []Event, dedupID string, meta Metadata) (uint64, error) {
 	stream, subject, err := Place(agg)
@@ -154,12 +84,10 @@ func (s *MemStore) Append(ctx context.Context, agg AggregateRef, expected uint64
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	// Encode before taking the lock: it is the expensive part and cannot fail half-way.
-	bodies := make([][]byte, len(events))
-	for i, ev := range events {
-		if bodies[i], err = newEnvelope(agg, ev, meta, s.now); err != nil {
-			return 0, err
-		}
+	// Encode before taking the lock: it is the expensive part.
+	body, err := encodeCommit(agg, events, meta, s.now)
+	if err != nil {
+		return 0, err
 	}
 
 	s.mu.Lock()
@@ -168,65 +96,39 @@ func (s *MemStore) Append(ctx context.Context, agg AggregateRef, expected uint64
 	now := s.now()
 	st.forget(now)
 
-	version := expected
-	wrote := false
-	for i := 0; i < len(events); i++ {
-		msgID := msgIDFor(dedupID, i)
-		subj := st.subjects[subject]
-		var last uint64
-		if n := len(subj); n > 0 {
-			last = subj[n-1]
-		}
-		if last != version {
-			// JetStream checks the expected sequence before dedup, so a retry of an append
-			// that went through arrives here with its stale version: recognise our own events.
-			if i == 0 && dedupID != "" {
-				if v, resume, ok := st.recover(subject, expected, dedupID, len(events)); ok {
-					if resume == len(events) {
-						s.track(stream, v)
-						return v, nil
-					}
-					version, i = v, resume-1
-					continue
-				}
-			}
-			return 0, fmt.Errorf("append to %s at version %d (now %d): %w", agg, version, last, ErrConcurrency)
-		}
-		if seq, dup := st.dedup[msgID]; dup && msgID != "" {
-			if i == 0 {
-				// As in JetStream: the rest of the first append follows its first event.
-				if v, resume, ok := st.recover(subject, seq-1, dedupID, len(events)); ok {
-					if resume == len(events) {
-						s.track(stream, v)
-						return v, nil
-					}
-					version, i = v, resume-1
-					continue
-				}
-			}
-			version = seq
-			continue
-		}
-		seq := uint64(len(st.msgs)) + 1
-		env, err := decodeEnvelope(bodies[i], stream, seq)
-		if err != nil {
-			return 0, err
-		}
-		st.msgs = append(st.msgs, memMsg{subject: subject, msgID: msgID, env: env})
-		st.subjects[subject] = append(subj, seq)
-		if msgID != "" {
-			st.dedup[msgID] = seq
-			st.dedupAge = append(st.dedupAge, memDedup{at: now, msgID: msgID})
-		}
-		version = seq
-		wrote = true
+	subj := st.subjects[subject]
+	var last uint64
+	if n := len(subj); n > 0 {
+		last = subj[n-1]
 	}
-	s.track(stream, version)
-	if wrote {
-		close(s.changed)
-		s.changed = make(chan struct{})
+	if last != expected {
+		// JetStream checks the expected sequence before dedup, so a retry of an append that
+		// went through arrives here with its stale version: recognise our own commit.
+		if v, ok := st.recover(subject, expected, dedupID); ok {
+			s.track(stream, v)
+			return v, nil
+		}
+		return 0, fmt.Errorf("append to %s at version %d (now %d): %w", agg, expected, last, ErrConcurrency)
 	}
-	return version, nil
+	if seq, dup := st.dedup[dedupID]; dup && dedupID != "" {
+		s.track(stream, seq)
+		return seq, nil
+	}
+	seq := uint64(len(st.msgs)) + 1
+	envs, err := decodeCommit(nil, body, stream, seq)
+	if err != nil {
+		return 0, err
+	}
+	st.msgs = append(st.msgs, memMsg{subject: subject, msgID: dedupID, envs: envs})
+	st.subjects[subject] = append(subj, seq)
+	if dedupID != "" {
+		st.dedup[dedupID] = seq
+		st.dedupAge = append(st.dedupAge, memDedup{at: now, msgID: dedupID})
+	}
+	s.track(stream, seq)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return seq, nil
 }
 
 // track records seq as appended to stream, never moving backwards. Callers hold mu.
@@ -236,24 +138,19 @@ func (s *MemStore) track(stream string, seq uint64) {
 	}
 }
 
-// recover looks for the events of an earlier append with the same dedup ID right after
-// expected on subject. It returns the sequence of the last of them found and how many were
-// found; ok is false when they are not there or when another append followed a partial one.
-func (st *memStream) recover(subject string, expected uint64, dedupID string, n int) (version uint64, found int, ok bool) {
-	subj := st.subjects[subject]
-	k := 0
-	for k < len(subj) && subj[k] <= expected {
-		k++
+// recover looks for the commit of an earlier append with the same dedup ID right after
+// expected on subject: if that append went through, it is the subject's first commit after
+// expected (it passed the expected check there).
+func (st *memStream) recover(subject string, expected uint64, dedupID string) (version uint64, ok bool) {
+	if dedupID == "" {
+		return 0, false
 	}
-	for found < n && k < len(subj) && st.msgs[subj[k]-1].msgID == msgIDFor(dedupID, found) {
-		version = subj[k]
-		found++
-		k++
+	for _, seq := range st.subjects[subject] {
+		if seq > expected {
+			return seq, st.msgs[seq-1].msgID == dedupID
+		}
 	}
-	if found == 0 || (found < n && k < len(subj)) {
-		return 0, 0, false
-	}
-	return version, found, true
+	return 0, false
 }
 
 func (st *memStream) forget(now time.Time) {
@@ -282,7 +179,7 @@ func (s *MemStore) Load(ctx context.Context, agg AggregateRef, after uint64) ([]
 	var out []Envelope
 	for _, seq := range st.subjects[subject] {
 		if seq > after {
-			out = append(out, st.msgs[seq-1].env)
+			out = append(out, st.msgs[seq-1].envs...)
 		}
 	}
 	return out, nil
@@ -333,10 +230,13 @@ func (s *MemStore) Replay(ctx context.Context, stream string, after uint64, foll
 		if !follow {
 			end = min(end, head)
 		}
-		end = min(end, after+replayBatch)
 		batch = batch[:0]
 		for seq := after + 1; seq <= end; seq++ {
-			batch = append(batch, st.msgs[seq-1].env)
+			// Whole commits only: a batch may pass replayBatch by the size of its last one.
+			batch = append(batch, st.msgs[seq-1].envs...)
+			if len(batch) >= replayBatch {
+				end = seq
+			}
 		}
 		changed := s.changed
 		s.mu.Unlock()

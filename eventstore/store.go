@@ -50,8 +50,10 @@ type Metadata struct {
 	CausationID   string
 }
 
-// SchemaVersion is the envelope schema written by this code.
-const SchemaVersion = 1
+// SchemaVersion is the envelope schema written by this code. Schema 2 stores one message per
+// append (a commit of one or more envelopes); schema 1 stored one message per event and is
+// refused with ErrSchema.
+const SchemaVersion = 2
 
 // Envelope is an event as stored: the payload plus everything needed to place it.
 type Envelope struct {
@@ -65,10 +67,12 @@ type Envelope struct {
 	SchemaVersion int             `json:"schemaVersion"`
 	Data          json.RawMessage `json:"data"`
 
-	// Stream and Sequence are where the event was stored; Sequence is also the aggregate's
-	// version after this event. They are not part of the stored JSON.
+	// Stream and Sequence are where the event's commit was stored: every event of one append
+	// shares the sequence of its message, which is the aggregate's version after them all.
+	// Index is the event's position in that commit. None of them is part of the stored JSON.
 	Stream   string `json:"-"`
 	Sequence uint64 `json:"-"`
+	Index    int    `json:"-"`
 }
 
 // Store appends events to one aggregate's subject and reads them back.
@@ -94,10 +98,11 @@ type Reader interface {
 	// Head returns the sequence of the newest message of a stream (0 when empty).
 	Head(ctx context.Context, stream string) (uint64, error)
 	// Replay calls fn with the events of stream whose sequence is greater than after, in order,
-	// in batches (of at most 1,000, and of whatever has arrived, so a quiet stream does not
-	// hold an event back), until it reaches the head seen when Replay started (follow ==
-	// false) or until ctx ends (follow == true). fn's error stops the replay and is returned.
-	// Sequences may have gaps. fn must not keep the slice.
+	// in batches of whole commits (about 1,000 events, more when the last commit is large, and
+	// whatever has arrived, so a quiet stream does not hold an event back), until it reaches
+	// the head seen when Replay started (follow == false) or until ctx ends (follow == true).
+	// fn's error stops the replay and is returned. Sequences may have gaps, and the events of
+	// one commit share theirs. fn must not keep the slice.
 	Replay(ctx context.Context, stream string, after uint64, follow bool, fn func(batch []Envelope) error) error
 }
 

@@ -495,10 +495,10 @@ func (e *Engine) publish(batch []eventstore.Envelope, after uint64) {
 		return
 	}
 	for _, env := range batch {
+		// after is fixed for the batch: the events of one commit share a sequence.
 		if env.Sequence <= after {
 			continue
 		}
-		after = env.Sequence
 		for _, fn := range subs {
 			fn(env)
 		}
@@ -778,9 +778,12 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 			// The newest instant is kept in a local and merged once per batch: a map write
 			// per event showed up in a rebuild's profile.
 			newest := lastAt[it.stream]
+			// A batch holds whole commits, whose events share a sequence: compare with the
+			// checkpoint before the batch, not with the last event applied.
+			base := cp
 			for i := range it.batch {
 				env := &it.batch[i]
-				if env.Sequence <= cp {
+				if env.Sequence <= base {
 					continue
 				}
 				cp = env.Sequence

@@ -248,16 +248,22 @@ func TestSubscribersGetEveryEventOnce(t *testing.T) {
 	e := openEngine(t, t.TempDir(), splitStore{w.store, 4}, nil)
 	var mu sync.Mutex
 	seen := map[string]int{}
-	last := map[string]uint64{}
+	type position struct {
+		seq   uint64
+		index int
+	}
+	last := map[string]position{}
 	var order []string
 	e.Subscribe(func(env eventstore.Envelope) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen[env.EventID]++
-		if env.Sequence <= last[env.Stream] {
-			order = append(order, fmt.Sprintf("%s: %d after %d", env.Stream, env.Sequence, last[env.Stream]))
+		// The events of one commit share its sequence and come in their commit's order.
+		at, prev := position{env.Sequence, env.Index}, last[env.Stream]
+		if prev != (position{}) && (at.seq < prev.seq || at.seq == prev.seq && at.index <= prev.index) {
+			order = append(order, fmt.Sprintf("%s: %v after %v", env.Stream, at, prev))
 		}
-		last[env.Stream] = env.Sequence
+		last[env.Stream] = at
 	})
 	randomHistory(w, rand.New(rand.NewPCG(5, 5)), 60)
 	start(t, e)

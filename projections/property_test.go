@@ -42,7 +42,12 @@ func randomHistory(w *world, rng *rand.Rand, steps int) {
 		u := users[rng.IntN(len(users))]
 		switch op := rng.IntN(100); {
 		case op < 12:
-			w.must(w.charge(u, int64(100*(1+rng.IntN(5))), fmt.Sprintf("charge-%d", i)))
+			// Every other charge is two charges in one commit, as a group commit writes them.
+			amounts := []int64{int64(100 * (1 + rng.IntN(5)))}
+			if i%2 == 0 {
+				amounts = append(amounts, int64(100*(1+rng.IntN(5))))
+			}
+			w.must(w.chargeInOneCommit(u, fmt.Sprintf("charge-%d", i), amounts...))
 		case op < 50:
 			s := seats[rng.IntN(len(seats))]
 			id := fmt.Sprintf("r%d", i)

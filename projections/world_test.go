@@ -67,26 +67,28 @@ func (w *world) load(ref eventstore.AggregateRef) ([]aggregates.Event, uint64) {
 	return evs, v
 }
 
-// append appends the events decided for ref at version v.
+// append appends the events decided for ref at version v, as one commit.
 func (w *world) append(ref eventstore.AggregateRef, v uint64, evs []aggregates.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	for _, ev := range evs {
+	batch := make([]eventstore.Event, len(evs))
+	for i, ev := range evs {
 		data, err := aggregates.Encode(ev)
 		if err != nil {
 			w.t.Fatalf("encode: %v", err)
 		}
-		nv, err := w.store.Append(context.Background(), ref, v, []eventstore.Event{{Type: ev.EventType(), Data: data}}, "", eventstore.Metadata{OccurredAt: w.clock()})
-		if err != nil {
-			return err
-		}
-		v = nv
-		got, _ := w.store.Load(context.Background(), ref, nv-1)
-		w.mu.Lock()
-		w.order = append(w.order, got[len(got)-1])
-		w.mu.Unlock()
-		if ref.Type == eventstore.TypeSeat {
+		batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
+	}
+	if _, err := w.store.Append(context.Background(), ref, v, batch, "", eventstore.Metadata{OccurredAt: w.clock()}); err != nil {
+		return err
+	}
+	got, _ := w.store.Load(context.Background(), ref, v)
+	w.mu.Lock()
+	w.order = append(w.order, got...)
+	w.mu.Unlock()
+	if ref.Type == eventstore.TypeSeat {
+		for _, ev := range evs {
 			w.track(ref.ID, ev)
 		}
 	}
@@ -199,12 +201,29 @@ func (w *world) hold(resID, user, c, d string, n int, ttl time.Duration) error {
 }
 
 func (w *world) charge(user string, amount int64, reference string) error {
+	return w.chargeInOneCommit(user, reference, amount)
+}
+
+// chargeInOneCommit decides one charge per amount, each on the state the previous one left,
+// and appends them all as one commit: the shape of a group commit.
+func (w *world) chargeInOneCommit(user, reference string, amounts ...int64) error {
 	wl, v := w.wallet(user)
-	evs, err := wl.DecideCharge(aggregates.Charge{Amount: amount, Reference: reference})
-	if err != nil {
-		return err
+	var all []aggregates.Event
+	for i, amount := range amounts {
+		r := reference
+		if len(amounts) > 1 {
+			r = fmt.Sprintf("%s-%d", reference, i)
+		}
+		evs, err := wl.DecideCharge(aggregates.Charge{Amount: amount, Reference: r})
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			wl = wl.Apply(ev)
+		}
+		all = append(all, evs...)
 	}
-	return w.append(ref(eventstore.TypeWallet, user), v, evs)
+	return w.append(ref(eventstore.TypeWallet, user), v, all)
 }
 
 // pay runs the payment saga as the app does.

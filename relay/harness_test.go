@@ -67,9 +67,26 @@ func (h *testJetStream) stop() {
 // current version, and returns it as stored.
 func appendEvent(t testing.TB, h *testJetStream, aggType, aggID, eventType string, payload any) eventstore.Envelope {
 	t.Helper()
-	data, err := json.Marshal(payload)
-	if err != nil {
-		t.Fatal(err)
+	return appendCommit(t, h, aggType, aggID, typed{eventType, payload})[0]
+}
+
+// typed is one event to append: its type and payload.
+type typed struct {
+	typ     string
+	payload any
+}
+
+// appendCommit appends events to an aggregate as one commit, at the aggregate's current
+// version, and returns them as stored.
+func appendCommit(t testing.TB, h *testJetStream, aggType, aggID string, events ...typed) []eventstore.Envelope {
+	t.Helper()
+	batch := make([]eventstore.Event, len(events))
+	for i, e := range events {
+		data, err := json.Marshal(e.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch[i] = eventstore.Event{Type: e.typ, Data: data}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -82,29 +99,39 @@ func appendEvent(t testing.TB, h *testJetStream, aggType, aggID, eventType strin
 	if len(history) > 0 {
 		version = history[len(history)-1].Sequence
 	}
-	v, err := h.store.Append(ctx, agg, version, []eventstore.Event{{Type: eventType, Data: data}}, uuid.NewString(), eventstore.Metadata{OccurredAt: time.Now()})
+	v, err := h.store.Append(ctx, agg, version, batch, uuid.NewString(), eventstore.Metadata{OccurredAt: time.Now()})
 	if err != nil {
-		t.Fatalf("append %s to %s: %v", eventType, agg, err)
+		t.Fatalf("append %d events to %s: %v", len(batch), agg, err)
 	}
 	stored, err := h.store.Load(ctx, agg, v-1)
-	if err != nil || len(stored) != 1 {
-		t.Fatalf("read back %s of %s: %v (%d events)", eventType, agg, err, len(stored))
+	if err != nil || len(stored) != len(batch) {
+		t.Fatalf("read back the commit of %s: %v (%d events)", agg, err, len(stored))
 	}
-	return stored[0]
+	return stored
 }
 
 // appendBookings appends n reservations that are held and confirmed, with their completed
-// payments, plus the saga's internal events that are not facts. It returns the facts.
+// payments, plus the saga's internal events that are not facts. Every other reservation is
+// one commit holding two facts and an internal event between them, the shape of a group
+// commit. It returns the facts.
 func appendBookings(t testing.TB, h *testJetStream, n int) []eventstore.Envelope {
 	t.Helper()
 	var facts []eventstore.Envelope
 	for i := range n {
 		res, pay := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
-		facts = append(facts, appendEvent(t, h, eventstore.TypeReservation, res, "ReservationHeld",
-			map[string]any{"reservationId": res, "userId": "u1", "concertId": "c1", "dateId": "d1", "seatNo": i + 1, "price": 1000}))
-		appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", map[string]any{"paymentId": pay, "reservationId": res, "amount": 1000})
-		appendEvent(t, h, eventstore.TypeReservation, res, "ReservationPaymentStarted", map[string]any{"paymentId": pay})
-		facts = append(facts, appendEvent(t, h, eventstore.TypeReservation, res, "ReservationConfirmed", map[string]any{"paymentId": pay}))
+		held := typed{"ReservationHeld", map[string]any{"reservationId": res, "userId": "u1", "concertId": "c1", "dateId": "d1", "seatNo": i + 1, "price": 1000}}
+		locked := typed{"ReservationPaymentStarted", map[string]any{"paymentId": pay}}
+		confirmed := typed{"ReservationConfirmed", map[string]any{"paymentId": pay}}
+		if i%2 == 0 {
+			appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", map[string]any{"paymentId": pay, "reservationId": res, "amount": 1000})
+			c := appendCommit(t, h, eventstore.TypeReservation, res, held, locked, confirmed)
+			facts = append(facts, c[0], c[2])
+		} else {
+			facts = append(facts, appendCommit(t, h, eventstore.TypeReservation, res, held)...)
+			appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", map[string]any{"paymentId": pay, "reservationId": res, "amount": 1000})
+			appendCommit(t, h, eventstore.TypeReservation, res, locked)
+			facts = append(facts, appendCommit(t, h, eventstore.TypeReservation, res, confirmed)...)
+		}
 		facts = append(facts, appendEvent(t, h, eventstore.TypePayment, pay, "PaymentCompleted", map[string]any{}))
 	}
 	return facts

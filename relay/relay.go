@@ -360,7 +360,8 @@ func (r *Relay) consume(ctx context.Context, stream string, it jetstream.Message
 	}
 }
 
-// dispatch acknowledges non-facts and starts the delivery of facts.
+// dispatch acknowledges commits without facts and starts the delivery of the facts of the
+// others.
 func (r *Relay) dispatch(ctx context.Context, stream string, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -368,27 +369,32 @@ func (r *Relay) dispatch(ctx context.Context, stream string, msg jetstream.Msg) 
 		_ = msg.Term()
 		return
 	}
-	var env eventstore.Envelope
-	if err := json.Unmarshal(msg.Data(), &env); err != nil || env.EventID == "" {
-		// Nothing to deliver and nothing a retry could fix; the event store never writes this.
-		r.log.Error("relay: undecodable event skipped", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
-		_ = msg.TermWithReason("undecodable envelope")
-		return
-	}
-	if !IsFact(env.Type) {
-		_ = msg.Ack()
-		return
-	}
-	env.Stream, env.Sequence = meta.Stream, meta.Sequence.Stream
-	if env.AggregateID == "" {
-		if ref, ok := eventstore.RefFromSubject(msg.Subject()); ok {
-			env.AggregateType, env.AggregateID = ref.Type, ref.ID
-		}
-	}
-	f, err := factOf(env)
+	envs, err := eventstore.DecodeCommit(msg.Data(), meta.Stream, meta.Sequence.Stream)
 	if err != nil {
-		r.log.Error("relay: fact not encodable", "stream", stream, "seq", env.Sequence, "err", err)
-		_ = msg.TermWithReason("fact not encodable")
+		// Nothing to deliver and nothing a retry could fix; the event store never writes this.
+		r.log.Error("relay: undecodable commit skipped", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
+		_ = msg.TermWithReason("undecodable commit")
+		return
+	}
+	var facts []pendingFact
+	for _, env := range envs {
+		if !IsFact(env.Type) {
+			continue
+		}
+		if env.AggregateID == "" {
+			if ref, ok := eventstore.RefFromSubject(msg.Subject()); ok {
+				env.AggregateType, env.AggregateID = ref.Type, ref.ID
+			}
+		}
+		f, err := factOf(env)
+		if err != nil {
+			r.log.Error("relay: fact not encodable, skipped", "stream", stream, "seq", env.Sequence, "eventId", env.EventID, "err", err)
+			continue
+		}
+		facts = append(facts, pendingFact{env: env, fact: f})
+	}
+	if len(facts) == 0 {
+		_ = msg.Ack()
 		return
 	}
 	select {
@@ -401,8 +407,14 @@ func (r *Relay) dispatch(ctx context.Context, stream string, msg jetstream.Msg) 
 	go func() {
 		defer r.work.Done()
 		defer func() { <-r.slots }()
-		r.settle(ctx, msg, env, f, int(meta.NumDelivered))
+		r.settle(ctx, msg, facts, int(meta.NumDelivered))
 	}()
+}
+
+// pendingFact is one fact of a commit with the event it was made from.
+type pendingFact struct {
+	env  eventstore.Envelope
+	fact Fact
 }
 
 // handBackDelay is how long a fact handed back at shutdown waits before it is redelivered.
@@ -415,41 +427,53 @@ const handBackDelay = 200 * time.Millisecond
 // wait out AckWait.
 func handBack(msg jetstream.Msg) { _ = msg.NakWithDelay(handBackDelay) }
 
-// settle makes one delivery attempt and tells JetStream what became of the fact.
-func (r *Relay) settle(ctx context.Context, msg jetstream.Msg, env eventstore.Envelope, f Fact, attempt int) {
-	res := r.post(ctx, f)
-	switch {
-	case res.outcome == delivered:
-		r.delivered(f)
-		// A plain ack, not a confirmed one: waiting for the confirmation cost more than half the
-		// throughput at low concurrency, and a lost ack only costs a duplicate that the
-		// platform dedups.
-		if err := msg.Ack(); err != nil {
-			r.log.Warn("relay: ack failed", "eventId", f.EventID, "err", err)
+// settle makes one delivery attempt of every fact of a commit and tells JetStream what
+// became of the commit: acknowledged when each fact was delivered or dead-lettered, handed
+// back for another attempt while one of them may still get through. A fact delivered before a
+// retry of its commit is posted again then; the platform dedups it by its Idempotency-Key.
+func (r *Relay) settle(ctx context.Context, msg jetstream.Msg, facts []pendingFact, attempt int) {
+	var failed []pendingFact
+	var errs []error
+	var retry *result
+	for _, pf := range facts {
+		res := r.post(ctx, pf.fact)
+		switch {
+		case res.outcome == delivered:
+			r.delivered(pf.fact)
+		case ctx.Err() != nil:
+			// Shutting down mid-request: whatever the platform saw, the next relay tries again.
+			handBack(msg)
+			return
+		case res.outcome == retryable && attempt < r.opts.MaxAttempts:
+			if retry == nil || res.retryAfter > retry.retryAfter {
+				retry = &res
+			}
+			r.log.Debug("relay: delivery failed, will retry", "eventId", pf.fact.EventID, "type", pf.fact.Type, "attempt", attempt, "err", res.err)
+		default:
+			failed, errs = append(failed, pf), append(errs, res.err)
 		}
-	case ctx.Err() != nil:
-		// Shutting down mid-request: whatever the platform saw, the next relay tries again.
-		handBack(msg)
-	case res.outcome == retryable && attempt < r.opts.MaxAttempts:
+	}
+	if retry != nil {
 		r.metrics.retried.Inc()
-		delay := backoff(attempt, r.opts.Backoff, r.opts.BackoffMax, res.retryAfter, r.jitter)
-		r.log.Debug("relay: delivery failed, will retry", "eventId", f.EventID, "type", f.Type, "attempt", attempt, "in", delay, "err", res.err)
+		delay := backoff(attempt, r.opts.Backoff, r.opts.BackoffMax, retry.retryAfter, r.jitter)
 		if err := msg.NakWithDelay(delay); err != nil {
-			r.log.Warn("relay: nak failed; redelivered after ack wait", "eventId", f.EventID, "err", err)
+			r.log.Warn("relay: nak failed; redelivered after ack wait", "eventId", facts[0].fact.EventID, "err", err)
 		}
-	default:
+		return
+	}
+	for i, pf := range failed {
 		rec := deadLetterRecord{
 			DeadLetter: DeadLetter{
-				ID:        deadLetterID(f.EventID),
-				EventID:   f.EventID,
-				EventType: f.Type,
+				ID:        deadLetterID(pf.fact.EventID),
+				EventID:   pf.fact.EventID,
+				EventType: pf.fact.Type,
 				Attempts:  attempt,
-				LastError: res.err.Error(),
+				LastError: errs[i].Error(),
 				FailedAt:  r.now().UTC(),
 			},
-			Fact:     f,
-			Stream:   env.Stream,
-			Sequence: env.Sequence,
+			Fact:     pf.fact,
+			Stream:   pf.env.Stream,
+			Sequence: pf.env.Sequence,
 		}
 		if err := r.dead.put(ctx, rec); err != nil {
 			// Not stored, so not acknowledged: the fact comes back and fails again later.
@@ -457,14 +481,23 @@ func (r *Relay) settle(ctx context.Context, msg jetstream.Msg, env eventstore.En
 				handBack(msg)
 				return
 			}
-			r.log.Error("relay: dead letter not stored", "eventId", f.EventID, "err", err)
+			r.log.Error("relay: dead letter not stored", "eventId", pf.fact.EventID, "err", err)
 			_ = msg.NakWithDelay(r.opts.BackoffMax)
 			return
 		}
 		r.deadLettered(rec.DeadLetter)
+	}
+	if len(failed) > 0 {
 		if err := msg.TermWithReason("dead letter"); err != nil {
-			r.log.Warn("relay: term failed", "eventId", f.EventID, "err", err)
+			r.log.Warn("relay: term failed", "eventId", failed[0].fact.EventID, "err", err)
 		}
+		return
+	}
+	// A plain ack, not a confirmed one: waiting for the confirmation cost more than half the
+	// throughput at low concurrency, and a lost ack only costs a duplicate that the platform
+	// dedups.
+	if err := msg.Ack(); err != nil {
+		r.log.Warn("relay: ack failed", "eventId", facts[0].fact.EventID, "err", err)
 	}
 }
 

@@ -37,7 +37,10 @@ type Record struct {
 	AggregateID   string
 	Stream        string
 	Sequence      uint64
-	OccurredAt    time.Time
+	// Index is the event's position in its commit: the events of one append share a
+	// sequence.
+	Index      int
+	OccurredAt time.Time
 	// Type is the stored type name; Event is nil when it could not be decoded, and
 	// DecodeError then says why.
 	Type        string
@@ -64,7 +67,7 @@ type Auditor struct {
 	opts    Options
 	events  int
 	charged int64
-	streams map[string]uint64   // stream → last sequence seen
+	streams map[string]position // stream → last position seen
 	refs    map[string]struct{} // every aggregate seen, "type/id"
 	found   sink
 
@@ -149,7 +152,7 @@ type finding struct {
 func New(opts Options) *Auditor {
 	return &Auditor{
 		opts:         opts,
-		streams:      map[string]uint64{},
+		streams:      map[string]position{},
 		refs:         map[string]struct{}{},
 		concerts:     map[string]aggregates.ConcertCreated{},
 		seats:        map[string]*seatState{},
@@ -178,15 +181,27 @@ func (s *sink) flag(sev severity, check, aggregate string, r *Record, msg string
 	s.list = append(s.list, finding{Finding: f, sev: sev})
 }
 
+// position is where an event sits in a stream: its commit's sequence and its index there.
+type position struct {
+	seq   uint64
+	index int
+}
+
+func (p position) before(q position) bool {
+	return p.seq < q.seq || (p.seq == q.seq && p.index < q.index)
+}
+
 // Add feeds one event. Events of one stream must come in stream order; streams may
 // interleave in any way.
 func (a *Auditor) Add(r Record) {
 	a.events++
-	if last, seen := a.streams[r.Stream]; seen && r.Sequence <= last {
+	at := position{r.Sequence, r.Index}
+	if last, seen := a.streams[r.Stream]; seen && !last.before(at) {
 		a.found.flag(violation, CheckOutOfOrder, Ref(r.AggregateType, r.AggregateID), &r,
-			fmt.Sprintf("sequence %d of %s came after %d", r.Sequence, r.Stream, last))
+			fmt.Sprintf("sequence %d (event %d of its commit) of %s came after %d (event %d)", r.Sequence, r.Index, r.Stream, last.seq, last.index))
+	} else {
+		a.streams[r.Stream] = at
 	}
-	a.streams[r.Stream] = max(a.streams[r.Stream], r.Sequence)
 	ref := Ref(r.AggregateType, r.AggregateID)
 	a.refs[ref] = struct{}{}
 	if r.Event == nil {

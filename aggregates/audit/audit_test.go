@@ -43,6 +43,14 @@ func newWorld(t testing.TB) *world {
 	return w
 }
 
+// oneCommit turns consecutive records of one stream into one commit: the sequence of the
+// first, each at its own index.
+func oneCommit(recs []audit.Record) {
+	for i := range recs {
+		recs[i].Sequence, recs[i].Index = recs[0].Sequence, i
+	}
+}
+
 // emit records events on an aggregate without asking its decider: the way to corrupt a log.
 func (w *world) emit(typ, id string, evs ...aggregates.Event) {
 	stream := strings.ToUpper(typ) + "S"
@@ -215,6 +223,11 @@ func TestCorrectLogsPass(t *testing.T) {
 		{name: "a hold then a payment passes", play: func(w *world) { w.charge("u1", 100); w.mustPay(w.hold("u1", 1)) }},
 		{name: "a refunded sale passes", play: func(w *world) { w.charge("u1", 100); w.refund(w.mustPay(w.hold("u1", 1))) }},
 		{name: "a day of holds, sales, refunds, expiries and failures passes", play: busyDay},
+		{name: "two charges stored as one commit pass", play: func(w *world) {
+			w.charge("u1", 10)
+			w.charge("u1", 20)
+			oneCommit(w.log[len(w.log)-2:])
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -660,6 +673,17 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 20)
 				n := len(w.log)
 				w.log[n-1], w.log[n-2] = w.log[n-2], w.log[n-1]
+			},
+			check: audit.CheckOutOfOrder, aggregate: "wallet/u1",
+		},
+		{
+			name: "the events of one commit fed out of their order are caught",
+			corrupt: func(w *world) {
+				w.charge("u1", 10)
+				w.charge("u1", 20)
+				n := len(w.log)
+				oneCommit(w.log[n-2:])
+				w.log[n-2].Index, w.log[n-1].Index = 1, 0
 			},
 			check: audit.CheckOutOfOrder, aggregate: "wallet/u1",
 		},

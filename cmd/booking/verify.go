@@ -131,7 +131,7 @@ func auditLog(ctx context.Context, r eventstore.Reader, opts audit.Options) (aud
 func recordOf(env eventstore.Envelope) audit.Record {
 	r := audit.Record{
 		AggregateType: env.AggregateType, AggregateID: env.AggregateID, Stream: env.Stream,
-		Sequence: env.Sequence, OccurredAt: env.OccurredAt, Type: env.Type,
+		Sequence: env.Sequence, Index: env.Index, OccurredAt: env.OccurredAt, Type: env.Type,
 	}
 	ev, err := aggregates.Decode(env.Type, env.Data)
 	if err != nil {

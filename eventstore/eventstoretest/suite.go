@@ -141,15 +141,25 @@ func runAppend(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		}
 	})
 
-	t.Run("several events of one append get increasing versions and the last one is returned", func(t *testing.T) {
+	t.Run("several events of one append are one commit: in order, at the version returned, each with its position", func(t *testing.T) {
 		s := newStore(t)
-		v := mustAppend(t, s, concert, 0, "d1", ev("A", "1"), ev("B", "2"), ev("C", "3"))
-		envs := mustLoad(t, s, concert, 0)
+		v0 := mustAppend(t, s, concert, 0, "d0", ev("A", "0"))
+		v := mustAppend(t, s, concert, v0, "d1", ev("A", "1"), ev("B", "2"), ev("C", "3"))
+		envs := mustLoad(t, s, concert, v0)
 		if got := names(t, envs); !equal(got, []string{"1", "2", "3"}) {
 			t.Fatalf("loaded %v", got)
 		}
-		if envs[2].Sequence != v || !(envs[0].Sequence < envs[1].Sequence && envs[1].Sequence < envs[2].Sequence) {
-			t.Errorf("sequences %d %d %d, returned version %d", envs[0].Sequence, envs[1].Sequence, envs[2].Sequence, v)
+		for i, e := range envs {
+			if e.Sequence != v || e.Index != i {
+				t.Errorf("event %d stored at sequence %d index %d; want %d, %d", i, e.Sequence, e.Index, v, i)
+			}
+		}
+		if envs[0].EventID == envs[1].EventID || envs[1].EventID == envs[2].EventID {
+			t.Errorf("the events of one commit share an event ID: %s %s %s", envs[0].EventID, envs[1].EventID, envs[2].EventID)
+		}
+		// The next append sees the whole commit as one version.
+		if _, err := s.Append(ctxFor(t), concert, v, []eventstore.Event{ev("A", "4")}, "d2", meta); err != nil {
+			t.Fatalf("append after the commit at its version: %v", err)
 		}
 	})
 
@@ -260,7 +270,7 @@ func runDedup(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		})
 	}
 
-	t.Run("a repeated append of several events returns the version of its last event and writes nothing", func(t *testing.T) {
+	t.Run("a repeated append of several events returns the version of its commit and writes nothing", func(t *testing.T) {
 		s := newStore(t)
 		v := mustAppend(t, s, concert, 0, "many", ev("A", "1"), ev("A", "2"), ev("A", "3"))
 		for _, expected := range []uint64{0, v} {
