@@ -101,3 +101,23 @@ func BenchmarkPay(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkChargeOneWallet measures concurrent charges of one user's wallet, the case where
+// commands of one aggregate queue behind each other and share commits.
+func BenchmarkChargeOneWallet(b *testing.B) {
+	for _, m := range storeModes[:1] {
+		b.Run(m.name, func(b *testing.B) {
+			svc := benchService(b, benchStore(b, m.sync, m.noGroup), 10)
+			ctx := context.Background()
+			b.SetParallelism(32) // 64 goroutines with GOMAXPROCS 2
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := svc.Charge(ctx, Meta{}, "u1", 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "charges/s")
+		})
+	}
+}

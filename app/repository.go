@@ -26,6 +26,7 @@ type Repository[S any] struct {
 	apply   func(S, aggregates.Event) S
 	locks   [lockStripes]sync.Mutex
 	seed    maphash.Seed
+	lanes   lanes[S]
 	cache   *stateCache[S]
 	metrics Observer
 	// sole is set when this process is the only writer of the log (the embedded server,
@@ -58,7 +59,9 @@ func NewRepository[S any](store eventstore.Store, typ string, apply func(S, aggr
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Repository[S]{store: store, typ: typ, apply: apply, seed: maphash.MakeSeed(), cache: newStateCache[S](cacheSize), metrics: obs}
+	r := &Repository[S]{store: store, typ: typ, apply: apply, seed: maphash.MakeSeed(), cache: newStateCache[S](cacheSize), metrics: obs}
+	r.lanes.seed = r.seed
+	return r
 }
 
 func (r *Repository[S]) lock(id string) *sync.Mutex {
@@ -108,57 +111,113 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 // up to a bound. A decision made on a cached state that yields no events or an error is
 // checked against the store first, so a stale cache never answers for the log. dedupID makes
 // the append safe to repeat (saga steps pass IDs derived from the saga and the step).
-// It returns the state after the events, its version, and the events appended (none for a
-// no-op).
+// It returns the state after the commit that holds the events, its version, and the events
+// appended (none for a no-op).
+//
+// Concurrent updates of one aggregate share commits: while one commit of the aggregate is
+// being decided and appended, later commands queue; the next commit then decides every queued
+// command one after another, each on the state the previous ones left, and appends all their
+// events as one message (one fsync) with the version the first was decided on. Every command
+// is answered, refusals included, only once the commit it was decided in is acknowledged; a
+// conflict discards all the decisions of the commit and decides them again after catching up.
+// fn may therefore run more than once, and must be a pure decision.
 func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eventstore.Metadata, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
+	c := &command[S]{ctx: ctx, dedupID: dedupID, meta: meta, decide: fn, done: make(chan updateResult[S], 1), lead: make(chan struct{}, 1)}
+	if !r.lanes.join(id, c) {
+		select {
+		case o := <-c.done:
+			return o.st, o.ver, o.evs, o.err
+		case <-c.lead:
+			// The commit before ours has ended: ours leads the next one.
+		}
+	}
+	r.commitQueued(id, c)
+	o := <-c.done
+	return o.st, o.ver, o.evs, o.err
+}
+
+// commitQueued decides lead's command and every command queued behind it as one commit, then
+// hands the lead to the first command queued meanwhile.
+func (r *Repository[S]) commitQueued(id string, lead *command[S]) {
+	batch := r.lanes.take(id, lead)
 	mu := r.lock(id)
 	mu.Lock()
-	defer mu.Unlock()
+	r.commit(id, batch)
+	mu.Unlock()
+	r.lanes.handOff(id)
+}
+
+// commit decides a batch of commands and appends their events as one commit; it answers
+// every command. The caller holds the aggregate's lock.
+func (r *Repository[S]) commit(id string, batch []*command[S]) {
+	// A command whose caller has gone is not decided: nobody would hear the answer.
+	live := batch[:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.answer(updateResult[S]{err: fmt.Errorf("update %s %s: %w: %w", r.typ, id, eventstore.ErrUnavailable, err)})
+			continue
+		}
+		live = append(live, c)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The append outlives any one caller: it carries every command of the batch.
+	ctx := context.WithoutCancel(live[0].ctx)
 
 	// An aggregate that is not cached is taken to have no events yet (most are new: a
 	// reservation, a payment, a seat's first hold) and decided on without a read. That guess
-	// is never trusted: an append carries expected version 0, which the store refuses if
-	// events exist, and a refusal or no-op is checked against the log before it is returned.
+	// is never trusted: an append carries the expected version, which the store refuses if
+	// events exist, and a batch of refusals or no-ops is checked against the log before it is
+	// answered.
 	st, ver, cached := r.cache.get(id)
 	fresh := cached && r.sole
 	ref := eventstore.AggregateRef{Type: r.typ, ID: id}
+	fail := func(err error) {
+		for _, c := range live {
+			c.answer(updateResult[S]{st: st, ver: ver, err: err})
+		}
+	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		evs, decideErr := fn(st)
-		if (decideErr != nil || len(evs) == 0) && !fresh {
-			// The cache may be behind another instance: decide again on the log's state.
-			nst, nver, err := r.catchUp(ctx, id, st, ver)
-			if err != nil {
-				return st, ver, nil, err
+		d := r.decideAll(st, live)
+		if len(d.events) == 0 {
+			if !fresh {
+				// The cache may be behind another instance: decide again on the log's state.
+				nst, nver, err := r.catchUp(ctx, id, st, ver)
+				if err != nil {
+					fail(err)
+					return
+				}
+				fresh = true
+				if nver != ver {
+					st, ver = nst, nver
+					r.cache.put(id, st, ver)
+					continue
+				}
 			}
-			fresh = true
-			if nver != ver {
-				st, ver = nst, nver
-				r.cache.put(id, st, ver)
-				continue
-			}
-		}
-		if decideErr != nil {
 			r.cache.put(id, st, ver)
-			return st, ver, nil, decideErr
-		}
-		if len(evs) == 0 {
-			r.cache.put(id, st, ver)
-			return st, ver, nil, nil
-		}
-		out := make([]eventstore.Event, len(evs))
-		for i, ev := range evs {
-			data, err := aggregates.Encode(ev)
-			if err != nil {
-				return st, ver, nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
+			for i, c := range live {
+				c.answer(updateResult[S]{st: st, ver: ver, err: d.errs[i]})
 			}
-			out[i] = eventstore.Event{Type: ev.EventType(), Data: data}
+			return
+		}
+		if d.encodeErr != nil {
+			// d.state had the batch's events applied to the cached state's maps.
+			r.cache.del(id)
+			fail(d.encodeErr)
+			return
 		}
 		start := nowMono()
-		newVer, err := r.store.Append(ctx, ref, ver, out, dedupID, meta)
+		newVer, err := r.store.Append(ctx, ref, ver, d.events, d.dedupID, live[0].meta)
+		// Deciding applied the batch's events to the state (Apply reuses its maps): unless the
+		// commit landed, the state is no longer the one at ver.
 		if errors.Is(err, eventstore.ErrConcurrency) {
 			r.metrics.Conflict(r.typ)
-			if st, ver, err = r.catchUp(ctx, id, st, ver); err != nil {
-				return st, ver, nil, err
+			var zero S
+			if st, ver, err = r.catchUp(ctx, id, zero, 0); err != nil {
+				r.cache.del(id)
+				fail(err)
+				return
 			}
 			fresh = true
 			r.cache.put(id, st, ver)
@@ -168,16 +227,152 @@ func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eve
 			// The append may or may not have landed: forget the cached state so the next
 			// command reads the log.
 			r.cache.del(id)
-			return st, ver, nil, fmt.Errorf("append %s %s: %w", r.typ, id, err)
+			fail(fmt.Errorf("append %s %s: %w", r.typ, id, err))
+			return
 		}
 		r.metrics.Appended(r.typ, sinceMono(start))
+		r.cache.put(id, d.state, newVer)
+		for i, c := range live {
+			c.answer(updateResult[S]{st: d.state, ver: newVer, evs: d.decided[i], err: d.errs[i]})
+		}
+		return
+	}
+	fail(fmt.Errorf("update %s %s: gave up after %d attempts: %w", r.typ, id, maxAttempts, eventstore.ErrConcurrency))
+}
+
+// decisions is what a batch of commands decided, one after another.
+type decisions[S any] struct {
+	state     S                    // after every decided event
+	decided   [][]aggregates.Event // per command
+	errs      []error              // per command
+	events    []eventstore.Event   // the commit: every command's events, encoded, in order
+	dedupID   string               // the commit's dedup ID; see decideAll
+	encodeErr error
+}
+
+// decideAll decides each command on the state the previous ones left. The commit's dedup ID
+// is that of its only command with events; a commit of several commands has none, and a
+// retried command is then recognised by its decider (a step already taken is a no-op), as the
+// IDs its events carry are derived from its request.
+func (r *Repository[S]) decideAll(st S, batch []*command[S]) decisions[S] {
+	d := decisions[S]{decided: make([][]aggregates.Event, len(batch)), errs: make([]error, len(batch))}
+	deciders := 0
+	for i, c := range batch {
+		evs, err := c.decide(st)
+		if err != nil || len(evs) == 0 {
+			d.errs[i] = err
+			continue
+		}
+		d.decided[i] = evs
+		deciders++
+		d.dedupID = c.dedupID
+		meta := c.meta
 		for _, ev := range evs {
+			data, err := aggregates.Encode(ev)
+			if err != nil && d.encodeErr == nil {
+				d.encodeErr = fmt.Errorf("encode %s: %w", ev.EventType(), err)
+			}
+			d.events = append(d.events, eventstore.Event{Type: ev.EventType(), Data: data, Meta: &meta})
 			st = r.apply(st, ev)
 		}
-		r.cache.put(id, st, newVer)
-		return st, newVer, evs, nil
 	}
-	return st, ver, nil, fmt.Errorf("update %s %s: gave up after %d attempts: %w", r.typ, id, maxAttempts, eventstore.ErrConcurrency)
+	if deciders > 1 {
+		d.dedupID = ""
+	}
+	d.state = st
+	return d
+}
+
+// command is one Update waiting for its commit.
+type command[S any] struct {
+	ctx     context.Context
+	dedupID string
+	meta    eventstore.Metadata
+	decide  func(S) ([]aggregates.Event, error)
+	done    chan updateResult[S] // buffered: answered once
+	lead    chan struct{}        // buffered: told once when it leads the next commit
+}
+
+func (c *command[S]) answer(o updateResult[S]) { c.done <- o }
+
+// updateResult is a command's answer.
+type updateResult[S any] struct {
+	st  S
+	ver uint64
+	evs []aggregates.Event
+	err error
+}
+
+// maxBatch bounds the commands of one commit, so that a commit stays far below JetStream's
+// largest message (1 MiB by default) and a queue never makes one commit's latency unbounded.
+const maxBatch = 256
+
+// lanes queue the commands of each aggregate that arrive while a commit of it is under way.
+// At most one command per aggregate leads (decides and appends a commit); the others wait in
+// its lane until the leader answers them or hands them the lead.
+type lanes[S any] struct {
+	shards [laneShards]laneShard[S]
+	seed   maphash.Seed
+}
+
+const laneShards = 64
+
+type laneShard[S any] struct {
+	mu    sync.Mutex
+	queue map[string][]*command[S] // aggregate → commands waiting; present while one leads
+}
+
+func (l *lanes[S]) shard(id string) *laneShard[S] {
+	return &l.shards[maphash.String(l.seed, id)%laneShards]
+}
+
+// join reports whether c leads a commit at once; otherwise it is queued behind the one
+// under way.
+func (l *lanes[S]) join(id string, c *command[S]) bool {
+	sh := l.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.queue == nil {
+		sh.queue = make(map[string][]*command[S])
+	}
+	q, busy := sh.queue[id]
+	if !busy {
+		sh.queue[id] = q[:0]
+		return true
+	}
+	sh.queue[id] = append(q, c)
+	return false
+}
+
+// take returns lead and up to maxBatch-1 commands queued behind it: one commit's worth.
+func (l *lanes[S]) take(id string, lead *command[S]) []*command[S] {
+	sh := l.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	q := sh.queue[id]
+	if len(q) > 0 && q[0] == lead {
+		q = q[1:] // a command handed the lead is still at the head of the queue
+	}
+	n := min(len(q), maxBatch-1)
+	batch := make([]*command[S], 0, n+1)
+	batch = append(batch, lead)
+	batch = append(batch, q[:n]...)
+	sh.queue[id] = q[n:]
+	return batch
+}
+
+// handOff ends a commit: the first command queued meanwhile leads the next one, or the
+// aggregate's lane closes.
+func (l *lanes[S]) handOff(id string) {
+	sh := l.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	q := sh.queue[id]
+	if len(q) == 0 {
+		delete(sh.queue, id)
+		return
+	}
+	q[0].lead <- struct{}{}
 }
 
 // stateCache is a bounded map of aggregate states. When full it drops an arbitrary entry

@@ -27,12 +27,17 @@ type commitBody struct {
 // same JSON. Every event keeps an envelope of its own (ID, type, times, correlation and
 // causation), so readers see events, never messages.
 func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() time.Time) ([]byte, error) {
-	at := meta.OccurredAt
-	if at.IsZero() {
-		at = now()
-	}
+	stamp := now()
 	body := commitBody{SchemaVersion: SchemaVersion, Events: make([]Envelope, len(events))}
 	for i, ev := range events {
+		m := meta
+		if ev.Meta != nil {
+			m = *ev.Meta
+		}
+		at := m.OccurredAt
+		if at.IsZero() {
+			at = stamp
+		}
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, fmt.Errorf("eventstore: event ID: %w", err)
@@ -47,8 +52,8 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 			AggregateType: agg.Type,
 			AggregateID:   agg.ID,
 			OccurredAt:    at.UTC(),
-			CorrelationID: meta.CorrelationID,
-			CausationID:   meta.CausationID,
+			CorrelationID: m.CorrelationID,
+			CausationID:   m.CausationID,
 			SchemaVersion: SchemaVersion,
 			Data:          data,
 		}

@@ -40,6 +40,9 @@ func (r AggregateRef) String() string { return r.Type + "/" + r.ID }
 type Event struct {
 	Type string
 	Data json.RawMessage
+	// Meta, when set, stands for the append's Metadata for this event: a commit that carries
+	// several commands keeps each one's time, correlation and causation.
+	Meta *Metadata
 }
 
 // Metadata travels with every event of one append: when it happened and which request or
