@@ -132,17 +132,19 @@ func newLogger(level, format string) *slog.Logger {
 
 // server is a running `booking serve`: everything it started, in the order to stop it.
 type runningServer struct {
-	url      string
-	log      *slog.Logger
-	http     *fiberServer
-	cancel   context.CancelFunc
-	relay    *relay.Relay
-	engine   *projections.Engine
-	idem     *api.IdempotencyStore
-	svc      *app.Service
-	store    *eventstore.JetStreamStore
-	shutOnce sync.Once
-	shutErr  error
+	url    string
+	log    *slog.Logger
+	http   *fiberServer
+	cancel context.CancelFunc
+	relay  *relay.Relay
+	engine *projections.Engine
+	idem   *api.IdempotencyStore
+	svc    *app.Service
+	store  *eventstore.JetStreamStore
+	// requestTimeout bounds the requests a stop waits for.
+	requestTimeout time.Duration
+	shutOnce       sync.Once
+	shutErr        error
 }
 
 // startServer wires the service and starts serving; it returns once the listener is open.
@@ -190,7 +192,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	if err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
-	s := &runningServer{log: log, store: store}
+	s := &runningServer{log: log, store: store, requestTimeout: f.requestTimeout}
 	fail := func(err error) (*runningServer, error) {
 		s.shutdown()
 		return nil, err
@@ -314,12 +316,24 @@ func displayAddr(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-// shutdown stops accepting, finishes in-flight requests, stops the consumers and closes NATS.
+// shutdown stops accepting, finishes in-flight requests, stops the consumers and closes NATS,
+// each stage bounded (see shutdownDeadlines): it returns within --request-timeout plus a few
+// seconds, and says in the log what it is waiting for when a stage is slow.
 func (s *runningServer) shutdown() error {
 	s.shutOnce.Do(func() {
+		start := time.Now()
+		httpDone, allDone := shutdownDeadlines(start, s.requestTimeout)
+		s.log.Info("stopping", "within", allDone.Sub(start))
 		var errs []error
+		stage := func(name, waitingFor string, deadline time.Time, state func() []any, step func() error) {
+			st := shutdownStage{name: name, waitingFor: waitingFor, deadline: deadline, state: state}
+			errs = append(errs, st.run(s.log, shutdownLogEvery, step))
+		}
 		if s.http != nil {
-			errs = append(errs, s.http.shutdown(10*time.Second))
+			// The server closes what is still open at httpDone itself; the floor is for the
+			// closing.
+			stage("http", "requests in flight and open HTTP connections", httpDone.Add(shutdownStageFloor),
+				s.http.openConnections, func() error { return s.http.shutdown(httpDone) })
 		}
 		if s.cancel != nil {
 			s.cancel()
@@ -327,24 +341,27 @@ func (s *runningServer) shutdown() error {
 		if s.svc != nil {
 			// Requests are done: the queue's index is as complete as it gets. Saving it spares
 			// the next start the replay of the whole QUEUE stream.
-			if err := s.svc.SaveQueueSnapshot(); err != nil {
-				s.log.Warn("queue snapshot not saved", "err", err)
-			}
+			stage("queue snapshot", "the queue snapshot to be written", allDone, nil, func() error {
+				if err := s.svc.SaveQueueSnapshot(); err != nil {
+					s.log.Warn("queue snapshot not saved", "err", err)
+				}
+				return nil
+			})
 		}
 		if s.relay != nil {
-			s.relay.Close()
+			stage("relay", "deliveries to the data platform in progress", allDone, nil, func() error { s.relay.Close(); return nil })
 		}
 		if s.engine != nil {
-			errs = append(errs, s.engine.Close())
+			stage("read models", "the projections to stop and their files to be synced", allDone, nil, s.engine.Close)
 		}
 		if s.idem != nil {
-			errs = append(errs, s.idem.Close())
+			stage("idempotency store", "the idempotency store to close", allDone, nil, s.idem.Close)
 		}
 		if s.store != nil {
-			errs = append(errs, s.store.Close())
+			stage("event store", "NATS to close", allDone, nil, s.store.Close)
 		}
 		s.shutErr = errors.Join(errs...)
-		s.log.Info("stopped")
+		s.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	})
 	return s.shutErr
 }
