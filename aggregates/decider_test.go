@@ -46,6 +46,9 @@ func run[S any](t *testing.T, apply func(S, Event) S, cases []spec[S]) {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("error = %v, want %v", err, tt.err)
 				}
+				if !IsRefusal(err) {
+					t.Fatalf("error %v is not a Refusal: the sagas would take it for an infrastructure failure and retry it for ever", err)
+				}
 				if len(got) != 0 {
 					t.Fatalf("a refused command must cause no events, got %#v", got)
 				}

@@ -2,23 +2,41 @@ package aggregates
 
 import "errors"
 
-// Domain errors. The API maps each to a status and a problem code; nothing else does.
+// Refusal is the kind of every error a decider returns: a rule of the domain said no. A
+// refusal is final for the command that got it (retrying the same command on the same state
+// gets the same answer), unlike an infrastructure failure, which a retry may get past. Sagas
+// end on a refusal and retry the rest; the API answers a refusal with a 4xx.
+type Refusal struct{ msg string }
+
+func (r *Refusal) Error() string { return r.msg }
+
+// refuse declares one refusal. Each is a distinct pointer, so errors.Is tells them apart.
+func refuse(msg string) error { return &Refusal{msg: msg} }
+
+// IsRefusal reports whether err is, or wraps (with %w, at any depth), a domain refusal. It is
+// the one answer to "did the rules refuse, or did something fail?" for every layer above.
+func IsRefusal(err error) bool {
+	var r *Refusal
+	return errors.As(err, &r)
+}
+
+// Domain refusals. The API maps each to a status and a problem code; nothing else does.
 var (
-	ErrInvalid                   = errors.New("invalid input")
-	ErrConcertExists             = errors.New("concert already exists")
-	ErrConcertNotFound           = errors.New("concert not found")
-	ErrDateNotFound              = errors.New("date not found")
-	ErrSeatNotFound              = errors.New("seat not found")
-	ErrSeatUnavailable           = errors.New("seat unavailable")
-	ErrSeatNotHeld               = errors.New("seat not held by this reservation")
-	ErrReservationExists         = errors.New("reservation already exists")
-	ErrReservationNotFound       = errors.New("reservation not found")
-	ErrReservationNotPayable     = errors.New("reservation not payable")
-	ErrReservationNotCancellable = errors.New("reservation not cancellable")
-	ErrForbidden                 = errors.New("forbidden")
-	ErrPaymentNotFound           = errors.New("payment not found")
-	ErrPaymentNotRefundable      = errors.New("payment not refundable")
-	ErrInvalidAmount             = errors.New("invalid amount")
-	ErrInsufficientPoints        = errors.New("insufficient points")
-	ErrTokenStillValid           = errors.New("queue token still valid")
+	ErrInvalid                   = refuse("invalid input")
+	ErrConcertExists             = refuse("concert already exists")
+	ErrConcertNotFound           = refuse("concert not found")
+	ErrDateNotFound              = refuse("date not found")
+	ErrSeatNotFound              = refuse("seat not found")
+	ErrSeatUnavailable           = refuse("seat unavailable")
+	ErrSeatNotHeld               = refuse("seat not held by this reservation")
+	ErrReservationExists         = refuse("reservation already exists")
+	ErrReservationNotFound       = refuse("reservation not found")
+	ErrReservationNotPayable     = refuse("reservation not payable")
+	ErrReservationNotCancellable = refuse("reservation not cancellable")
+	ErrForbidden                 = refuse("forbidden")
+	ErrPaymentNotFound           = refuse("payment not found")
+	ErrPaymentNotRefundable      = refuse("payment not refundable")
+	ErrInvalidAmount             = refuse("invalid amount")
+	ErrInsufficientPoints        = refuse("insufficient points")
+	ErrTokenStillValid           = refuse("queue token still valid")
 )

@@ -48,7 +48,8 @@ type DeadLetters interface {
 	// List returns the dead letters, oldest first.
 	List(ctx context.Context) ([]DeadLetter, error)
 	// Redrive queues one dead letter for delivery again and returns once it is queued (the
-	// API answers 202); an unknown id is ErrNotFound or projections.ErrNotFound.
+	// API answers 202); an unknown id is relay.ErrDeadLetterNotFound (ErrNotFound or
+	// projections.ErrNotFound are taken to mean the same).
 	Redrive(ctx context.Context, id string) error
 }
 
@@ -63,7 +64,7 @@ type Deps struct {
 	// rebuild is 404 NOT_FOUND.
 	Projections ProjectionAdmin
 	// DeadLetters backs the admin dead-letter endpoints. nil (no data platform configured):
-	// an empty list, and every redrive is 404 NOT_FOUND.
+	// an empty list, and every redrive is 404 DEAD_LETTER_NOT_FOUND.
 	DeadLetters DeadLetters
 	// Metrics serves GET /metrics (Prometheus text format). nil: 404 NOT_FOUND.
 	Metrics http.Handler

@@ -268,7 +268,9 @@ func TestEndpoints(t *testing.T) {
 					t.Fatalf("redriven %v", e.dls.redriven)
 				}
 			}},
-		{name: "redriving an unknown dead letter is 404 NOT_FOUND", req: post("/api/v1/admin/dead-letters/dl-9/redrive", nil, admin, adminBearer), status: 404, code: "NOT_FOUND"},
+		{name: "redriving an unknown dead letter is 404 DEAD_LETTER_NOT_FOUND", req: post("/api/v1/admin/dead-letters/dl-9/redrive", nil, admin, adminBearer), status: 404, code: "DEAD_LETTER_NOT_FOUND"},
+		{name: "without a relay every redrive is 404 DEAD_LETTER_NOT_FOUND", opts: []func(*api.Deps, *api.Config){func(d *api.Deps, _ *api.Config) { d.DeadLetters = nil }},
+			req: post("/api/v1/admin/dead-letters/dl-1/redrive", nil, admin, adminBearer), status: 404, code: "DEAD_LETTER_NOT_FOUND"},
 		{name: "without a relay the dead-letter list is empty", opts: []func(*api.Deps, *api.Config){func(d *api.Deps, _ *api.Config) { d.DeadLetters = nil }},
 			req: get("/api/v1/admin/dead-letters", admin, adminBearer), status: 200, check: wantJSON(`{"deadLetters":[]}`)},
 		{name: "projections are listed", req: get("/api/v1/admin/projections", admin, adminBearer), status: 200,

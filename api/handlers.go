@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/projections"
+	"github.com/booking-engine/booking/relay"
 )
 
 // adminUser stands for the user in the idempotency scope of admin endpoints, which act for
@@ -425,10 +427,10 @@ func (s *server) redrive(c *fiber.Ctx) error {
 	}
 	return s.mutate(c, mutation{user: adminUser, admin: true}, func(ctx context.Context, _ app.Meta) (result, error) {
 		if s.deps.DeadLetters == nil {
-			return result{}, newError(fiber.StatusNotFound, CodeNotFound, "no such dead letter")
+			return result{}, fmt.Errorf("dead letter %s: %w", id, relay.ErrDeadLetterNotFound)
 		}
 		if err := s.deps.DeadLetters.Redrive(ctx, id); err != nil {
-			return result{}, err
+			return result{}, notFoundAs(err, relay.ErrDeadLetterNotFound)
 		}
 		return result{fiber.StatusAccepted, fiber.Map{"id": id, "status": "REDRIVING"}}, nil
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 	"github.com/booking-engine/booking/projections"
+	"github.com/booking-engine/booking/relay"
 )
 
 // ProblemContentType is the media type of every error answer (RFC 9457).
@@ -62,6 +63,7 @@ const (
 	CodeReservationNotCancellable = "RESERVATION_NOT_CANCELLABLE"
 	CodePaymentNotFound           = "PAYMENT_NOT_FOUND"
 	CodePaymentNotRefundable      = "PAYMENT_NOT_REFUNDABLE"
+	CodeDeadLetterNotFound        = "DEAD_LETTER_NOT_FOUND"
 	CodeInsufficientPoints        = "INSUFFICIENT_POINTS"
 	CodeIdempotencyKeyReused      = "IDEMPOTENCY_KEY_REUSED"
 	CodeRateLimited               = "RATE_LIMITED"
@@ -71,8 +73,9 @@ const (
 	CodeInternal                  = "INTERNAL"
 )
 
-// ErrNotFound is what a DeadLetters or Projections implementation returns for an unknown dead
-// letter or projection (projections.ErrNotFound is accepted too): 404 NOT_FOUND.
+// ErrNotFound is what a DeadLetters or Projections implementation may return for an unknown
+// dead letter or projection (projections.ErrNotFound is accepted too): 404, with the code of
+// the endpoint (DEAD_LETTER_NOT_FOUND, or NOT_FOUND for a projection).
 var ErrNotFound = errors.New("api: not found")
 
 // apiError is an error the API raises itself, already knowing its status and code.
@@ -102,9 +105,10 @@ func forbidden(format string, a ...any) error {
 	return newError(fiber.StatusForbidden, CodeForbidden, format, a...)
 }
 
-// domainErrors maps the errors of the layers below to problems, most specific first. The
-// detail is fixed text: the wrapped message may name streams or subjects, which are internals.
-var domainErrors = []struct {
+// refusalProblems maps the domain's refusals (aggregates.IsRefusal) to problems. The detail is
+// fixed text: the wrapped message may name streams or subjects, which are internals.
+// aggregates.ErrInvalid is not here: its own message is the detail (see validationDetail).
+var refusalProblems = []struct {
 	err    error
 	status int
 	code   string
@@ -127,13 +131,29 @@ var domainErrors = []struct {
 	{aggregates.ErrPaymentNotRefundable, 409, CodePaymentNotRefundable, "only a COMPLETED payment can be refunded"},
 	{aggregates.ErrInsufficientPoints, 409, CodeInsufficientPoints, "the balance is lower than the price"},
 	{aggregates.ErrTokenStillValid, 409, CodeTokenStillValid, "the user already holds a valid queue token"},
-	{app.ErrTokenInvalid, 401, CodeTokenInvalid, "the queue token is missing, malformed or forged"},
-	{app.ErrTokenExpired, 401, CodeTokenExpired, "the queue token expired or was revoked"},
-	{app.ErrTokenNotActive, 403, CodeTokenNotActive, "the queue token is still waiting"},
-	{ErrUnauthenticated, 401, CodeUnauthenticated, "a valid Authorization: Bearer <JWT> is required"},
-	{projections.ErrRebuildRunning, 409, CodeRebuildRunning, "a rebuild of this projection is already running"},
-	{ErrNotFound, 404, CodeNotFound, "not found"},
-	{projections.ErrNotFound, 404, CodeNotFound, "not found"},
+}
+
+// errorProblems maps the other errors the layers below return on purpose (the queue token's,
+// the user authentication's, the admin collaborators') to problems, most specific first.
+var errorProblems = []struct {
+	err    error
+	status int
+	code   string
+	detail string
+	// retryAfter is sent with a 503, which every 503 answer carries.
+	retryAfter time.Duration
+}{
+	{app.ErrTokenInvalid, 401, CodeTokenInvalid, "the queue token is missing, malformed or forged", 0},
+	{app.ErrTokenExpired, 401, CodeTokenExpired, "the queue token expired or was revoked", 0},
+	{app.ErrTokenNotActive, 403, CodeTokenNotActive, "the queue token is still waiting", 0},
+	{ErrUnauthenticated, 401, CodeUnauthenticated, "a valid Authorization: Bearer <JWT> is required", 0},
+	{projections.ErrRebuildRunning, 409, CodeRebuildRunning, "a rebuild of this projection is already running", 0},
+	{relay.ErrDeadLetterNotFound, 404, CodeDeadLetterNotFound, "no such dead letter", 0},
+	// A dead letter of an earlier run, with no data platform configured now to send it to.
+	{relay.ErrDisabled, 503, CodeServiceUnavailable, "no data platform is configured (--data-platform-url); the dead letter stays on the list", time.Second},
+	{relay.ErrClosed, 503, CodeServiceUnavailable, "the data-platform relay is shutting down; retry later", time.Second},
+	{ErrNotFound, 404, CodeNotFound, "not found", 0},
+	{projections.ErrNotFound, 404, CodeNotFound, "not found", 0},
 }
 
 // problemFor turns any error into the problem to answer with. internal reports an error that
@@ -144,9 +164,8 @@ func problemFor(err error) (p Problem, retryAfter time.Duration, internal bool) 
 	switch {
 	case errors.As(err, &ae):
 		return makeProblem(ae.status, ae.code, ae.detail), ae.retryAfter, false
-	case errors.Is(err, aggregates.ErrInvalid):
-		// Validation messages of the aggregates are written for clients.
-		return makeProblem(400, CodeValidationFailed, validationDetail(err)), 0, false
+	case aggregates.IsRefusal(err):
+		return refusalProblem(err)
 	case errors.Is(err, eventstore.ErrUnavailable):
 		return makeProblem(503, CodeServiceUnavailable, "the event store cannot be reached; retry later"), time.Second, true
 	case errors.Is(err, context.DeadlineExceeded):
@@ -159,7 +178,23 @@ func problemFor(err error) (p Problem, retryAfter time.Duration, internal bool) 
 	case errors.As(err, &fe):
 		return fiberProblem(fe), 0, fe.Code >= 500
 	}
-	for _, d := range domainErrors {
+	for _, d := range errorProblems {
+		if errors.Is(err, d.err) {
+			return makeProblem(d.status, d.code, d.detail), d.retryAfter, false
+		}
+	}
+	return makeProblem(500, CodeInternal, "internal error"), 0, true
+}
+
+// refusalProblem answers a domain refusal: always the client's doing, never retried by
+// waiting. A refusal missing from refusalProblems is a bug of this package (a test lists them
+// all), so it is reported as internal rather than guessed at.
+func refusalProblem(err error) (p Problem, retryAfter time.Duration, internal bool) {
+	if errors.Is(err, aggregates.ErrInvalid) {
+		// Validation messages of the aggregates are written for clients.
+		return makeProblem(400, CodeValidationFailed, validationDetail(err)), 0, false
+	}
+	for _, d := range refusalProblems {
 		if errors.Is(err, d.err) {
 			return makeProblem(d.status, d.code, d.detail), 0, false
 		}

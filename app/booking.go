@@ -124,7 +124,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 		if p.Exists() && p.Started().ReservationID == reservationID {
 			switch p.Status() {
 			case aggregates.PaymentStartedS:
-				return s.runPayment(ctx, meta, p.Started())
+				return s.runPayment(ctx, meta, pid, p.Started())
 			case aggregates.PaymentFailedS:
 				return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
 			default:
@@ -154,7 +154,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	}); err != nil {
 		return projections.PaymentView{}, fmt.Errorf("start payment: %w", err)
 	}
-	return s.runPayment(ctx, meta, started)
+	return s.runPayment(ctx, meta, pid, started)
 }
 
 // runPayment carries a started payment to its end: lock the reservation for it → debit the
@@ -162,22 +162,28 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 // failure after the debit reverses it with PointsRefunded. Every step is idempotent (the
 // deciders ignore a repeated step and each append has a dedup ID of payment and step), so
 // recovery calls this again for a payment a crash left STARTED, and it completes or reverses.
-// Infrastructure errors leave the payment STARTED for recovery and are returned as they are.
-func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (projections.PaymentView, error) {
-	pid, resID := p.PaymentID, p.ReservationID
+// Infrastructure errors leave the payment STARTED for recovery and are returned as they are;
+// a refusal of any step is final (aggregates.IsRefusal), so it ends the payment FAILED; were
+// it left STARTED, recovery would run into the same refusal every 30 s for ever.
+//
+// pid is the payment aggregate, where the saga records its progress; p is the record it was
+// started with, whose IDs the steps' commands carry. They agree unless the record is damaged
+// (a payment ID missing from it): then a step refuses it and the failure still lands on pid.
+func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggregates.PaymentStarted) (projections.PaymentView, error) {
+	resID := p.ReservationID
 	// fail ends the payment: it reverses the debit if there was one and releases the
 	// reservation's lock if this payment holds it (both no-ops otherwise, which matters when
 	// recovery resumes a payment whose debit landed before a crash), then records the failure.
 	fail := func(reason string, cause error) (projections.PaymentView, error) {
 		step := pid + "/reverse"
 		if _, _, _, err := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
-			return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})
+			return w.DecideRefund(aggregates.RefundDebit{PaymentID: p.PaymentID, Reason: aggregates.RefundReversal})
 		}); err != nil {
 			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
 		}
 		step = pid + "/abort"
 		if _, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: pid, Reason: reason})
+			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: p.PaymentID, Reason: reason})
 		}); err != nil {
 			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, err)
 		}
@@ -192,10 +198,10 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 
 	step := pid + "/lock"
 	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideStartPayment(aggregates.StartPayment{PaymentID: pid, UserID: p.UserID, Now: s.clock.Now()})
+		return st.DecideStartPayment(aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
 	})
 	if err != nil {
-		if isDomain(err) {
+		if aggregates.IsRefusal(err) {
 			return fail(aggregates.FailNotPayable, err)
 		}
 		return projections.PaymentView{}, fmt.Errorf("lock reservation %s: %w", resID, err)
@@ -203,21 +209,24 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 
 	step = pid + "/debit"
 	_, _, _, err = s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
-		return w.DecideDebit(aggregates.Debit{PaymentID: pid, Amount: p.Amount})
+		return w.DecideDebit(aggregates.Debit{PaymentID: p.PaymentID, Amount: p.Amount})
 	})
 	if err != nil {
-		if !isDomain(err) {
+		if !aggregates.IsRefusal(err) {
 			return projections.PaymentView{}, fmt.Errorf("debit %s: %w", p.UserID, err)
 		}
-		return fail(aggregates.FailInsufficientPoints, err)
+		if errors.Is(err, aggregates.ErrInsufficientPoints) {
+			return fail(aggregates.FailInsufficientPoints, err)
+		}
+		return fail(aggregates.FailNotPayable, err)
 	}
 
 	step = pid + "/confirm"
 	r, _, _, err = s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideConfirm(aggregates.Confirm{PaymentID: pid, Now: s.clock.Now()})
+		return st.DecideConfirm(aggregates.Confirm{PaymentID: p.PaymentID, Now: s.clock.Now()})
 	})
 	if err != nil {
-		if !isDomain(err) {
+		if !aggregates.IsRefusal(err) {
 			return projections.PaymentView{}, fmt.Errorf("confirm reservation %s: %w", resID, err)
 		}
 		// The hold lapsed or was cancelled while we debited: reverse the debit.
@@ -234,7 +243,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 	wg.Go(func() {
 		step := pid + "/sell"
 		if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-			return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: pid})
+			return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: p.PaymentID})
 		}); err != nil {
 			sellErr = fmt.Errorf("sell seat %s: %w", seatID, err)
 			return
@@ -243,6 +252,19 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, p aggregates.Paymen
 	})
 	revokeErr := s.revokeToken(ctx, meta, p.UserID, pid)
 	wg.Wait()
+	if aggregates.IsRefusal(sellErr) {
+		// The seat is no longer this reservation's, which no step of ours does (something
+		// else wrote to the log). The buyer cannot have it, so the sale is undone: the
+		// confirmation is cancelled (as a refund cancels it) and the debit reversed.
+		s.slog.Error("a confirmed reservation lost its seat; reversing the payment", "payment", pid, "reservation", resID, "seat", seatID, "err", sellErr)
+		step = pid + "/unconfirm"
+		if _, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
+			return st.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: p.PaymentID, Now: s.clock.Now()})
+		}); err != nil {
+			return projections.PaymentView{}, fmt.Errorf("cancel reservation %s of an unsold seat: %w", resID, err)
+		}
+		return fail(aggregates.FailNotPayable, fmt.Errorf("%w: %w", aggregates.ErrReservationNotPayable, sellErr))
+	}
 	if err := cmp.Or(sellErr, revokeErr); err != nil {
 		return projections.PaymentView{}, err
 	}
@@ -326,22 +348,6 @@ func failureError(reason string) error {
 		return aggregates.ErrInsufficientPoints
 	}
 	return aggregates.ErrReservationNotPayable
-}
-
-// domainErrors are the rule violations a saga reacts to; anything else is infrastructure.
-var domainErrors = []error{
-	aggregates.ErrReservationNotPayable, aggregates.ErrReservationNotFound, aggregates.ErrForbidden,
-	aggregates.ErrInsufficientPoints, aggregates.ErrInvalidAmount, aggregates.ErrSeatNotHeld,
-	aggregates.ErrPaymentNotRefundable,
-}
-
-func isDomain(err error) bool {
-	for _, d := range domainErrors {
-		if errors.Is(err, d) {
-			return true
-		}
-	}
-	return false
 }
 
 func reservationView(r aggregates.Reservation) projections.ReservationView {

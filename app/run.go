@@ -132,13 +132,13 @@ func (s *Service) RecoverPayment(ctx context.Context, paymentID string) error {
 	meta := Meta{CorrelationID: "recovery/" + paymentID}
 	switch p.Status() {
 	case aggregates.PaymentStartedS:
-		_, err = s.runPayment(ctx, meta, p.Started())
+		_, err = s.runPayment(ctx, meta, paymentID, p.Started())
 	case aggregates.PaymentRefundingS:
 		_, err = s.runRefund(ctx, meta, p.Started())
 	default:
 		return nil
 	}
-	if err != nil && !isDomain(err) {
+	if err != nil && !aggregates.IsRefusal(err) {
 		return fmt.Errorf("recover payment %s: %w", paymentID, err)
 	}
 	s.slog.Info("recovered payment", "payment", paymentID, "was", p.Status(), "outcome", outcome(err))

@@ -571,20 +571,16 @@ func (r *Relay) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 // delivery is under way (the API answers 202), or ErrDeadLetterNotFound for an unknown id.
 // The entry leaves the list when the platform accepts the fact; if every attempt fails again,
 // it stays with the new attempts and error, and a new alert goes out. A redrive interrupted
-// by Close or a crash leaves the entry as it was, to be redriven again.
+// by Close or a crash leaves the entry as it was, to be redriven again. The id is looked up
+// first, so an unknown one is ErrDeadLetterNotFound even on a relay that cannot deliver
+// (ErrDisabled, ErrClosed): what does not exist is never reported as a relay that is down.
 func (r *Relay) Redrive(ctx context.Context, id string) error {
-	if r.opts.URL == "" {
-		return ErrDisabled
-	}
-	r.mu.Lock()
-	closed := r.closed
-	r.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
 	rec, rev, err := r.dead.get(ctx, id)
 	if err != nil {
 		return err
+	}
+	if r.opts.URL == "" {
+		return fmt.Errorf("redrive %s: %w", id, ErrDisabled)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

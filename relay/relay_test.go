@@ -348,8 +348,16 @@ func TestWithoutAURLTheDeadLetterListIsEmptyAndNothingIsDelivered(t *testing.T) 
 	if err := r.Start(ctx); !errors.Is(err, ErrDisabled) {
 		t.Errorf("Start = %v, want ErrDisabled", err)
 	}
-	if err := r.Redrive(ctx, "x"); !errors.Is(err, ErrDisabled) {
-		t.Errorf("Redrive = %v, want ErrDisabled", err)
+	if err := r.Redrive(ctx, "x"); !errors.Is(err, ErrDeadLetterNotFound) {
+		t.Errorf("Redrive of an unknown dead letter = %v, want ErrDeadLetterNotFound", err)
+	}
+	// A dead letter from a run that had a data platform: it exists, but there is nowhere to
+	// send it now.
+	if err := r.dead.put(ctx, deadLetterRecord{DeadLetter: DeadLetter{ID: "e1", EventID: "e1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Redrive(ctx, "e1"); !errors.Is(err, ErrDisabled) {
+		t.Errorf("Redrive of a dead letter without a data platform = %v, want ErrDisabled", err)
 	}
 }
 

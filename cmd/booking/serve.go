@@ -256,7 +256,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	fiberApp := api.New(api.Deps{
 		Commands: svc, Queries: engine,
 		Ready:       func() bool { return ready.ok() && store.Conn().IsConnected() },
-		Projections: projectionAdmin{engine}, DeadLetters: deadLetters{rl}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg,
+		Projections: projectionAdmin{engine}, DeadLetters: api.RelayDeadLetters(rl), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg,
 		UserAuth: userAuth, Idempotency: idem, Logger: log, SeatFeed: seatFeed,
 	}, api.Config{AdminToken: f.adminToken, UserRateLimit: f.userRateLimit, RequestTimeout: f.requestTimeout, Location: loc})
 
@@ -473,27 +473,3 @@ func (p projectionAdmin) Status(ctx context.Context) ([]projections.Status, erro
 }
 
 func (p projectionAdmin) Rebuild(_ context.Context, name string) error { return p.e.RebuildAsync(name) }
-
-// deadLetters adapts the relay to the API.
-type deadLetters struct{ r *relay.Relay }
-
-func (d deadLetters) List(ctx context.Context) ([]api.DeadLetter, error) {
-	dls, err := d.r.DeadLetters(ctx)
-	out := make([]api.DeadLetter, len(dls))
-	for i, dl := range dls {
-		out[i] = api.DeadLetter{ID: dl.ID, EventID: dl.EventID, EventType: dl.EventType, Attempts: dl.Attempts, LastError: dl.LastError, FailedAt: dl.FailedAt}
-	}
-	return out, err
-}
-
-func (d deadLetters) Redrive(ctx context.Context, id string) error {
-	err := d.r.Redrive(ctx, id)
-	switch {
-	case errors.Is(err, relay.ErrDeadLetterNotFound):
-		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
-	case errors.Is(err, relay.ErrDisabled):
-		// Dead letters from an earlier run, but no platform to send them to now.
-		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
-	}
-	return err
-}
