@@ -104,7 +104,7 @@ func holdFor(t *testing.T, c *apiClient, user, concert string, seat int) heldSea
 func watchExpiry(t *testing.T, c *apiClient, h heldSeat, due time.Time) {
 	t.Helper()
 	var seen time.Time
-	pollUntil(t, time.Until(due)+expiryGrace+5*time.Second, "hold "+h.reservationID+" expired", func() error {
+	pollUntil(t, time.Until(due)+expiryGrace+2*time.Second, "hold "+h.reservationID+" expired", func() error {
 		r, err := c.call("GET", "/api/v1/reservations/"+h.reservationID, nil)
 		if err != nil {
 			return err
