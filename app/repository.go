@@ -11,10 +11,14 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// maxAttempts bounds the optimistic-concurrency retries of one Update. Updates of one
-// aggregate are serialised inside this process, so conflicts only come from other instances
-// and a handful of attempts is plenty.
-const maxAttempts = 8
+// maxAttempts is a backstop on the optimistic-concurrency retries of one Update; the real
+// bound is its context (a request's timeout). Updates of one aggregate are serialised inside
+// this process, so conflicts only come from other instances, but one update can lose many
+// rounds in a row: the other instance drains its own queue of updates to the aggregate with an
+// append each (its cache is current after every win), while the loser needs a read after every
+// conflict. A bound of 8 turned two instances' burst of charges to one wallet into 503s,
+// although every charge must count; the loser only has to outlast the other's burst.
+const maxAttempts = 1000
 
 // Repository loads one type of aggregate from the event store and appends its decisions.
 // It caches the latest known state of each aggregate: a decision is made on the cached state
@@ -122,7 +126,7 @@ func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eve
 	st, ver, cached := r.cache.get(id)
 	fresh := cached && r.sole
 	ref := eventstore.AggregateRef{Type: r.typ, ID: id}
-	for attempt := 0; attempt < maxAttempts; attempt++ {
+	for attempt := 0; attempt < maxAttempts && ctx.Err() == nil; attempt++ {
 		evs, decideErr := fn(st)
 		if (decideErr != nil || len(evs) == 0) && !fresh {
 			// The cache may be behind another instance: decide again on the log's state.
@@ -176,6 +180,9 @@ func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eve
 		}
 		r.cache.put(id, st, newVer)
 		return st, newVer, evs, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return st, ver, nil, fmt.Errorf("update %s %s: gave up on conflicts: %w", r.typ, id, errors.Join(err, eventstore.ErrConcurrency))
 	}
 	return st, ver, nil, fmt.Errorf("update %s %s: gave up after %d attempts: %w", r.typ, id, maxAttempts, eventstore.ErrConcurrency)
 }
