@@ -52,7 +52,7 @@ func TestHoldsExpireWithinASecondOfHeldUntilAcrossKills(t *testing.T) {
 		p.kill()
 		time.Sleep(time.Until(r.heldUntil)) // heldUntil passing while the server is down is the point of the case
 		var back time.Time
-		p, c, back = serve(4 * time.Second)
+		p, c, back = serve(5 * time.Second)
 		if !back.After(r.heldUntil) {
 			t.Fatalf("the server was back at %s, before heldUntil %s", back.Format(time.StampMilli), r.heldUntil.Format(time.StampMilli))
 		}
@@ -63,7 +63,7 @@ func TestHoldsExpireWithinASecondOfHeldUntilAcrossKills(t *testing.T) {
 		r := holdFor(t, c, "cat", "lapse", 3)
 		p.kill()
 		var back time.Time
-		p, c, back = serve(4 * time.Second)
+		p, c, back = serve(5 * time.Second)
 		if !back.Before(r.heldUntil) {
 			t.Fatalf("the restart took too long for this case: back at %s, after heldUntil %s (raise the server's --hold-ttl)",
 				back.Format(time.StampMilli), r.heldUntil.Format(time.StampMilli))
