@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,9 +71,11 @@ func childCommand(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// bookingProc is a `booking serve` child process with its log kept in memory and on disk.
+// bookingProc is a `booking` child process (serve, or the mock data platform) with its log
+// kept in memory and on disk.
 type bookingProc struct {
 	t       *testing.T
+	name    string // "booking serve", for messages
 	cmd     *exec.Cmd
 	url     string
 	logPath string
@@ -88,13 +91,45 @@ type bookingProc struct {
 // It does not wait for readiness.
 func startBookingProc(t *testing.T, args ...string) *bookingProc {
 	t.Helper()
+	return startChildProc(t, func(line string) (string, bool) {
+		var rec struct {
+			Msg string `json:"msg"`
+			URL string `json:"url"`
+		}
+		ok := json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "booking engine listening"
+		return rec.URL, ok
+	}, args...)
+}
+
+// platformListening matches the line of `booking dataplatform` (a text log) that says where
+// it listens.
+var platformListening = regexp.MustCompile(`msg="dataplatform: listening" url=(\S+)`)
+
+// startDataPlatformProc starts the mock data platform, `booking dataplatform --addr addr`, and
+// waits until it listens. A fixed addr lets a test stop it and start it again where `booking
+// serve --data-platform-url` expects it.
+func startDataPlatformProc(t *testing.T, addr string) *bookingProc {
+	t.Helper()
+	return startChildProc(t, func(line string) (string, bool) {
+		m := platformListening.FindStringSubmatch(line)
+		if m == nil {
+			return "", false
+		}
+		return m[1], true
+	}, "dataplatform", "--addr", addr)
+}
+
+// startChildProc starts `booking <args>` and waits until listening finds the line of its log
+// (stderr) that tells its URL.
+func startChildProc(t *testing.T, listening func(line string) (url string, ok bool), args ...string) *bookingProc {
+	t.Helper()
 	cmd := childCommand(t, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stdout = io.Discard
-	p := &bookingProc{t: t, cmd: cmd, done: make(chan struct{}),
+	p := &bookingProc{t: t, name: "booking " + args[0], cmd: cmd, done: make(chan struct{}),
 		logPath: filepath.Join(t.TempDir(), "booking.log")}
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
@@ -116,13 +151,9 @@ func startBookingProc(t *testing.T, args ...string) *bookingProc {
 			p.mu.Lock()
 			p.lines = append(p.lines, line)
 			p.mu.Unlock()
-			var rec struct {
-				Msg string `json:"msg"`
-				URL string `json:"url"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "booking engine listening" {
+			if url, ok := listening(line); ok {
 				select {
-				case urls <- rec.URL:
+				case urls <- url:
 				default:
 				}
 			}
@@ -184,10 +215,10 @@ func (p *bookingProc) stop(within time.Duration) {
 	select {
 	case <-p.done:
 	case <-time.After(within):
-		p.t.Fatalf("booking serve did not stop within %s of SIGTERM\n%s", within, p.tail(40))
+		p.t.Fatalf("%s did not stop within %s of SIGTERM\n%s", p.name, within, p.tail(40))
 	}
 	if p.exitErr != nil {
-		p.t.Fatalf("booking serve exited with %v after SIGTERM\n%s", p.exitErr, p.tail(40))
+		p.t.Fatalf("%s exited with %v after SIGTERM\n%s", p.name, p.exitErr, p.tail(40))
 	}
 }
 
