@@ -156,6 +156,31 @@ func (s *Service) restoreQueue(ctx context.Context, stream string) uint64 {
 	return snap.Seq
 }
 
+// SettleQueue waits until the queue index has applied the QUEUE stream up to its head as of
+// now, or ctx ends. The server calls it at shutdown before the last snapshot, so that a token
+// issued just before the stop is in the snapshot rather than only in the log.
+func (s *Service) SettleQueue(ctx context.Context) error {
+	head, err := s.log.Head(ctx, eventstore.StreamsOf(eventstore.TypeQueueUser)[0])
+	if err != nil {
+		return fmt.Errorf("settle queue: %w", err)
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.queue.mu.RLock()
+		seq := s.queue.seq
+		s.queue.mu.RUnlock()
+		if seq >= head {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("settle queue at %d of %d: %w", seq, head, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // SaveQueueSnapshot writes a snapshot of the waiting queue when it has moved since the last
 // one. The server calls it at shutdown; Start's loop calls it every queueSnapshotEvery events.
 func (s *Service) SaveQueueSnapshot() error {

@@ -319,6 +319,10 @@ func displayAddr(a net.Addr) string {
 // shutdown stops accepting, finishes in-flight requests, stops the consumers and closes NATS,
 // each stage bounded (see shutdownDeadlines): it returns within --request-timeout plus a few
 // seconds, and says in the log what it is waiting for when a stage is slow.
+// queueSettleWait bounds how long a stop waits for the queue index to apply the stream's
+// last events before its snapshot: a follower that is live lags by milliseconds.
+const queueSettleWait = time.Second
+
 func (s *runningServer) shutdown() error {
 	s.shutOnce.Do(func() {
 		start := time.Now()
@@ -335,18 +339,29 @@ func (s *runningServer) shutdown() error {
 			stage("http", "requests in flight and open HTTP connections", httpDone.Add(shutdownStageFloor),
 				s.http.openConnections, func() error { return s.http.shutdown(httpDone) })
 		}
-		if s.cancel != nil {
-			s.cancel()
-		}
 		if s.svc != nil {
-			// Requests are done: the queue's index is as complete as it gets. Saving it spares
-			// the next start the replay of the whole QUEUE stream.
-			stage("queue snapshot", "the queue snapshot to be written", allDone, nil, func() error {
+			// Requests are done: once the queue's follower has applied what they wrote, its
+			// index is as complete as it gets. Saving it spares the next start the replay of the
+			// whole QUEUE stream. The follower stops with the background loops, so this comes
+			// first.
+			stage("queue snapshot", "the queue index to catch up and its snapshot to be written", allDone, nil, func() error {
+				settleBy := time.Now().Add(queueSettleWait)
+				if allDone.Before(settleBy) {
+					settleBy = allDone
+				}
+				ctx, cancel := context.WithDeadline(context.Background(), settleBy)
+				defer cancel()
+				if err := s.svc.SettleQueue(ctx); err != nil {
+					s.log.Warn("queue index behind its stream; the snapshot covers what it has", "err", err)
+				}
 				if err := s.svc.SaveQueueSnapshot(); err != nil {
 					s.log.Warn("queue snapshot not saved", "err", err)
 				}
 				return nil
 			})
+		}
+		if s.cancel != nil {
+			s.cancel()
 		}
 		if s.relay != nil {
 			stage("relay", "deliveries to the data platform in progress", allDone, nil, func() error { s.relay.Close(); return nil })
