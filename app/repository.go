@@ -27,6 +27,7 @@ type Repository[S any] struct {
 	locks   [lockStripes]sync.Mutex
 	seed    maphash.Seed
 	cache   *stateCache[S]
+	clock   Clock
 	metrics Observer
 	// sole is set when this process is the only writer of the log (the embedded server,
 	// whose data dir is locked): then a cached state is the log's state and a refusal made
@@ -53,12 +54,16 @@ func (nopObserver) Appended(string, float64) {}
 func (nopObserver) Conflict(string)          {}
 
 // NewRepository returns a repository of aggregates of type typ (an eventstore.Type*
-// constant) whose state is folded with apply. cacheSize bounds the cached states.
-func NewRepository[S any](store eventstore.Store, typ string, apply func(S, aggregates.Event) S, cacheSize int, obs Observer) *Repository[S] {
+// constant) whose state is folded with apply. cacheSize bounds the cached states; clock
+// stamps the events (nil: SystemClock).
+func NewRepository[S any](store eventstore.Store, typ string, apply func(S, aggregates.Event) S, cacheSize int, clock Clock, obs Observer) *Repository[S] {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Repository[S]{store: store, typ: typ, apply: apply, seed: maphash.MakeSeed(), cache: newStateCache[S](cacheSize), metrics: obs}
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	return &Repository[S]{store: store, typ: typ, apply: apply, seed: maphash.MakeSeed(), cache: newStateCache[S](cacheSize), clock: clock, metrics: obs}
 }
 
 func (r *Repository[S]) lock(id string) *sync.Mutex {
@@ -109,7 +114,9 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 // checked against the store first, so a stale cache never answers for the log. dedupID makes
 // the append safe to repeat (saga steps pass IDs derived from the saga and the step).
 // It returns the state after the events, its version, and the events appended (none for a
-// no-op).
+// no-op). Update sets meta.OccurredAt itself, under the aggregate's lock, right before the
+// append: stamped any earlier, concurrent commands of one aggregate could append in another
+// order than they were stamped, and a wallet's history would go back in time.
 func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eventstore.Metadata, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
 	mu := r.lock(id)
 	mu.Lock()
@@ -153,6 +160,7 @@ func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eve
 			}
 			out[i] = eventstore.Event{Type: ev.EventType(), Data: data}
 		}
+		meta.OccurredAt = r.clock.Now()
 		start := nowMono()
 		newVer, err := r.store.Append(ctx, ref, ver, out, dedupID, meta)
 		if errors.Is(err, eventstore.ErrConcurrency) {
