@@ -88,14 +88,14 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 		opts.Observer = nopObserver{}
 	}
 	s := &Service{log: log, cfg: cfg, clock: opts.Clock, slog: opts.Logger, obs: opts.Observer, snapshots: opts.QueueSnapshots}
-	s.concerts = NewRepository(log, eventstore.TypeConcert, aggregates.Concert.Apply, 10_000, s.obs)
-	s.sellouts = NewRepository(log, eventstore.TypeSellOut, aggregates.SellOut.Apply, 10_000, s.obs)
-	s.seats = NewRepository(log, eventstore.TypeSeat, aggregates.Seat.Apply, 200_000, s.obs)
-	s.reservations = NewRepository(log, eventstore.TypeReservation, aggregates.Reservation.Apply, 200_000, s.obs)
-	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.obs)
-	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.obs)
-	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.obs)
-	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.obs)
+	s.concerts = NewRepository(log, eventstore.TypeConcert, aggregates.Concert.Apply, 10_000, s.clock, s.obs)
+	s.sellouts = NewRepository(log, eventstore.TypeSellOut, aggregates.SellOut.Apply, 10_000, s.clock, s.obs)
+	s.seats = NewRepository(log, eventstore.TypeSeat, aggregates.Seat.Apply, 200_000, s.clock, s.obs)
+	s.reservations = NewRepository(log, eventstore.TypeReservation, aggregates.Reservation.Apply, 200_000, s.clock, s.obs)
+	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.clock, s.obs)
+	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)
+	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
+	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
 		s.concerts.sole, s.sellouts.sole, s.seats.sole, s.reservations.sole = true, true, true, true
 		s.payments.sole, s.wallets.sole, s.queueUsers.sole, s.gate.sole = true, true, true, true
@@ -105,10 +105,10 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	return s
 }
 
-// metadata stamps the events of one step with the time and the request's correlation ID;
-// the causation ID names the step (saga ID and step) that caused them.
+// metadata names the request (correlation ID) and the step (saga ID and step: causation ID)
+// behind the events of one step. Repository.Update stamps their time.
 func (s *Service) metadata(meta Meta, causation string) eventstore.Metadata {
-	return eventstore.Metadata{OccurredAt: s.clock.Now(), CorrelationID: meta.CorrelationID, CausationID: causation}
+	return eventstore.Metadata{CorrelationID: meta.CorrelationID, CausationID: causation}
 }
 
 // newID returns a fresh UUIDv7: time-ordered, so IDs sort by creation.

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
@@ -56,6 +57,33 @@ func TestConcurrency(t *testing.T) {
 				wg.Wait()
 				if b := h.wallet("u1").Balance(); b != 3000 {
 					t.Fatalf("balance %d, want 3000", b)
+				}
+			})
+
+			t.Run("300 concurrent charges of one wallet are stamped in the order they are appended", func(t *testing.T) {
+				h := newHarness(t, sk.open(t), Config{}, sk.sole)
+				h.clock.Tick(time.Microsecond)
+				var wg sync.WaitGroup
+				for range 300 {
+					wg.Go(func() {
+						if _, err := h.svc.Charge(h.ctx, Meta{}, "u1", 10); err != nil {
+							t.Errorf("charge: %v", err)
+						}
+					})
+				}
+				wg.Wait()
+				envs, err := h.log.Load(h.ctx, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(envs) != 300 {
+					t.Fatalf("%d events, want 300", len(envs))
+				}
+				for i := 1; i < len(envs); i++ {
+					if !envs[i].OccurredAt.After(envs[i-1].OccurredAt) {
+						t.Fatalf("event %d (seq %d) occurred at %s, not after event %d (seq %d) at %s", i, envs[i].Sequence,
+							envs[i].OccurredAt.Format(time.RFC3339Nano), i-1, envs[i-1].Sequence, envs[i-1].OccurredAt.Format(time.RFC3339Nano))
+					}
 				}
 			})
 

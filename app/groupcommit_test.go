@@ -100,7 +100,7 @@ func queueBehindFirst(t *testing.T, g *gatedStore, repo *Repository[aggregates.W
 func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 	t.Run("commands queued behind a commit in flight go as the next single commit, each with its own metadata", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil)
+		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
 		cmds := []func(aggregates.Wallet) ([]aggregates.Event, error){charge(5, "c0")}
 		for i := 1; i <= 50; i++ {
 			cmds = append(cmds, charge(10, fmt.Sprintf("c%d", i)))
@@ -137,7 +137,7 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 
 	t.Run("a command decided behind others sees their events: a debit queued behind a charge passes", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil)
+		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
 		results := queueBehindFirst(t, g, repo, "u1", charge(1, "c0"), charge(100, "c1"), debit(100, "p1"), debit(100, "p2"))
 		close(g.gate)
 		want := []error{nil, nil, nil, aggregates.ErrInsufficientPoints}
@@ -150,7 +150,7 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 
 	t.Run("a failed commit answers every command in it with the error and the next command reads the log", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil)
+		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
 		results := queueBehindFirst(t, g, repo, "u1", charge(1, "c0"), charge(2, "c1"), charge(3, "c2"))
 		down := fmt.Errorf("store down: %w", eventstore.ErrUnavailable)
 		// The first commit lands; the second, holding the two queued charges, fails.
@@ -174,8 +174,8 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 	t.Run("a conflict with another instance discards the commit's decisions and decides them again", func(t *testing.T) {
 		g := newGatedStore()
 		close(g.gate)
-		mine := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil)
-		other := NewRepository(eventstore.Store(g.MemStore), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil)
+		mine := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
+		other := NewRepository(eventstore.Store(g.MemStore), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
 		if _, _, _, err := mine.Update(context.Background(), "u1", "a", eventstore.Metadata{}, charge(100, "a")); err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 func TestManyGoroutinesUpdatingOneAggregateLoseNothing(t *testing.T) {
 	for _, sk := range stores {
 		t.Run(sk.name, func(t *testing.T) {
-			repo := NewRepository(sk.open(t), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil)
+			repo := NewRepository(sk.open(t), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
 			var wg sync.WaitGroup
 			for i := range 400 {
 				wg.Add(1)

@@ -32,6 +32,7 @@ type Repository[S any] struct {
 	seed    maphash.Seed
 	lanes   lanes[S]
 	cache   *stateCache[S]
+	clock   Clock
 	metrics Observer
 	// sole is set when this process is the only writer of the log (the embedded server,
 	// whose data dir is locked): then a cached state is the log's state and a refusal made
@@ -58,12 +59,16 @@ func (nopObserver) Appended(string, float64) {}
 func (nopObserver) Conflict(string)          {}
 
 // NewRepository returns a repository of aggregates of type typ (an eventstore.Type*
-// constant) whose state is folded with apply. cacheSize bounds the cached states.
-func NewRepository[S any](store eventstore.Store, typ string, apply func(S, aggregates.Event) S, cacheSize int, obs Observer) *Repository[S] {
+// constant) whose state is folded with apply. cacheSize bounds the cached states; clock
+// stamps the events (nil: SystemClock).
+func NewRepository[S any](store eventstore.Store, typ string, apply func(S, aggregates.Event) S, cacheSize int, clock Clock, obs Observer) *Repository[S] {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	r := &Repository[S]{store: store, typ: typ, apply: apply, seed: maphash.MakeSeed(), cache: newStateCache[S](cacheSize), metrics: obs}
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	r := &Repository[S]{store: store, typ: typ, apply: apply, seed: maphash.MakeSeed(), cache: newStateCache[S](cacheSize), clock: clock, metrics: obs}
 	r.lanes.seed = r.seed
 	return r
 }
@@ -124,7 +129,10 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 // events as one message (one fsync) with the version the first was decided on. Every command
 // is answered, refusals included, only once the commit it was decided in is acknowledged; a
 // conflict discards all the decisions of the commit and decides them again after catching up.
-// fn may therefore run more than once, and must be a pure decision.
+// fn may therefore run more than once, and must be a pure decision. The commit sets each
+// command's meta.OccurredAt itself as it decides it, under the aggregate's lock: stamped any
+// earlier, concurrent commands of one aggregate could append in another order than they were
+// stamped, and a wallet's history would go back in time.
 func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eventstore.Metadata, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
 	c := &command[S]{ctx: ctx, dedupID: dedupID, meta: meta, decide: fn, done: make(chan updateResult[S], 1), lead: make(chan struct{}, 1)}
 	if !r.lanes.join(id, c) {
@@ -290,6 +298,7 @@ func (r *Repository[S]) decideAll(st S, batch []*command[S]) decisions[S] {
 		deciders++
 		d.dedupID = c.dedupID
 		meta := c.meta
+		meta.OccurredAt = r.clock.Now()
 		for _, ev := range evs {
 			data, err := aggregates.Encode(ev)
 			if err != nil && d.encodeErr == nil {

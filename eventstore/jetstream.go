@@ -26,7 +26,7 @@ type JetStreamStore struct {
 	js        jetstream.JetStream
 	log       *slog.Logger
 	opTimeout time.Duration
-	last      map[string]*atomic.Uint64 // fixed keys: read without a lock
+	last      appendMarks
 	gets      replyMux
 	closeFn   func() // set by Open: drains and stops what Open started
 	closeOnce sync.Once
@@ -61,12 +61,11 @@ func NewJetStreamStore(nc *nats.Conn, logger *slog.Logger) (*JetStreamStore, err
 		js:         js,
 		log:        logger,
 		opTimeout:  DefaultOpTimeout,
-		last:       make(map[string]*atomic.Uint64),
+		last:       newAppendMarks(),
 		gets:       replyMux{nc: nc},
 		committers: make(map[string]*streamCommitter),
 	}
 	for _, spec := range Layout() {
-		s.last[spec.Name] = new(atomic.Uint64)
 		s.committers[spec.Name] = newStreamCommitter()
 	}
 	return s, nil
@@ -239,26 +238,13 @@ func isWrongLastSequence(err error) bool {
 }
 
 // track records seq as appended by this process to stream, never moving backwards.
-func (s *JetStreamStore) track(stream string, seq uint64) {
-	l, ok := s.last[stream]
-	if !ok {
-		return
-	}
-	for {
-		cur := l.Load()
-		if seq <= cur || l.CompareAndSwap(cur, seq) {
-			return
-		}
-	}
-}
+func (s *JetStreamStore) track(stream string, seq uint64) { s.last.track(stream, seq) }
 
 // LastAppended implements Tracker.
-func (s *JetStreamStore) LastAppended(stream string) uint64 {
-	if l, ok := s.last[stream]; ok {
-		return l.Load()
-	}
-	return 0
-}
+func (s *JetStreamStore) LastAppended(stream string) uint64 { return s.last[stream].Load() }
+
+// Mark implements Tracker.
+func (s *JetStreamStore) Mark(stream string) *AppendMark { return s.last[stream] }
 
 // loadBatch is how many messages one direct get asks for when loading an aggregate.
 const loadBatch = 256

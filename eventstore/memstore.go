@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +21,7 @@ type MemStore struct {
 	// changed is closed (and replaced) on every append so that following replays wake at once
 	// without polling; a channel rather than a sync.Cond because waiters also watch ctx.
 	changed chan struct{}
-	last    map[string]*atomic.Uint64 // fixed keys: read without mu
+	last    appendMarks
 	now     func() time.Time
 }
 
@@ -59,12 +58,11 @@ func NewMemStore(opts ...MemOption) *MemStore {
 	s := &MemStore{
 		streams: make(map[string]*memStream),
 		changed: make(chan struct{}),
-		last:    make(map[string]*atomic.Uint64),
+		last:    newAppendMarks(),
 		now:     time.Now,
 	}
 	for _, spec := range Layout() {
 		s.streams[spec.Name] = &memStream{name: spec.Name, subjects: make(map[string][]uint64), dedup: make(map[string]uint64)}
-		s.last[spec.Name] = new(atomic.Uint64)
 	}
 	for _, o := range opts {
 		o(s)
@@ -132,11 +130,7 @@ func (s *MemStore) Append(ctx context.Context, agg AggregateRef, expected uint64
 }
 
 // track records seq as appended to stream, never moving backwards. Callers hold mu.
-func (s *MemStore) track(stream string, seq uint64) {
-	if l := s.last[stream]; seq > l.Load() {
-		l.Store(seq)
-	}
-}
+func (s *MemStore) track(stream string, seq uint64) { s.last.track(stream, seq) }
 
 // recover looks for the commit of an earlier append with the same dedup ID right after
 // expected on subject: if that append went through, it is the subject's first commit after
@@ -257,12 +251,10 @@ func (s *MemStore) Replay(ctx context.Context, stream string, after uint64, foll
 }
 
 // LastAppended implements Tracker.
-func (s *MemStore) LastAppended(stream string) uint64 {
-	if l, ok := s.last[stream]; ok {
-		return l.Load()
-	}
-	return 0
-}
+func (s *MemStore) LastAppended(stream string) uint64 { return s.last[stream].Load() }
+
+// Mark implements Tracker.
+func (s *MemStore) Mark(stream string) *AppendMark { return s.last[stream] }
 
 // replayBatch is the largest batch Replay hands to its callback.
 const replayBatch = 1000

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -111,6 +112,50 @@ type Reader interface {
 
 // Tracker reports, per stream, the newest sequence this process appended. Queries wait for a
 // read model to reach it, which gives a client read-your-writes without asking the server.
+// Mark(stream) is the same number as a handle, resolved once by a reader that checks it on
+// every request (a seat-map read checks nine streams); it is nil for an unknown stream.
 type Tracker interface {
 	LastAppended(stream string) uint64
+	Mark(stream string) *AppendMark
+}
+
+// AppendMark is the newest sequence this process appended to one stream. It only moves
+// forward; Load reads it with one atomic load.
+type AppendMark struct{ seq atomic.Uint64 }
+
+// Load returns the newest sequence appended (0: none yet, or m is nil).
+func (m *AppendMark) Load() uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.seq.Load()
+}
+
+// advance moves the mark to seq unless it is already there or past it.
+func (m *AppendMark) advance(seq uint64) {
+	for {
+		cur := m.seq.Load()
+		if seq <= cur || m.seq.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// appendMarks holds one AppendMark per stream of the layout. Its keys are fixed at creation,
+// so it is read without a lock.
+type appendMarks map[string]*AppendMark
+
+func newAppendMarks() appendMarks {
+	m := appendMarks{}
+	for _, spec := range Layout() {
+		m[spec.Name] = &AppendMark{}
+	}
+	return m
+}
+
+// track records seq as appended to stream, never moving backwards.
+func (m appendMarks) track(stream string, seq uint64) {
+	if l := m[stream]; l != nil {
+		l.advance(seq)
+	}
 }

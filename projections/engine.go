@@ -138,7 +138,10 @@ func Open(dir string, store Store, opts Options) (*Engine, error) {
 			e.closeAll()
 			return nil, err
 		}
-		p.gen = g
+		p.setGen(g)
+		for _, s := range sp.streams {
+			p.marks = append(p.marks, store.Mark(s))
+		}
 		e.projs = append(e.projs, p)
 		e.byName[sp.name] = p
 		for _, s := range sp.streams {
@@ -323,6 +326,11 @@ type proj struct {
 
 	mu  sync.RWMutex // guards gen
 	gen *generation
+	cur atomic.Pointer[generation] // gen, read without the lock (see current)
+
+	// marks are what this process appended to each of streams (same order), resolved once:
+	// read-your-writes checks them on every read.
+	marks []*eventstore.AppendMark
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit and swap
@@ -345,10 +353,32 @@ func (p *proj) acquire() *generation {
 
 func (p *proj) release(g *generation) { g.users.Done() }
 
-func (p *proj) current() *generation {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.gen
+// current returns the current generation without keeping it open: for its checkpoints.
+// It takes no lock, so that the check of every read (waitFor) does not contend.
+func (p *proj) current() *generation { return p.cur.Load() }
+
+// setGen makes g the current generation.
+func (p *proj) setGen(g *generation) {
+	p.mu.Lock()
+	p.gen = g
+	p.cur.Store(g)
+	p.mu.Unlock()
+}
+
+// streamSet is a set of a projection's streams, by their index in its streams.
+type streamSet uint32
+
+// all is the set of every stream of p.
+func (p *proj) all() streamSet { return 1<<len(p.streams) - 1 }
+
+// only is the set of stream alone (empty when p does not read it).
+func (p *proj) only(stream string) streamSet {
+	for i, s := range p.streams {
+		if s == stream {
+			return 1 << i
+		}
+	}
+	return 0
 }
 
 func (p *proj) changed() <-chan struct{} {
@@ -529,25 +559,45 @@ func (e *Engine) progressed(p *proj, g *generation) {
 	e.readyOnce.Do(func() { close(e.readyCh) })
 }
 
-// waitFor waits until p has applied everything this process appended to streams.
-func (e *Engine) waitFor(ctx context.Context, p *proj, streams ...string) error {
+// waitFor gives read-your-writes: it waits until p has applied everything this process had
+// appended to the streams of set (eventstore.Tracker) when it was called, or ctx ends. When
+// nothing of those streams is pending it returns after two atomic loads per stream, without
+// locking or allocating: seat-map reads run at tens of thousands a second. Otherwise it waits
+// for the marks seen on entry, not for appends made meanwhile, so a read under a steady
+// stream of writes waits for about one commit, not for a quiet moment.
+func (e *Engine) waitFor(ctx context.Context, p *proj, set streamSet) error {
+	g := p.current()
+	for i, m := range p.marks {
+		if set&(1<<i) != 0 && g.cpList[i].Load() < m.Load() {
+			return e.waitBehind(ctx, p, set)
+		}
+	}
+	return nil
+}
+
+// waitBehind is waitFor once a stream was found behind.
+func (e *Engine) waitBehind(ctx context.Context, p *proj, set streamSet) error {
+	targets := make([]uint64, len(p.marks))
+	for i, m := range p.marks {
+		targets[i] = m.Load()
+	}
 	for {
 		ch := p.changed()
 		g := p.current()
-		behind := ""
-		for _, s := range streams {
-			if g.checkpoint(s) < e.store.LastAppended(s) {
-				behind = s
+		behind := -1
+		for i, target := range targets {
+			if set&(1<<i) != 0 && g.cpList[i].Load() < target {
+				behind = i
 				break
 			}
 		}
-		if behind == "" {
+		if behind < 0 {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("projections: %s waiting for %s: %w", p.name, behind, ctx.Err())
+			return fmt.Errorf("projections: %s waiting for %s to reach %d: %w", p.name, p.streams[behind], targets[behind], ctx.Err())
 		}
 	}
 }
@@ -561,6 +611,7 @@ type generation struct {
 	log     *slog.Logger
 	writeMu sync.Mutex // serialises a commit with the cache updates that follow it
 	cps     map[string]*atomic.Uint64
+	cpList  []*atomic.Uint64         // cps in the order of the projection's streams
 	lastAt  map[string]*atomic.Int64 // per stream, the latest OccurredAt applied (Unix ns)
 	overlay *overlay                 // while a fresh file is built: the writes not yet flushed
 	users   sync.WaitGroup
@@ -659,6 +710,7 @@ func openGeneration(sp spec, path string, fresh bool, log *slog.Logger, kick fun
 			v := &atomic.Uint64{}
 			v.Store(getU64(meta.Get(cpKey(s))))
 			g.cps[s] = v
+			g.cpList = append(g.cpList, v)
 			g.lastAt[s] = &atomic.Int64{}
 		}
 		return nil
@@ -855,13 +907,18 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 			v.Store(at.UnixNano())
 		}
 	}
-	// Checkpoints first: what committed() wakes (the sell-out recorder) reads them.
+	// The in-memory caches (seat maps) first, then the checkpoints: a reader that sees a
+	// checkpoint must see every cache that reflects it (read-your-writes, see waitFor). The
+	// sell-out recorder reads the checkpoints, so it is woken last.
+	wake := w.committed()
 	for s, cp := range last {
 		if v := g.cps[s]; v != nil && v.Load() < cp {
 			v.Store(cp)
 		}
 	}
-	w.committed()
+	if wake && g.kick != nil {
+		g.kick()
+	}
 	return befores, nil
 }
 
@@ -888,8 +945,9 @@ type batchWriter interface {
 	apply(env *eventstore.Envelope, ev aggregates.Event) error
 	// finish runs before the commit.
 	finish() error
-	// committed runs after a successful commit, under the generation's write lock.
-	committed()
+	// committed runs after a successful commit, under the generation's write lock, before
+	// the checkpoints move. It reports whether the sell-out recorder has work.
+	committed() (wake bool)
 }
 
 // interested is a model that ignores some event types: they are not even decoded.

@@ -19,8 +19,8 @@ type batchFuncs struct {
 func (b batchFuncs) apply(env *eventstore.Envelope, ev aggregates.Event) error {
 	return b.applyFn(env, ev)
 }
-func (batchFuncs) finish() error { return nil }
-func (batchFuncs) committed()    {}
+func (batchFuncs) finish() error   { return nil }
+func (batchFuncs) committed() bool { return false }
 
 // ---- catalog ----
 
@@ -352,7 +352,7 @@ func (b *walletsBatch) finish() error {
 	return nil
 }
 
-func (b *walletsBatch) committed() {}
+func (b *walletsBatch) committed() bool { return false }
 
 // ---- ranking ----
 

@@ -15,9 +15,12 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// Concerts returns every concert, ordered by ID.
+// Concerts returns every concert, ordered by ID, including those this process created.
 func (e *Engine) Concerts(ctx context.Context) ([]ConcertSummary, error) {
 	p := e.byName[Catalog]
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
+		return nil, err
+	}
 	g := p.acquire()
 	defer p.release(g)
 	out := []ConcertSummary{}
@@ -37,29 +40,30 @@ func (e *Engine) Concerts(ctx context.Context) ([]ConcertSummary, error) {
 	return out, nil
 }
 
-// Concert returns the creation event of a concert. A concert this process has just created is
-// found (the lookup waits for the catalog when it misses). Concerts are cached once read: the
-// slices of the answer are shared, do not modify them.
+// Concert returns the creation event of a concert, including one this process has just
+// created. Concerts are cached once read: the slices of the answer are shared, do not modify
+// them. A concert never changes, so a cached one needs no wait.
 func (e *Engine) Concert(ctx context.Context, concertID string) (aggregates.ConcertCreated, error) {
 	if c, ok := e.concerts.Load(concertID); ok {
 		return c.(aggregates.ConcertCreated), nil
 	}
 	p := e.byName[Catalog]
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
+		return aggregates.ConcertCreated{}, fmt.Errorf("projections: concert %s: %w", concertID, err)
+	}
+	g := p.acquire()
+	defer p.release(g)
 	var c aggregates.ConcertCreated
 	found := false
-	lookup := func() error {
-		g := p.acquire()
-		defer p.release(g)
-		return g.db.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket([]byte(bConcerts)).Get([]byte(concertID))
-			if v == nil {
-				return nil
-			}
-			found = true
-			return json.Unmarshal(v, &c)
-		})
-	}
-	if err := e.lookupOrWait(ctx, p, "CATALOG", lookup, &found); err != nil {
+	err := g.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bConcerts)).Get([]byte(concertID))
+		if v == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(v, &c)
+	})
+	if err != nil {
 		return c, fmt.Errorf("projections: concert %s: %w", concertID, err)
 	}
 	if !found {
@@ -67,22 +71,6 @@ func (e *Engine) Concert(ctx context.Context, concertID string) (aggregates.Conc
 	}
 	e.concerts.Store(concertID, c)
 	return c, nil
-}
-
-// lookupOrWait runs lookup; when it finds nothing and p has not yet applied what this process
-// appended to stream, it waits for that and looks again. Reads of things that exist cost one
-// lookup; a miss costs at most one wait.
-func (e *Engine) lookupOrWait(ctx context.Context, p *proj, stream string, lookup func() error, found *bool) error {
-	if err := lookup(); err != nil || *found {
-		return err
-	}
-	if p.current().checkpoint(stream) >= e.store.LastAppended(stream) {
-		return nil
-	}
-	if err := e.waitFor(ctx, p, stream); err != nil {
-		return err
-	}
-	return lookup()
 }
 
 // Dates returns a concert's dates with their availability.
@@ -95,7 +83,11 @@ func (e *Engine) Dates(ctx context.Context, concertID string) ([]DateView, error
 	for i, d := range c.Dates {
 		ids[i] = d.DateID
 	}
+	// Seats of a date are spread over every seat stream: wait for all of them.
 	p := e.byName[Seats]
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
+		return nil, fmt.Errorf("projections: dates of %s: %w", concertID, err)
+	}
 	g := p.acquire()
 	defer p.release(g)
 	counts, err := g.model.(*seatsModel).counts(concertID, ids)
@@ -112,37 +104,28 @@ func (e *Engine) Dates(ctx context.Context, concertID string) ([]DateView, error
 	return out, nil
 }
 
+// seatMap returns a date's cached seat map once the seats projection has applied what this
+// process appended: the concert (CATALOG) and every seat stream, since the seats of one date
+// are spread over all of them.
 func (e *Engine) seatMap(ctx context.Context, concertID, dateID string) (*seatMap, error) {
 	p := e.byName[Seats]
-	var sm *seatMap
-	found := false
-	var miss error
-	lookup := func() error {
-		g := p.acquire()
-		defer p.release(g)
-		var err error
-		sm, err = g.model.(*seatsModel).seatMap(concertID, dateID)
-		switch {
-		case errors.Is(err, aggregates.ErrConcertNotFound), errors.Is(err, aggregates.ErrDateNotFound):
-			miss = err
-			return nil
-		case err != nil:
-			return err
-		}
-		found = true
-		return nil
-	}
-	if err := e.lookupOrWait(ctx, p, "CATALOG", lookup, &found); err != nil {
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
 		return nil, fmt.Errorf("projections: seats of %s/%s: %w", concertID, dateID, err)
 	}
-	if !found {
-		return nil, miss
+	g := p.acquire()
+	defer p.release(g)
+	sm, err := g.model.(*seatsModel).seatMap(concertID, dateID)
+	switch {
+	case errors.Is(err, aggregates.ErrConcertNotFound), errors.Is(err, aggregates.ErrDateNotFound):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("projections: seats of %s/%s: %w", concertID, dateID, err)
 	}
 	return sm, nil
 }
 
 // Seats returns a date's seat map, seat 1 first. It is served from memory (after the first
-// read of the date) and does not wait for the projection.
+// read of the date), after what this process appended to the seat streams (see seatMap).
 func (e *Engine) Seats(ctx context.Context, concertID, dateID string) ([]SeatView, error) {
 	sm, err := e.seatMap(ctx, concertID, dateID)
 	if err != nil {
@@ -197,7 +180,7 @@ func (e *Engine) Reservation(ctx context.Context, reservationID string) (Reserva
 	if err != nil {
 		return ReservationView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
 	}
-	if err := e.waitFor(ctx, p, stream); err != nil {
+	if err := e.waitFor(ctx, p, p.only(stream)); err != nil {
 		return ReservationView{}, err
 	}
 	g := p.acquire()
@@ -226,7 +209,7 @@ func (e *Engine) Reservation(ctx context.Context, reservationID string) (Reserva
 // UserReservations returns a user's reservations, newest hold first.
 func (e *Engine) UserReservations(ctx context.Context, userID string) ([]ReservationView, error) {
 	p := e.byName[Reservations]
-	if err := e.waitFor(ctx, p, p.streams...); err != nil {
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
 		return nil, err
 	}
 	g := p.acquire()
@@ -272,7 +255,7 @@ func (e *Engine) Payment(ctx context.Context, paymentID string) (PaymentView, er
 	if err != nil {
 		return PaymentView{}, fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
 	}
-	if err := e.waitFor(ctx, p, stream); err != nil {
+	if err := e.waitFor(ctx, p, p.only(stream)); err != nil {
 		return PaymentView{}, err
 	}
 	r, found, err := e.payment(p, paymentID)
@@ -371,7 +354,7 @@ func (e *Engine) Wallet(ctx context.Context, userID string) (WalletView, error) 
 	if err != nil {
 		return WalletView{}, err
 	}
-	if err := e.waitFor(ctx, p, stream); err != nil {
+	if err := e.waitFor(ctx, p, p.only(stream)); err != nil {
 		return WalletView{}, err
 	}
 	g := p.acquire()
@@ -398,7 +381,7 @@ func (e *Engine) History(ctx context.Context, userID string) ([]LedgerEntry, err
 	if err != nil {
 		return nil, err
 	}
-	if err := e.waitFor(ctx, p, stream); err != nil {
+	if err := e.waitFor(ctx, p, p.only(stream)); err != nil {
 		return nil, err
 	}
 	g := p.acquire()

@@ -129,9 +129,7 @@ func (e *Engine) rebuild(ctx context.Context, p *proj) error {
 		restart(old)
 		return fmt.Errorf("projections: rebuild %s: %w", name, err)
 	}
-	p.mu.Lock()
-	p.gen = g
-	p.mu.Unlock()
+	p.setGen(g)
 	p.broadcast()
 	restart(g)
 	if err := g.goLive(); err != nil {

@@ -277,7 +277,7 @@ func (b *seatsBatch) finish() error {
 	return nil
 }
 
-func (b *seatsBatch) committed() {
+func (b *seatsBatch) committed() bool {
 	m := b.m
 	if len(b.newInfo) > 0 {
 		m.infoMu.Lock()
@@ -293,9 +293,7 @@ func (b *seatsBatch) committed() {
 		}
 	}
 	m.mapsMu.RUnlock()
-	if (b.marked || m.unsettled.Load()) && m.g.kick != nil {
-		m.g.kick()
-	}
+	return b.marked || m.unsettled.Load()
 }
 
 // dateInfo returns a date's concert and spec as seen by tx (nil when the concert or the date

@@ -97,9 +97,10 @@ type Status struct {
 	Lag        uint64 `json:"lag"`
 }
 
-// Queries answers every read of the API. Lookups of one user's or one resource's data wait
-// until the read model has applied every event this process appended to the streams they read
-// (read-your-writes for the client that caused them); seat maps and lists do not wait.
+// Queries answers every read of the API. Every query but the ranking waits until the read
+// model has applied every event this process had appended to the streams it reads when it
+// began (read-your-writes for the client that caused them); with nothing pending it does not
+// wait at all.
 type Queries interface {
 	Concerts(ctx context.Context) ([]ConcertSummary, error)
 	// Concert returns the creation event of a concert (aggregates.ErrConcertNotFound if none).

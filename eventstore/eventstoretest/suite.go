@@ -527,12 +527,18 @@ func runTracker(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		if got := tr.LastAppended(stream); got != max(v1, v2) {
 			t.Errorf("LastAppended = %d, want %d", got, max(v1, v2))
 		}
+		if got := tr.Mark(stream).Load(); got != max(v1, v2) {
+			t.Errorf("Mark.Load = %d, want %d", got, max(v1, v2))
+		}
 		seatStream, _, _ := eventstore.Place(seat)
 		if got := tr.LastAppended(seatStream); got != 0 {
 			t.Errorf("LastAppended of an untouched stream = %d", got)
 		}
 		if got := tr.LastAppended("NOPE"); got != 0 {
 			t.Errorf("LastAppended of an unknown stream = %d", got)
+		}
+		if m := tr.Mark("NOPE"); m != nil || m.Load() != 0 {
+			t.Errorf("Mark of an unknown stream = %v", m)
 		}
 	})
 }

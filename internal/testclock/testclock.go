@@ -11,18 +11,29 @@ import (
 
 // Clock is a settable clock, safe for concurrent use. The zero value stands at the zero time.
 type Clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu   sync.Mutex
+	now  time.Time
+	tick time.Duration
 }
 
 // New returns a clock standing at t.
 func New(t time.Time) *Clock { return &Clock{now: t} }
 
-// Now returns the clock's time.
+// Now returns the clock's time, then moves it forward by the tick (see Tick).
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.now
+	now := c.now
+	c.now = c.now.Add(c.tick)
+	return now
+}
+
+// Tick makes every later Now read d after the one before, like a real clock that never
+// stands still: for tests of what is ordered by time. 0 stops the clock again.
+func (c *Clock) Tick(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick = d
 }
 
 // Advance moves the clock forward by d.

@@ -16,6 +16,8 @@ func TestClockMovesOnlyWhenTold(t *testing.T) {
 		{"a new clock stands where it was put", func(*Clock) {}, t0},
 		{"advancing moves it forward by that much", func(c *Clock) { c.Advance(90 * time.Second) }, t0.Add(90 * time.Second)},
 		{"setting puts it anywhere, even back", func(c *Clock) { c.Set(t0.Add(-time.Hour)) }, t0.Add(-time.Hour)},
+		{"a ticking clock moves on by the tick at every reading", func(c *Clock) { c.Tick(time.Second); c.Now(); c.Now() }, t0.Add(2 * time.Second)},
+		{"a clock whose tick is reset to 0 stands still again", func(c *Clock) { c.Tick(time.Second); c.Now(); c.Tick(0); c.Now() }, t0.Add(time.Second)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
