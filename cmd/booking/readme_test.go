@@ -14,7 +14,7 @@ import (
 // real server started with the README's command (plus a free port and a temp data dir).
 func TestReadmeWalkthrough(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl is not installed (.ci/run installs it)")
+		skipOutsideCI(t, "curl is not installed (.ci/run installs it)")
 	}
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
