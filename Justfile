@@ -4,7 +4,7 @@
 serve *ARGS:
     go run ./cmd/booking serve {{ARGS}}
 
-# Run every test with the race detector (what CI runs)
+# Run every test with the race detector (CI adds BOOKING_LONG_TESTS=1 for the long crash and cluster scenarios)
 test:
     go test -race ./...
 

@@ -103,7 +103,8 @@ func openSeatStream(t *testing.T, baseURL string) *seatStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// The stream's status and Content-Type are checked against openapi.yaml.
+	resp, err := (&http.Client{Transport: apitest.SpecTransport(t, nil)}).Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -88,7 +88,8 @@ func (c *Client) Do(r Request) Response {
 	return resp
 }
 
-// TryDo sends one request in process; safe for concurrent use from many goroutines.
+// TryDo sends one request in process; safe for concurrent use from many goroutines. An
+// answer that disagrees with api/openapi.yaml fails the test (see Spec.Check).
 func (c *Client) TryDo(r Request) (Response, error) {
 	req, err := NewHTTPRequest(r, "")
 	if err != nil {
@@ -102,7 +103,14 @@ func (c *Client) TryDo(r Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	return readResponse(resp)
+	answer, err := readResponse(resp)
+	if err != nil {
+		return Response{}, err
+	}
+	if err := CheckAnswer(req, answer.Status, answer.Header, answer.Body); err != nil {
+		c.T.Errorf("%v", err)
+	}
+	return answer, nil
 }
 
 // Get is Do for a GET without headers.

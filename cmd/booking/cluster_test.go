@@ -44,8 +44,8 @@ func TestClusterTwoInstancesOnThreeReplicas(t *testing.T) {
 	b := startInProc(t, append(common, "--data-dir", t.TempDir())...)
 	t.Logf("two booking instances ready on R3 streams in %s", time.Since(started).Round(time.Millisecond))
 	instances := []*apiClient{
-		newAPIClient(a.url, "cluster-admin", 30*time.Second),
-		newAPIClient(b.url, "cluster-admin", 30*time.Second),
+		newAPIClient(t, a.url, "cluster-admin", 30*time.Second),
+		newAPIClient(t, b.url, "cluster-admin", 30*time.Second),
 	}
 
 	var acked []clusterHold // every hold answered 201, by either instance
@@ -474,8 +474,8 @@ func TestClusterIdempotencyKeyRepeatedThroughTheOtherInstance(t *testing.T) {
 	ns := startStandaloneNATS(t, "shared")
 	common := []string{"--nats-url", ns.url(), "--queue-batch", "0", "--user-rate-limit", "0",
 		"--admin-token", "cluster-admin", "--token-secret", clusterSecret}
-	a := newAPIClient(startInProc(t, append(common, "--data-dir", t.TempDir())...).url, "cluster-admin", 10*time.Second)
-	b := newAPIClient(startInProc(t, append(common, "--data-dir", t.TempDir())...).url, "cluster-admin", 10*time.Second)
+	a := newAPIClient(t, startInProc(t, append(common, "--data-dir", t.TempDir())...).url, "cluster-admin", 10*time.Second)
+	b := newAPIClient(t, startInProc(t, append(common, "--data-dir", t.TempDir())...).url, "cluster-admin", 10*time.Second)
 
 	first := a.mustCall(t, 200, "POST", "/api/v1/users/lin/points/charge", map[string]any{"amount": 1000}, "Idempotency-Key", "charge-1")
 	again, err := b.call("POST", "/api/v1/users/lin/points/charge", map[string]any{"amount": 1000}, "Idempotency-Key", "charge-1")

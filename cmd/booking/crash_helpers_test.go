@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/booking-engine/booking/api/apitest"
 )
 
 // Helpers shared by the crash, cluster and fault tests: `booking` as a child process (the test
@@ -351,10 +353,12 @@ type apiClient struct {
 	hc    *http.Client
 }
 
-func newAPIClient(base, admin string, timeout time.Duration) *apiClient {
+// newAPIClient returns a client whose every answer is checked against api/openapi.yaml; a
+// disagreement fails t.
+func newAPIClient(t testing.TB, base, admin string, timeout time.Duration) *apiClient {
 	return &apiClient{base: base, admin: admin, hc: &http.Client{
 		Timeout:   timeout,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+		Transport: apitest.SpecTransport(t, &http.Transport{MaxIdleConnsPerHost: 64}),
 	}}
 }
 

@@ -68,7 +68,7 @@ func TestCrashRecoveryUnderLoad(t *testing.T) {
 			p = startBookingProc(t, args...)
 		}
 		p.waitReady(90 * time.Second)
-		c := newAPIClient(p.url, crashAdmin, 30*time.Second)
+		c := newAPIClient(t, p.url, crashAdmin, 30*time.Second)
 		if round > 0 {
 			t.Logf("restart %d: ready %s after the process started", round, time.Since(started).Round(time.Millisecond))
 			if err := led.retryInFlight(c); err != nil {

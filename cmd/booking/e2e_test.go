@@ -10,10 +10,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/booking-engine/booking/api/apitest"
 )
 
 // e2e is a real `booking serve` in this process (embedded JetStream in a temp dir), reached
-// over loopback HTTP like any client would.
+// over loopback HTTP like any client would. Every answer is checked against api/openapi.yaml.
 type e2e struct {
 	t     *testing.T
 	url   string
@@ -30,7 +32,7 @@ func startE2E(t *testing.T, args ...string) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	return &e2e{t: t, url: url, admin: admin, c: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}}
+	return &e2e{t: t, url: url, admin: admin, c: &http.Client{Timeout: 30 * time.Second, Transport: apitest.SpecTransport(t, &http.Transport{MaxIdleConnsPerHost: 200})}}
 }
 
 type answer struct {

@@ -88,7 +88,7 @@ func TestFaultNATSLostWhileServing(t *testing.T) {
 	ns := startStandaloneNATS(t, "lost")
 	srv := startInProc(t, "--nats-url", ns.url(), "--data-dir", t.TempDir(), "--queue-batch", "0",
 		"--user-rate-limit", "0", "--admin-token", "fault-admin", "--request-timeout", requestTimeout.String())
-	c := newAPIClient(srv.url, "fault-admin", 30*time.Second)
+	c := newAPIClient(t, srv.url, "fault-admin", 30*time.Second)
 	c.createConcert(t, "lost", 10, 100)
 	tok, err := c.token("ada")
 	if err != nil {
@@ -202,7 +202,7 @@ func TestFaultEventStoreFull(t *testing.T) {
 	ns.start()
 	srv := startInProc(t, "--nats-url", ns.url(), "--data-dir", t.TempDir(), "--queue-batch", "0",
 		"--user-rate-limit", "0", "--admin-token", "fault-admin", "--request-timeout", "2s")
-	c := newAPIClient(srv.url, "fault-admin", 30*time.Second)
+	c := newAPIClient(t, srv.url, "fault-admin", 30*time.Second)
 	c.createConcert(t, "full", 10, 100)
 	tok, err := c.token("ada")
 	if err != nil {
@@ -328,7 +328,7 @@ func TestFaultStorageUnusableAtStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			again := startInProc(t, "--data-dir", dir)
-			if r, err := newAPIClient(again.url, "", 10*time.Second).call("GET", "/readyz", nil); err != nil || r.status != 200 {
+			if r, err := newAPIClient(t, again.url, "", 10*time.Second).call("GET", "/readyz", nil); err != nil || r.status != 200 {
 				t.Fatalf("after the repair: %v %s", err, r)
 			}
 		})

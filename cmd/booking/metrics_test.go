@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/api/apitest"
 	"github.com/booking-engine/booking/eventstore"
 	"github.com/booking-engine/booking/projections"
 )
@@ -75,7 +76,7 @@ func startObserved(t *testing.T, dataDir string, args ...string) *observed {
 		t.Fatalf("%v\n%s", err, logs)
 	}
 	return &observed{
-		e2e: &e2e{t: t, url: srv.url, admin: f.adminToken, c: &http.Client{Timeout: 30 * time.Second}},
+		e2e: &e2e{t: t, url: srv.url, admin: f.adminToken, c: &http.Client{Timeout: 30 * time.Second, Transport: apitest.SpecTransport(t, nil)}},
 		srv: srv, logs: logs,
 	}
 }
