@@ -43,7 +43,7 @@ func TestQueueAdmitsTwoUsersPerIntervalInOrderOfPosition(t *testing.T) {
 		"--queue-batch", fmt.Sprint(admissionBatch), "--queue-interval", admissionInterval.String(),
 		"--user-rate-limit", "0", "--no-demo")
 	p.waitReady(60 * time.Second)
-	c := newAPIClient(p.url, "", 10*time.Second)
+	c := newAPIClient(t, p.url, "", 10*time.Second)
 
 	const users = 6
 	tokens := make([]string, users)

@@ -362,6 +362,15 @@ func newAPIClient(t testing.TB, base, admin string, timeout time.Duration) *apiC
 	}}
 }
 
+// newPlainAPIClient is newAPIClient without the check against openapi.yaml, for servers that
+// are not the booking API (the HTTP shutdown tests' own handlers).
+func newPlainAPIClient(base, admin string, timeout time.Duration) *apiClient {
+	return &apiClient{base: base, admin: admin, hc: &http.Client{
+		Timeout:   timeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+	}}
+}
+
 // apiReply is one HTTP answer, its JSON body decoded when it has one.
 type apiReply struct {
 	status int

@@ -38,7 +38,7 @@ func TestFactsReachThePlatformAndDeadLettersAreRedrivenOnceItIsBack(t *testing.T
 		"--data-platform-url", platform.url, "--alert-webhook-url", hook.url,
 		"--delivery-max-attempts", fmt.Sprint(attempts), "--delivery-backoff", "100ms", "--delivery-backoff-max", "200ms")
 	p.waitReady(60 * time.Second)
-	c := newAPIClient(p.url, platformAdmin, 10*time.Second)
+	c := newAPIClient(t, p.url, platformAdmin, 10*time.Second)
 	c.createConcert(t, "facts", 4, 100)
 
 	t.Run("a booking's facts arrive at the platform once each", func(t *testing.T) {

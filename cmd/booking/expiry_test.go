@@ -36,7 +36,7 @@ func TestHoldsExpireWithinASecondOfHeldUntilAcrossKills(t *testing.T) {
 			"--hold-ttl", ttl.String())
 		p.waitReady(60 * time.Second)
 		t.Logf("server ready %s after its start", time.Since(started).Round(time.Millisecond))
-		return p, newAPIClient(p.url, expiryAdmin, 10*time.Second), time.Now()
+		return p, newAPIClient(t, p.url, expiryAdmin, 10*time.Second), time.Now()
 	}
 
 	p, c, _ := serve(2 * time.Second)

@@ -36,7 +36,7 @@ func TestTwoInstancesOnOneNATSServerAgreeOnConcurrentWrites(t *testing.T) {
 	}
 	for _, p := range procs {
 		p.waitReady(60 * time.Second)
-		instances = append(instances, newAPIClient(p.url, instancesAdmin, 10*time.Second))
+		instances = append(instances, newAPIClient(t, p.url, instancesAdmin, 10*time.Second))
 	}
 
 	t.Run("concurrent charges of one wallet through both instances all count", func(t *testing.T) {

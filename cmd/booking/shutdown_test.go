@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/booking-engine/booking/api/apitest"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -57,7 +58,7 @@ func TestShutdownAfterACrashRestartWithClientsConnected(t *testing.T) {
 
 	p := startBookingProc(t, shutdownArgs(dir)...)
 	p.waitReady(90 * time.Second)
-	c := newAPIClient(p.url, crashAdmin, 30*time.Second)
+	c := newAPIClient(t, p.url, crashAdmin, 30*time.Second)
 	c.createConcert(t, concert, crashSeats, crashPrice)
 	led.addConcert(concert)
 	stop := make(chan struct{})
@@ -86,7 +87,7 @@ func TestShutdownAfterACrashRestartWithClientsConnected(t *testing.T) {
 
 	p = startBookingProc(t, shutdownArgs(dir)...)
 	p.waitReady(90 * time.Second)
-	c = newAPIClient(p.url, crashAdmin, 30*time.Second)
+	c = newAPIClient(t, p.url, crashAdmin, 30*time.Second)
 	if err := led.retryInFlight(c); err != nil {
 		t.Fatalf("after the restart: %v\n%s", err, p.tail(60))
 	}
@@ -95,7 +96,7 @@ func TestShutdownAfterACrashRestartWithClientsConnected(t *testing.T) {
 	// Each client reads its reservations back over a connection of its own, which it keeps
 	// open (keep-alive) and idle.
 	for w := range crashWorkers {
-		own := newAPIClient(p.url, crashAdmin, 30*time.Second)
+		own := newAPIClient(t, p.url, crashAdmin, 30*time.Second)
 		own.mustCall(t, 200, "GET", fmt.Sprintf("/api/v1/users/fan-%d/reservations", w), nil)
 	}
 	openSeatStream(t, p.url, concert)
@@ -181,7 +182,8 @@ func ownGoroutines(lines []string) string {
 // server ends it.
 func openSeatStream(t *testing.T, baseURL, concert string) {
 	t.Helper()
-	resp, err := http.Get(baseURL + "/api/v1/concerts/" + concert + "/dates/d1/seats/stream")
+	hc := &http.Client{Transport: apitest.SpecTransport(t, http.DefaultTransport)}
+	resp, err := hc.Get(baseURL + "/api/v1/concerts/" + concert + "/dates/d1/seats/stream")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func TestHTTPShutdown(t *testing.T) {
 		{
 			name: "an idle keep-alive connection does not hold the stop",
 			connect: func(t *testing.T, url string, _ *blockingHandler) func(*testing.T) {
-				c := newAPIClient(url, "", 5*time.Second)
+				c := newPlainAPIClient(url, "", 5*time.Second)
 				c.mustCall(t, 200, "GET", "/fast", nil)
 				return func(*testing.T) {}
 			},
@@ -368,7 +370,7 @@ func (h *blockingHandler) release() { h.releaseOnce.Do(func() { close(h.released
 func (h *blockingHandler) callInBackground(url string) <-chan error {
 	out := make(chan error, 1)
 	go func() {
-		r, err := newAPIClient(url, "", 30*time.Second).call("GET", "/slow", nil)
+		r, err := newPlainAPIClient(url, "", 30*time.Second).call("GET", "/slow", nil)
 		if err == nil && r.status != 200 {
 			err = fmt.Errorf("answered %s", r)
 		}
