@@ -65,6 +65,15 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 	return b, nil
 }
 
+// EncodeCommit returns the message an append of events to agg stores, for tools that fill a
+// stream in bulk without the expected-version checks of Append (benchmarks' logs).
+func EncodeCommit(agg AggregateRef, events []Event, meta Metadata) ([]byte, error) {
+	if err := validateAppend(events); err != nil {
+		return nil, err
+	}
+	return encodeCommit(agg, events, meta, time.Now)
+}
+
 // DecodeCommit returns the events of one stored message (the body of a message of stream at
 // sequence seq), for readers that consume messages themselves, such as the relay's durable
 // consumers. A message of another schema is refused with ErrSchema.

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,8 +39,11 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 			b.Fatal(err)
 		}
 		data, _ := aggregates.Encode(ev)
-		env, _ := json.Marshal(eventstore.Envelope{EventID: uuid.Must(uuid.NewV7()).String(), Type: ev.EventType(), AggregateType: typ,
-			AggregateID: id, OccurredAt: at, SchemaVersion: eventstore.SchemaVersion, Data: data})
+		ref := eventstore.AggregateRef{Type: typ, ID: id}
+		env, err := eventstore.EncodeCommit(ref, []eventstore.Event{{Type: ev.EventType(), Data: data}}, eventstore.Metadata{OccurredAt: at})
+		if err != nil {
+			b.Fatal(err)
+		}
 		if _, err := js.PublishAsync(subject, env); err != nil {
 			b.Fatal(err)
 		}
