@@ -25,10 +25,15 @@ const IdempotencyTTL = 24 * time.Hour
 // exact: a lookup ignores an answer older than the TTL whether or not it was swept yet.
 const sweepInterval = 10 * time.Minute
 
-// settleTimeout bounds keeping an answer or releasing a claim. It runs on a context detached
-// from the request's: a command that took effect must get its answer kept even when the
-// request's deadline has just passed.
-const settleTimeout = 5 * time.Second
+// writeTimeout bounds one write of a group of answers by the writer.
+const writeTimeout = 5 * time.Second
+
+// writeRetryDelay is how long the writer waits before it writes again a group whose write
+// failed, and writeAttempts how often it tries before it gives the group up.
+const (
+	writeRetryDelay = time.Second
+	writeAttempts   = 5
+)
 
 var (
 	bucketAnswers = []byte("answers") // scope → storedAnswer (JSON)
@@ -36,44 +41,54 @@ var (
 )
 
 // IdempotencyStore keeps the answers to requests that carried an Idempotency-Key, so that a
-// repeat gets the first answer, and makes concurrent repeats of one key have one effect.
+// repeat gets the first answer, and makes repeats of one key have one effect.
 //
 // A key's scope is the method, the route pattern, the request's user and the key. Answers are
 // kept IdempotencyTTL (24 h), and only for requests whose command ran and answered below 500.
+//
+// A keyed request writes nothing it waits for (issue 14: a key costs no fsync of its own). It
+// looks its scope up, runs, answers, and hands its answer to a writer that stores the answers
+// of many requests together, after the response. Until then this instance answers repeats
+// from memory. What covers the moment in between for the other instances, and an answer lost
+// in a crash, is the log: the command runs with a RequestKey, so the IDs it creates are
+// derived from the key and a repeat resumes or finds the first effect instead of making
+// another (see docs/ARCHITECTURE.md, "Retries and idempotency").
 //
 // Two backends:
 //
 //   - OpenSharedIdempotencyStore (what `booking serve` uses) keeps the answers in a JetStream
 //     key-value bucket that every instance of the service shares, so a repeat that lands on
-//     another instance is answered too, and they survive restarts as the events do. A request
-//     first claims its scope in the bucket (a pending record, created only if the key is
-//     absent); a repeat that finds the claim waits for the answer that replaces it (or for
-//     its release: a command that did not run or failed with a 5xx keeps nothing). A claim
-//     older than claimAbandonAfter (30 s) belongs to a request that died and is taken over
-//     with a compare-and-set; the same instance restarted takes over its own claims at once
-//     (SharedIdempotencyOptions.InstanceFile). If the bucket cannot be reached, a keyed
-//     request is 503 and does not run.
+//     another instance is answered too, and they survive restarts. On a single server the
+//     bucket persists asynchronously: its writes cost no fsync. If the bucket cannot be
+//     read, a keyed request is 503 and does not run.
 //   - OpenIdempotencyStore keeps them in a bbolt file of this process: restarts are covered,
 //     other instances are not (tests and single-process tools).
 //
-// Either way, repeats within one process queue on an in-process lock of the scope, so only
-// one of them at a time consults the backend.
+// Either way, repeats within one process queue on an in-process lock of the scope, so a
+// repeat waits for the first request's answer instead of running beside it.
 type IdempotencyStore struct {
 	locks   keyLocks
 	answers answerBackend
+	clock   app.Clock
+
+	mu        sync.Mutex
+	unwritten map[string]storedAnswer // kept answers the backend does not hold yet
+	queue     []scopedAnswer          // what the writer is to write next
+	flushes   []chan struct{}         // closed when the writer has written what was queued before
+	closed    bool
+	wake      chan struct{} // one slot: the writer has work
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
 }
 
-// answerBackend keeps the answers of scopes. The caller of claim holds the scope's in-process
-// lock until it has settled the claim (keep or release).
+// answerBackend keeps the answers of scopes for the store's writer.
 type answerBackend interface {
-	// claim returns the live answer of scope (found), or else claims the scope for the
-	// caller, who then keeps an answer under it or releases it. rev identifies the claim.
-	claim(ctx context.Context, scope string) (a storedAnswer, found bool, rev uint64, err error)
-	// keep stores the answer of a claimed scope; it stamps StoredAt.
-	keep(ctx context.Context, scope string, rev uint64, a storedAnswer) error
-	// release gives up a claim without an answer, so that a repeat runs.
-	release(ctx context.Context, scope string, rev uint64) error
-	// sweep deletes expired answers (and abandoned claims) and returns how many.
+	// lookup returns the answer of scope, if any, expired or not.
+	lookup(ctx context.Context, scope string) (storedAnswer, bool, error)
+	// putAll stores answers (StoredAt stamped), replacing what their scopes held.
+	putAll(ctx context.Context, answers []scopedAnswer) error
+	// sweep deletes expired answers and returns how many.
 	sweep(ctx context.Context) (int, error)
 	// count returns the number of kept answers, expired ones not yet swept included.
 	count(ctx context.Context) (int, error)
@@ -89,75 +104,209 @@ type storedAnswer struct {
 	StoredAt    time.Time `json:"storedAt"`
 }
 
-// Close stops what the store runs and closes its file; a shared store leaves the NATS
-// connection to its owner.
-func (s *IdempotencyStore) Close() error { return s.answers.close() }
+// scopedAnswer is an answer on its way to the backend.
+type scopedAnswer struct {
+	scope    string
+	a        storedAnswer
+	attempts int
+}
 
-// Sweep deletes the answers older than the TTL (and, in the shared bucket, abandoned claims)
-// and returns how many it deleted. The file store sweeps itself every 10 minutes; the bucket
-// drops old entries by its own TTL, so Sweep only makes that happen earlier.
+func newIdempotencyStore(b answerBackend, clock app.Clock) *IdempotencyStore {
+	if clock == nil {
+		clock = app.SystemClock{}
+	}
+	s := &IdempotencyStore{answers: b, clock: clock, unwritten: map[string]storedAnswer{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go s.writeLoop()
+	return s
+}
+
+// Close writes the answers still in memory, stops the writer and closes the backend (a
+// shared store leaves the NATS connection to its owner). Answers kept after Close are not
+// written: a repeat of theirs is rebuilt from the log.
+func (s *IdempotencyStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.stop)
+		<-s.stopped
+	})
+	return s.answers.close()
+}
+
+// Flush returns once the answers kept before it was called are written (or their write failed
+// and is retried later), or when ctx ends.
+func (s *IdempotencyStore) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errStoreClosed
+	}
+	s.flushes = append(s.flushes, done)
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("flush idempotent answers: %w", ctx.Err())
+	}
+}
+
+// Sweep deletes the answers older than the TTL and returns how many it deleted. The file
+// store sweeps itself every 10 minutes; the bucket drops old entries by its own TTL, so Sweep
+// only makes that happen earlier. It writes the answers in memory first.
 func (s *IdempotencyStore) Sweep() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		return 0, err
+	}
 	return s.answers.sweep(ctx)
 }
 
-// Len returns the number of kept answers, expired ones not yet swept included.
+// Len returns the number of kept answers, expired ones not yet swept included. It writes the
+// answers in memory first.
 func (s *IdempotencyStore) Len() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		return 0, err
+	}
 	return s.answers.count(ctx)
 }
 
-// idemClaim is one request's hold on its scope: the in-process lock and, while the request
-// runs, the backend's claim. It is settled once: keep stores the answer, done releases what
-// is left.
+// idemClaim is one request's hold on its scope in this process. keep hands its answer to the
+// writer; done lets the next repeat in.
 type idemClaim struct {
-	s       *IdempotencyStore
-	scope   string
-	rev     uint64
-	unlock  func()
-	settled bool
+	s      *IdempotencyStore
+	scope  string
+	unlock func()
 }
 
 // begin takes the scope for a request. It returns the answer kept for the scope (found: the
 // caller replays it or refuses the request), or else a claim under which the request runs.
-// Either way the caller calls done when it has answered.
+// Either way the caller calls done when it has answered. It writes nothing.
 func (s *IdempotencyStore) begin(ctx context.Context, scope string) (*idemClaim, storedAnswer, bool, error) {
 	unlock, err := s.locks.lock(ctx, scope)
 	if err != nil {
 		return nil, storedAnswer{}, false, err
 	}
-	a, found, rev, err := s.answers.claim(ctx, scope)
+	s.mu.Lock()
+	a, found := s.unwritten[scope]
+	s.mu.Unlock()
+	if !found {
+		if a, found, err = s.answers.lookup(ctx, scope); err != nil {
+			unlock()
+			return nil, storedAnswer{}, false, err
+		}
+	}
+	if found && expired(a, s.clock.Now(), IdempotencyTTL) {
+		found = false
+	}
+	return &idemClaim{s: s, scope: scope, unlock: unlock}, a, found, nil
+}
+
+// keep stamps the request's answer and hands it to the writer. From now on this instance
+// replays it; the others once the writer has stored it.
+func (c *idemClaim) keep(a storedAnswer) {
+	a.StoredAt = c.s.clock.Now()
+	s := c.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.unwritten[c.scope] = a
+	s.queue = append(s.queue, scopedAnswer{scope: c.scope, a: a})
+	s.mu.Unlock()
+	s.signal()
+}
+
+// done lets the next repeat of the scope in this process look it up.
+func (c *idemClaim) done() { c.unlock() }
+
+func (s *IdempotencyStore) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop writes kept answers in groups: it takes every answer waiting when a write starts,
+// so a lone answer is written at once and the answers kept during a write share the next one.
+// A group whose write failed stays in memory (this instance still replays it) and is tried
+// again after writeRetryDelay, writeAttempts times in all; then it is given up and logged: a
+// repeat of its keys is rebuilt from the log.
+func (s *IdempotencyStore) writeLoop() {
+	defer close(s.stopped)
+	var retry <-chan time.Time
+	for {
+		stopping := false
+		select {
+		case <-s.wake:
+		case <-retry:
+		case <-s.stop:
+			stopping = true
+		}
+		retry = nil
+		s.mu.Lock()
+		group := s.queue
+		if len(group) > maxWriteGroup {
+			group = group[:maxWriteGroup]
+		}
+		s.queue = s.queue[len(group):]
+		flushes := s.flushes
+		if len(s.queue) == 0 {
+			s.flushes = nil
+		} else {
+			flushes = nil // they wait for the rest of the queue
+			s.signal()
+		}
+		s.mu.Unlock()
+		failed := s.write(group)
+		if len(failed) > 0 {
+			s.mu.Lock()
+			s.queue = append(failed, s.queue...)
+			s.mu.Unlock()
+			retry = time.After(writeRetryDelay)
+		}
+		for _, f := range flushes {
+			close(f)
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// write stores a group and forgets the answers it stored from memory. It returns the answers
+// to try again.
+func (s *IdempotencyStore) write(group []scopedAnswer) (again []scopedAnswer) {
+	if len(group) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	err := s.answers.putAll(ctx, group)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range group {
+		if err != nil && q.attempts+1 < writeAttempts && !s.closed {
+			q.attempts++
+			again = append(again, q)
+			continue
+		}
+		if cur, ok := s.unwritten[q.scope]; ok && cur.StoredAt.Equal(q.a.StoredAt) {
+			delete(s.unwritten, q.scope)
+		}
+	}
 	if err != nil {
-		unlock()
-		return nil, storedAnswer{}, false, err
+		slog.Default().Warn("storing idempotent answers failed", "answers", len(group), "retried", len(again), "error", err)
 	}
-	return &idemClaim{s: s, scope: scope, rev: rev, unlock: unlock, settled: found}, a, found, nil
-}
-
-// keep stores the request's answer under its claim.
-func (c *idemClaim) keep(ctx context.Context, a storedAnswer) error {
-	if c.settled {
-		return nil
-	}
-	c.settled = true
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	defer cancel()
-	return c.s.answers.keep(ctx, c.scope, c.rev, a)
-}
-
-// done releases a claim that kept no answer (the command did not run, or failed with a 5xx),
-// so that a retry runs, and then the in-process lock.
-func (c *idemClaim) done(ctx context.Context) error {
-	defer c.unlock()
-	if c.settled {
-		return nil
-	}
-	c.settled = true
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	defer cancel()
-	return c.s.answers.release(ctx, c.scope, c.rev)
+	return again
 }
 
 // boltAnswers keeps answers in a bbolt file of this process.
@@ -169,21 +318,19 @@ type boltAnswers struct {
 	// sweepBatch bounds the deletions of one sweep transaction.
 	sweepBatch int
 
-	writes chan putRequest // to the writer, which commits them in groups
-	stop   chan struct{}
-	wg     sync.WaitGroup // the sweeper and the writer
-	once   sync.Once
+	stop chan struct{}
+	wg   sync.WaitGroup // the sweeper
+	once sync.Once
 }
 
-// putRequest is one answer on its way to the file; done receives the commit's outcome.
+// putRequest is one answer on its way to the file.
 type putRequest struct {
 	scope    string
 	storedAt time.Time
 	val      []byte
-	done     chan error
 }
 
-// maxWriteGroup bounds the answers committed together.
+// maxWriteGroup bounds the answers written together.
 const maxWriteGroup = 1000
 
 // errStoreClosed reports a write after Close.
@@ -198,7 +345,7 @@ func OpenIdempotencyStore(path string, clock app.Clock) (*IdempotencyStore, erro
 	if err != nil {
 		return nil, err
 	}
-	return &IdempotencyStore{answers: b}, nil
+	return newIdempotencyStore(b, clock), nil
 }
 
 func openBoltAnswers(path string, clock app.Clock) (*boltAnswers, error) {
@@ -221,35 +368,36 @@ func openBoltAnswers(path string, clock app.Clock) (*boltAnswers, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("init idempotency store %s: %w", path, err)
 	}
-	b := &boltAnswers{db: db, clock: clock, ttl: IdempotencyTTL, sweepBatch: 10_000,
-		writes: make(chan putRequest), stop: make(chan struct{})}
-	b.wg.Add(2)
+	b := &boltAnswers{db: db, clock: clock, ttl: IdempotencyTTL, sweepBatch: 10_000, stop: make(chan struct{})}
+	b.wg.Add(1)
 	go b.sweepLoop()
-	go b.writeLoop()
 	return b, nil
 }
 
-// close stops the sweeper and the writer and closes the file. Answers being written finish
-// first; later writes fail.
+// close stops the sweeper and closes the file.
 func (b *boltAnswers) close() error {
 	b.once.Do(func() { close(b.stop) })
 	b.wg.Wait()
 	return b.db.Close()
 }
 
-// claim needs no record in the file: the in-process lock the caller holds is the claim.
-func (b *boltAnswers) claim(_ context.Context, scope string) (storedAnswer, bool, uint64, error) {
-	a, found, err := b.get(scope)
-	return a, found, 0, err
+func (b *boltAnswers) putAll(_ context.Context, answers []scopedAnswer) error {
+	group := make([]putRequest, len(answers))
+	for i, q := range answers {
+		val, err := json.Marshal(q.a)
+		if err != nil {
+			return fmt.Errorf("encode idempotent answer: %w", err)
+		}
+		group[i] = putRequest{scope: q.scope, storedAt: q.a.StoredAt, val: val}
+	}
+	return b.commit(group)
 }
-
-func (b *boltAnswers) keep(_ context.Context, scope string, _ uint64, a storedAnswer) error {
-	return b.put(scope, a)
-}
-
-func (b *boltAnswers) release(context.Context, string, uint64) error { return nil }
 
 func (b *boltAnswers) sweep(context.Context) (int, error) { return b.sweepExpired() }
+
+func (b *boltAnswers) lookup(_ context.Context, scope string) (storedAnswer, bool, error) {
+	return b.get(scope)
+}
 
 // count returns the number of answers in the file, expired ones not yet swept included.
 func (b *boltAnswers) count(context.Context) (int, error) {
@@ -261,40 +409,20 @@ func (b *boltAnswers) count(context.Context) (int, error) {
 	return n, err
 }
 
-// writeLoop commits answers in groups: it takes every answer waiting when a commit starts,
-// so a lone answer is committed at once and answers that arrive during a commit share the
-// next one (and its fsyncs). This is what lets keyed requests scale with concurrency.
-func (b *boltAnswers) writeLoop() {
-	defer b.wg.Done()
-	for {
-		var group []putRequest
-		select {
-		case r := <-b.writes:
-			group = append(group, r)
-		case <-b.stop:
-			return
-		}
-	drain:
-		for len(group) < maxWriteGroup {
-			select {
-			case r := <-b.writes:
-				group = append(group, r)
-			default:
-				break drain
-			}
-		}
-		err := b.db.Update(func(tx *bolt.Tx) error {
-			for _, r := range group {
-				if err := writeAnswer(tx, r); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+// commit writes a group of answers in one transaction (one fsync).
+func (b *boltAnswers) commit(group []putRequest) error {
+	err := b.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range group {
-			r.done <- err
+			if err := writeAnswer(tx, r); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write idempotency store: %w", err)
 	}
+	return nil
 }
 
 func writeAnswer(tx *bolt.Tx, r putRequest) error {
@@ -380,23 +508,10 @@ func (b *boltAnswers) get(scope string) (storedAnswer, bool, error) {
 	return a, ok, nil
 }
 
-// put keeps the answer of a scope (replacing an expired one) and returns once it is on disk.
+// put keeps the answer of a scope (replacing an expired one), stamped now.
 func (b *boltAnswers) put(scope string, a storedAnswer) error {
 	a.StoredAt = b.clock.Now()
-	val, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("encode idempotent answer: %w", err)
-	}
-	r := putRequest{scope: scope, storedAt: a.StoredAt, val: val, done: make(chan error, 1)}
-	select {
-	case b.writes <- r:
-	case <-b.stop:
-		return errStoreClosed
-	}
-	if err := <-r.done; err != nil {
-		return fmt.Errorf("write idempotency store: %w", err)
-	}
-	return nil
+	return b.putAll(context.Background(), []scopedAnswer{{scope: scope, a: a}})
 }
 
 // expired reports whether an answer is past the TTL: exactly TTL old is still live.

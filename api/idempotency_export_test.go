@@ -15,5 +15,5 @@ func OpenSharedIdempotencyStoreInBucket(ctx context.Context, js jetstream.JetStr
 	if err != nil {
 		return nil, err
 	}
-	return &IdempotencyStore{answers: b}, nil
+	return newIdempotencyStore(b, clock), nil
 }

@@ -50,15 +50,16 @@ type result struct {
 //  2. the authenticated user (--user-auth jwt) is the request's user (else 403);
 //  3. the per-user rate limit (else 429) — before the idempotency lock, so a flood never
 //     queues up on it;
-//  4. idempotency: the key is claimed (in this process, and in the bucket shared by the
-//     instances); a stored answer is replayed (same request) or refused (422, another
+//  4. idempotency: the key is locked in this process (a repeat here waits for the first) and
+//     looked up; a stored answer is replayed (same request) or refused (422, another
 //     request) — before the queue-token check, so a client whose payment revoked its token
-//     still gets the original 201 on retry. A repeat running elsewhere is waited for; an
-//     unreachable store is 503, never a run without protection;
+//     still gets the original 201 on retry. Nothing is written before the command: a repeat
+//     running on another instance is settled by the IDs the command derives from the key
+//     (app.Meta.RequestKey). An unreadable store is 503, never a run without protection;
 //  5. the queue token is ACTIVE (401/403) and belongs to the request's user (403);
-//  6. the command runs; its answer is stored for the key when it is below 500, so that a
-//     5xx stays retryable, while checks 1–5 store nothing: they changed nothing, and the
-//     claim is released.
+//  6. the command runs; its answer is kept for the key when it is below 500, so that a
+//     5xx stays retryable, while checks 1–5 keep nothing: they changed nothing. The answer
+//     is written lazily, after the response, with the answers of other requests.
 func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, meta app.Meta) (result, error)) error {
 	key := c.Get(HeaderIdempotencyKey)
 	if key != "" && !validIdempotencyKey(key) {
@@ -90,13 +91,7 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 		if err != nil {
 			return err
 		}
-		defer func() {
-			// Releasing the claim of a request that kept no answer lets a retry run; if it
-			// fails, repeats elsewhere wait until the claim counts as abandoned.
-			if err := cl.done(ctx); err != nil {
-				s.log.Warn("releasing an Idempotency-Key claim failed", "request_id", requestIDOf(c), "error", err)
-			}
-		}()
+		defer cl.done()
 		if found {
 			if !bytes.Equal(prev.Fingerprint, fp) {
 				return newError(fiber.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
@@ -135,11 +130,9 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 			ContentType: string(c.Response().Header.ContentType()),
 			Body:        bytes.Clone(c.Response().Body()),
 		}
-		if err := claim.keep(ctx, answer); err != nil {
-			// The command took effect and the client gets its answer; only a later repeat
-			// of this key would run again.
-			s.log.Error("storing an idempotent answer failed", "request_id", requestIDOf(c), "error", err)
-		}
+		// Written after the response, with others: a repeat on another instance meanwhile
+		// runs under the same RequestKey and finds the effect in the log.
+		claim.keep(answer)
 	}
 	return nil
 }

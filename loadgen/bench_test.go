@@ -22,7 +22,7 @@ func BenchmarkRecorderRecord(b *testing.B) {
 // server's own cost is included: compare with a net/http client to see the difference).
 func BenchmarkClientGet(b *testing.B) {
 	_, srv := newFakeService(b, fakeKnobs{})
-	c, err := NewClient(srv.URL, 64, 5*time.Second, "")
+	c, err := NewClient(srv.URL, ClientOptions{MaxConns: 64, Timeout: 5 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

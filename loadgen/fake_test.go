@@ -26,6 +26,8 @@ type fakeService struct {
 	reservations map[string]fakeReservation
 	paid         int
 	healthz      int // GET /healthz answered (the warm-up)
+	// keys counts the POSTs by Idempotency-Key ("" for none).
+	keys map[string]int
 }
 
 // fakeKnobs make the fake misbehave the way a misconfigured or broken target would.
@@ -61,6 +63,7 @@ func newFakeService(t testing.TB, knobs fakeKnobs) (*fakeService, *httptest.Serv
 	f.tokens = make(map[string]string)
 	f.balances = make(map[string]int64)
 	f.reservations = make(map[string]fakeReservation)
+	f.keys = make(map[string]int)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { reply(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -77,9 +80,32 @@ func newFakeService(t testing.TB, knobs fakeKnobs) (*fakeService, *httptest.Serv
 	mux.HandleFunc("POST /api/v1/users/{u}/points/charge", f.charge)
 	mux.HandleFunc("POST /api/v1/reservations", f.hold)
 	mux.HandleFunc("POST /api/v1/payments", f.pay)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			f.mu.Lock()
+			f.keys[r.Header.Get("Idempotency-Key")]++
+			f.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return f, srv
+}
+
+// postKeys returns how many POSTs carried no Idempotency-Key, and how many keys were sent
+// more than once.
+func (f *fakeService) postKeys() (unkeyed, repeated int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, n := range f.keys {
+		switch {
+		case k == "":
+			unkeyed = n
+		case n > 1:
+			repeated++
+		}
+	}
+	return unkeyed, repeated
 }
 
 // payments returns how many payments completed.

@@ -200,6 +200,47 @@ func TestBookingCompletesEveryUsersFlow(t *testing.T) {
 	}
 }
 
+func TestBookingRunsOnEitherClientWithOrWithoutKeys(t *testing.T) {
+	tests := []struct {
+		name   string
+		client ClientKind
+		keys   bool
+	}{
+		{name: "fasthttp sends no keys unless asked", client: ClientFastHTTP},
+		{name: "net/http sends no keys unless asked", client: ClientNetHTTP},
+		{name: "fasthttp puts a key of its own on every POST", client: ClientFastHTTP, keys: true},
+		{name: "net/http puts a key of its own on every POST", client: ClientNetHTTP, keys: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc, srv := newFakeService(t, fakeKnobs{})
+			cfg := testConfig(srv.URL)
+			cfg.Client, cfg.IdempotencyKeys = tt.client, tt.keys
+			res, err := Booking(context.Background(), cfg, BookingOptions{Users: 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Accepted != 30 || svc.payments() != 30 {
+				t.Errorf("bookings %d, payments on the service %d; want 30 and 30", res.Accepted, svc.payments())
+			}
+			unkeyed, repeated := svc.postKeys()
+			if repeated != 0 {
+				t.Errorf("%d keys were sent on more than one POST", repeated)
+			}
+			// The concert, then per user: token, charge, hold, pay.
+			if want := 1 + 4*30; tt.keys && unkeyed != 0 || !tt.keys && unkeyed != want {
+				t.Errorf("%d POSTs without a key (keys asked: %v, POSTs: %d)", unkeyed, tt.keys, want)
+			}
+		})
+	}
+}
+
+func TestAnUnknownClientIsRefused(t *testing.T) {
+	if _, err := NewClient("http://127.0.0.1:1", ClientOptions{MaxConns: 1, Timeout: time.Second, Kind: "curl"}); err == nil {
+		t.Fatal("client curl was accepted")
+	}
+}
+
 func TestBookingReportsTheStepThatFailed(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -60,6 +60,10 @@ type Config struct {
 	RunID string
 	// Log receives progress messages; nil discards them.
 	Log *slog.Logger
+	// Client is the HTTP client library; "" is ClientFastHTTP.
+	Client ClientKind
+	// IdempotencyKeys puts a unique Idempotency-Key on every POST.
+	IdempotencyKeys bool
 }
 
 // maxSeatsPerDate is the contract's limit on seatCount.
@@ -90,7 +94,8 @@ func newSession(ctx context.Context, cfg Config) (*session, error) {
 		}
 		cfg.RunID = hex.EncodeToString(b[:])
 	}
-	c, err := NewClient(cfg.Target, cfg.MaxInflight, cfg.Timeout, cfg.AdminToken)
+	c, err := NewClient(cfg.Target, ClientOptions{MaxConns: cfg.MaxInflight, Timeout: cfg.Timeout,
+		AdminToken: cfg.AdminToken, Kind: cfg.Client, IdempotencyKeys: cfg.IdempotencyKeys})
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,8 @@ type benchOptions struct {
 	fsync       string
 	groupCommit bool
 	warmup      time.Duration
+	client      string
+	keys        bool
 }
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir filled until it
@@ -70,6 +72,7 @@ such). --embedded starts a service in-process on a fresh temporary data dir, set
 	pf.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured GET /healthz at --rate before flash-sale, booking and read, so connections are open (0: none)")
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
 	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
+	pf.StringVar(&o.client, "client", string(loadgen.ClientFastHTTP), "HTTP client library of the generator: fasthttp (least CPU) or nethttp (Go's net/http, as most users' clients)")
 	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o))
 	return cmd
 }
@@ -107,6 +110,7 @@ func newBenchFlashSaleCmd(o *benchOptions) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&opts.Seats, "seats", 1000, "seats of the date on sale (1-10000)")
 	cmd.Flags().IntVar(&opts.Users, "users", 0, "distinct users sending the holds (default min(seats, 1000))")
+	addKeysFlag(cmd, o)
 	return cmd
 }
 
@@ -123,7 +127,13 @@ func newBenchBookingCmd(o *benchOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&opts.Users, "users", 1000, "users arriving, one booking each")
+	addKeysFlag(cmd, o)
 	return cmd
+}
+
+// addKeysFlag adds --idempotency-keys to a scenario that sends state-changing requests.
+func addKeysFlag(cmd *cobra.Command, o *benchOptions) {
+	cmd.Flags().BoolVar(&o.keys, "idempotency-keys", false, "send a unique Idempotency-Key with every POST, to measure what keys cost")
 }
 
 func newBenchReadCmd(o *benchOptions) *cobra.Command {
@@ -211,9 +221,15 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		Warmup:      o.warmup,
 		Timeout:     o.timeout,
 		Log:         log,
+
+		Client:          loadgen.ClientKind(o.client),
+		IdempotencyKeys: o.keys,
 	}
 	if err := o.checkFsync(); err != nil {
 		return err
+	}
+	if k := loadgen.ClientKind(o.client); k != loadgen.ClientFastHTTP && k != loadgen.ClientNetHTTP {
+		return fmt.Errorf("bench: --client %q: want %s or %s", o.client, loadgen.ClientFastHTTP, loadgen.ClientNetHTTP)
 	}
 	if o.embedded {
 		if cmd.Flags().Changed("target") {
@@ -231,7 +247,8 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		}
 		log.Info("benchmarking an external target: it must run with --user-rate-limit 0 --queue-batch 0", "target", o.target)
 	}
-	log.Info("bench starting", "scenario", cmd.Name(), "target", cfg.Target, "rate", cfg.Rate, "duration", cfg.Duration)
+	log.Info("bench starting", "scenario", cmd.Name(), "target", cfg.Target, "rate", cfg.Rate, "duration", cfg.Duration,
+		"client", o.client, "idempotency_keys", o.keys)
 	res, err := scenario(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench %s: %w", cmd.Name(), err)

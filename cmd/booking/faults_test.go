@@ -295,7 +295,6 @@ func TestFaultStorageUnusableAtStart(t *testing.T) {
 	}{
 		{name: "the embedded JetStream directory is a file", part: "nats", want: "event store"},
 		{name: "the read-model directory is a file", part: "projections", want: "read models"},
-		{name: "the idempotency instance name is a directory", part: "idempotency-instance", asDir: true, want: "idempotency"},
 		{name: "the token secret is a directory", part: "token-secret", asDir: true, want: "token secret"},
 	}
 	for _, tt := range tests {

@@ -223,8 +223,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 
 	// Keys live in a bucket next to the events, so they hold across instances side by side.
-	idem, err := api.OpenSharedIdempotencyStore(ctx, store.JetStream(), api.SharedIdempotencyOptions{
-		Replicas: f.replicas, InstanceFile: filepath.Join(f.dataDir, "idempotency-instance")})
+	idem, err := api.OpenSharedIdempotencyStore(ctx, store.JetStream(), api.SharedIdempotencyOptions{Replicas: f.replicas})
 	if err != nil {
 		return fail(fmt.Errorf("idempotency store: %w", err))
 	}
