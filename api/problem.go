@@ -146,6 +146,7 @@ var errorProblems = []struct {
 	{app.ErrTokenInvalid, 401, CodeTokenInvalid, "the queue token is missing, malformed or forged", 0},
 	{app.ErrTokenExpired, 401, CodeTokenExpired, "the queue token expired or was revoked", 0},
 	{app.ErrTokenNotActive, 403, CodeTokenNotActive, "the queue token is still waiting", 0},
+	{app.ErrKeyReused, 422, CodeIdempotencyKeyReused, "this Idempotency-Key was used for another request", 0},
 	{ErrUnauthenticated, 401, CodeUnauthenticated, "a valid Authorization: Bearer <JWT> is required", 0},
 	{projections.ErrRebuildRunning, 409, CodeRebuildRunning, "a rebuild of this projection is already running", 0},
 	{relay.ErrDeadLetterNotFound, 404, CodeDeadLetterNotFound, "no such dead letter", 0},

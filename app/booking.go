@@ -121,7 +121,13 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 		if err != nil {
 			return projections.PaymentView{}, err
 		}
-		if p.Exists() && p.Started().ReservationID == reservationID {
+		if p.Exists() && p.Started().ReservationID != reservationID {
+			// The key's payment pays another reservation. Going on would run its saga for this
+			// one under the same payment ID, whose debit the wallet already holds: a
+			// confirmation without a debit.
+			return projections.PaymentView{}, fmt.Errorf("payment %s pays reservation %s, not %s: %w", pid, p.Started().ReservationID, reservationID, ErrKeyReused)
+		}
+		if p.Exists() {
 			switch p.Status() {
 			case aggregates.PaymentStartedS:
 				return s.runPayment(ctx, meta, pid, p.Started())

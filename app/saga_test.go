@@ -471,6 +471,18 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 	if b := h.wallet("u1").Balance(); b != 400 {
 		t.Fatalf("balance %d after one payment of 100", b)
 	}
+	// The same key for another reservation (its stored answer lost) pays nothing: its payment
+	// pays r1, and running it for r3 would confirm r3 on r1's debit.
+	other, err := h.svc.Hold(h.ctx, key("hold-4"), HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Pay(h.ctx, key("pay-1"), other.ReservationID, "u1"); !isErr(err, ErrKeyReused) {
+		t.Fatalf("pay-1 for another reservation: %v, want ErrKeyReused", err)
+	}
+	if st := h.reservation(other.ReservationID).Status(); st != aggregates.ReservationHeldS {
+		t.Fatalf("reservation paid with another reservation's key is %s, want HELD", st)
+	}
 	// Replay-only (the token was used up): the same request reports its payment, another
 	// request fails as the token would.
 	if rp, err := h.svc.Pay(h.ctx, Meta{RequestKey: "pay-1", ReplayOnly: true}, r1.ReservationID, "u1"); err != nil || rp.PaymentID != p.PaymentID {

@@ -17,6 +17,10 @@ var (
 	ErrTokenNotActive = errors.New("queue token not active yet")
 )
 
+// ErrKeyReused reports a request key already used by another request: a payment repeated
+// with its key but for another reservation. The API answers 422 IDEMPOTENCY_KEY_REUSED.
+var ErrKeyReused = errors.New("request key already used for another request")
+
 // Clock tells the time. Tests inject a fake one; nothing in app calls time.Now directly.
 type Clock interface{ Now() time.Time }
 
