@@ -10,7 +10,8 @@ import (
 
 // FlashSaleOptions configures the flash-sale scenario.
 type FlashSaleOptions struct {
-	// Seats is the size of the one date on sale (1–10,000).
+	// Seats is how many seats are on sale (1–1,000,000), over dates of at most 10,000 seats
+	// each: 100,000 seats are ten dates of one concert.
 	Seats int
 	// Users is how many distinct users send the holds, round robin; default min(Seats, 1000).
 	Users int
@@ -72,14 +73,18 @@ func (p *seatPicker) counts() (wins, doubles int) {
 	return p.wins, p.doubles
 }
 
-// FlashSale puts one date of Seats seats on sale and, at Config.Rate for Config.Duration,
+// maxFlashSaleSeats bounds a flash sale: a hundred dates of 10,000 seats.
+const maxFlashSaleSeats = 100 * maxSeatsPerDate
+
+// FlashSale puts Seats seats on sale (one concert, as many dates of at most 10,000 as they
+// need) and, at Config.Rate for Config.Duration,
 // holds random seats this run has not won yet. Tokens are prepared first and not timed. Once
 // every seat is won it keeps firing at random seats, so the figures also show how fast the
 // service says "sold out". It checks that exactly Seats holds were accepted and no seat twice.
 func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, error) {
 	res := Result{Scenario: ScenarioFlashSale, Target: cfg.Target, Rate: cfg.Rate, Seats: opts.Seats}
-	if opts.Seats < 1 || opts.Seats > maxSeatsPerDate {
-		return res, fmt.Errorf("%w: seats %d must be 1–%d (one date)", ErrBadConfig, opts.Seats, maxSeatsPerDate)
+	if opts.Seats < 1 || opts.Seats > maxFlashSaleSeats {
+		return res, fmt.Errorf("%w: seats %d must be 1–%d", ErrBadConfig, opts.Seats, maxFlashSaleSeats)
 	}
 	if opts.Users == 0 {
 		opts.Users = min(opts.Seats, 1000)
@@ -126,7 +131,9 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		u := i % len(users)
 		seat := picker.pick()
-		r, err := s.hold(ctx, tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
+		// The run's seats are numbered across its dates: 10,001 is seat 1 of the second.
+		date, no := dates[(seat-1)/maxSeatsPerDate], (seat-1)%maxSeatsPerDate+1
+		r, err := s.hold(ctx, tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: date, SeatNo: no}, nil)
 		rec.Record("hold", s.elapsed(at), Classify(r, err), r.Code)
 		if err == nil && r.OK() && picker.won(seat) {
 			soldOutMu.Lock()

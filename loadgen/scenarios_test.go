@@ -117,6 +117,18 @@ func TestFlashSaleSellsEverySeatExactlyOnce(t *testing.T) {
 	}
 }
 
+func TestFlashSaleSpreadsSeatsBeyondOneDateOverSeveralDates(t *testing.T) {
+	_, srv := newFakeService(t, fakeKnobs{})
+	// Two dates of 10,000: a seat number past the first date's would be a 404 there.
+	res, err := FlashSale(context.Background(), testConfig(srv.URL), FlashSaleOptions{Seats: 20_000, Users: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != res.Requests || res.Errors4xx != 0 {
+		t.Fatalf("accepted %d of %d holds on free seats, 4xx %d; want every hold accepted", res.Accepted, res.Requests, res.Errors4xx)
+	}
+}
+
 func TestFlashSaleFailsItsCheckWhenASeatIsSoldTwice(t *testing.T) {
 	_, srv := newFakeService(t, fakeKnobs{acceptEveryHold: true})
 	res, err := FlashSale(context.Background(), testConfig(srv.URL), FlashSaleOptions{Seats: 5, Users: 5})
@@ -139,7 +151,7 @@ func TestFlashSaleRefusesToStart(t *testing.T) {
 		{name: "a batched waiting queue is reported as such", svc: fakeKnobs{waiting: true}, opts: FlashSaleOptions{Seats: 5}, want: ErrTokensNotActive},
 		{name: "without an admin token the concert cannot be created", cfg: func(c *Config) { c.AdminToken = "" }, opts: FlashSaleOptions{Seats: 5}, want: ErrAdminTokenRequired},
 		{name: "a wrong admin token is the service's 401", cfg: func(c *Config) { c.AdminToken = "wrong" }, opts: FlashSaleOptions{Seats: 5}, want: ErrUnexpectedStatus},
-		{name: "more seats than a date can have are refused", opts: FlashSaleOptions{Seats: 10_001}, want: ErrBadConfig},
+		{name: "more seats than a hundred dates can have are refused", opts: FlashSaleOptions{Seats: 1_000_001}, want: ErrBadConfig},
 		{name: "a zero rate is refused", cfg: func(c *Config) { c.Rate = 0 }, opts: FlashSaleOptions{Seats: 5}, want: ErrBadConfig},
 		{name: "a zero duration is refused", cfg: func(c *Config) { c.Duration = 0 }, opts: FlashSaleOptions{Seats: 5}, want: ErrBadConfig},
 	}

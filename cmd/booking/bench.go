@@ -100,7 +100,7 @@ func newBenchFlashSaleCmd(o *benchOptions) *cobra.Command {
 	var opts loadgen.FlashSaleOptions
 	cmd := &cobra.Command{
 		Use:   "flash-sale",
-		Short: "Holds on random free seats of one new date at --rate for --duration (needs --admin-token)",
+		Short: "Holds on random free seats of a new concert (dates of up to 10000 seats) at --rate for --duration (needs --admin-token)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
@@ -108,7 +108,7 @@ func newBenchFlashSaleCmd(o *benchOptions) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().IntVar(&opts.Seats, "seats", 1000, "seats of the date on sale (1-10000)")
+	cmd.Flags().IntVar(&opts.Seats, "seats", 1000, "seats on sale (1-1000000), over dates of at most 10000: 100000 is ten dates")
 	cmd.Flags().IntVar(&opts.Users, "users", 0, "distinct users sending the holds (default min(seats, 1000))")
 	addKeysFlag(cmd, o)
 	return cmd
