@@ -175,12 +175,14 @@ func apply(m map[int]string, ev streamEvent) error {
 		for _, v := range body.Seats {
 			m[v.SeatNo] = string(v.Status)
 		}
-	case "seat":
-		var v projections.SeatView
-		if err := json.Unmarshal([]byte(ev.data), &v); err != nil {
-			return fmt.Errorf("seat %q: %w", ev.data, err)
+	case "seats":
+		var body struct{ Seats []projections.SeatView }
+		if err := json.Unmarshal([]byte(ev.data), &body); err != nil {
+			return fmt.Errorf("seats %q: %w", ev.data, err)
 		}
-		m[v.SeatNo] = string(v.Status)
+		for _, v := range body.Seats {
+			m[v.SeatNo] = string(v.Status)
+		}
 	default:
 		return fmt.Errorf("unknown event %q", ev.name)
 	}
@@ -209,9 +211,9 @@ func TestSeatStreamAnswersBeforeStreaming(t *testing.T) {
 	}
 }
 
-func TestSeatStreamStartsWithTheSeatMapThenPushesEachChange(t *testing.T) {
+func TestSeatStreamStartsWithTheSeatMapThenSendsFramesOfChanges(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed()
+	feed := api.NewSeatFeed(api.SeatFeedConfig{})
 	e := newEnv(t, withLiveSeats(&q, 5, feed))
 	base := apitest.Serve(t, e.App)
 	s := openSeatStream(t, base)
@@ -226,16 +228,22 @@ func TestSeatStreamStartsWithTheSeatMapThenPushesEachChange(t *testing.T) {
 	q.change(feed, 2, aggregates.SeatHeldS)
 	q.change(feed, 2, aggregates.SeatSoldS)
 	q.change(feed, 4, aggregates.SeatHeldS)
-	q.change(feed, 4, aggregates.SeatAvailable)
-	for _, want := range []string{
-		`{"seatNo":2,"price":1002,"status":"HELD"}`,
-		`{"seatNo":2,"price":1002,"status":"SOLD"}`,
-		`{"seatNo":4,"price":1004,"status":"HELD"}`,
-		`{"seatNo":4,"price":1004,"status":"AVAILABLE"}`,
-	} {
-		if ev := s.next(); ev.name != "seat" || ev.data != want {
-			t.Fatalf("got %s %s, want seat %s", ev.name, ev.data, want)
+	client := map[int]string{}
+	if err := apply(client, first); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(q.truth())
+	for fmt.Sprint(client) != want {
+		ev := s.next()
+		if ev.name != "seats" {
+			t.Fatalf("got %s %s, want a frame of seats", ev.name, ev.data)
 		}
+		if err := apply(client, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if client[2] != "SOLD" || client[4] != "HELD" {
+		t.Fatalf("client map %v", client)
 	}
 }
 
@@ -247,15 +255,14 @@ func TestSeatStreamWithoutAFeedFollowsTheReadModelByPolling(t *testing.T) {
 		t.Fatalf("first event %s", ev.name)
 	}
 	q.change(nil, 3, aggregates.SeatSoldS)
-	if ev := s.next(); ev.name != "seat" || ev.data != `{"seatNo":3,"price":1003,"status":"SOLD"}` {
+	if ev := s.next(); ev.name != "seats" || ev.data != `{"seats":[{"seatNo":3,"price":1003,"status":"SOLD"}]}` {
 		t.Fatalf("got %s %s", ev.name, ev.data)
 	}
 }
 
 func TestSeatStreamSendsHeartbeats(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed()
-	api.SetSeatFeedHeartbeat(feed, 20*time.Millisecond)
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Heartbeat: 20 * time.Millisecond})
 	e := newEnv(t, withLiveSeats(&q, 3, feed))
 	s := openSeatStream(t, apitest.Serve(t, e.App))
 	s.next()
@@ -283,8 +290,7 @@ func waitSubscribers(t *testing.T, feed *api.SeatFeed, n int) {
 
 func TestSeatStreamEndsWhenTheClientLeaves(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed()
-	api.SetSeatFeedHeartbeat(feed, 20*time.Millisecond) // the next write finds the client gone
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Heartbeat: 20 * time.Millisecond}) // the next heartbeat finds the client gone
 	e := newEnv(t, withLiveSeats(&q, 3, feed))
 	base := apitest.Serve(t, e.App)
 	a, b := openSeatStream(t, base), openSeatStream(t, base)
@@ -294,14 +300,14 @@ func TestSeatStreamEndsWhenTheClientLeaves(t *testing.T) {
 	a.cancel()
 	waitSubscribers(t, feed, 1)
 	q.change(feed, 1, aggregates.SeatHeldS)
-	if ev := b.next(); ev.name != "seat" {
+	if ev := b.next(); ev.name != "seats" {
 		t.Fatalf("the remaining client got %s %s", ev.name, ev.data)
 	}
 }
 
 func TestSeatStreamEndsWhenTheServerShutsDown(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed() // heartbeat 15 s: only the shutdown can end the stream in time
+	feed := api.NewSeatFeed(api.SeatFeedConfig{}) // heartbeat 15 s: only the shutdown can end the stream in time
 	e := newEnv(t, withLiveSeats(&q, 3, feed))
 	s := openSeatStream(t, apitest.Serve(t, e.App))
 	s.next()
@@ -323,13 +329,12 @@ func TestSeatStreamEndsWhenTheServerShutsDown(t *testing.T) {
 }
 
 // TestSeatStreamClientsConvergeUnderConcurrentChanges races publishers (one per group of
-// seats, as the engine publishes one stream per goroutine) against clients with a buffer too
-// small to keep up: every client must end with the read model's map.
+// seats, as the engine publishes one stream per goroutine) against clients with a backlog of
+// one frame, too small to keep up: every client must end with the read model's map.
 func TestSeatStreamClientsConvergeUnderConcurrentChanges(t *testing.T) {
 	const seats, clients, publishers, changes = 40, 6, 4, 300
 	var q *liveSeats
-	feed := api.NewSeatFeed()
-	api.SetSeatFeedBuffer(feed, 4)
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Backlog: 1, MinFrameInterval: time.Millisecond})
 	e := newEnv(t, withLiveSeats(&q, seats, feed))
 	base := apitest.Serve(t, e.App)
 	streams := make([]*seatStream, clients)
