@@ -34,10 +34,12 @@ const (
 	maxFrameInterval = time.Second
 	// frameCostPerStream is the crowd rule's price of one stream per frame: the interval is
 	// streams × frameCostPerStream, between the minimum and maxFrameInterval. Writing a frame to
-	// a stream costs a goroutine wake-up and a write(2), about 5–10 µs on a loaded 2-core
-	// machine (docs/BENCHMARKS.md); at 10 µs per stream the streams of a busy date take at most
-	// about half a core however many there are, and a small crowd gets 100 ms frames.
-	frameCostPerStream = 10 * time.Microsecond
+	// a stream costs a goroutine wake-up and a write(2): about 15–17 µs of the server's CPU
+	// on loopback on this 2-core machine, the receiving side's TCP work included
+	// (docs/BENCHMARKS.md). At 20 µs per stream the frames of a busy date take at most about
+	// 0.85 of a core until the interval reaches its ceiling (50,000 streams), and a small crowd
+	// (up to 5,000 streams) gets 100 ms frames.
+	frameCostPerStream = 20 * time.Microsecond
 	// seatPollInterval is how often a date's feed re-reads the seat map when nothing publishes
 	// changes (Deps.SeatFeed nil).
 	seatPollInterval = 500 * time.Millisecond

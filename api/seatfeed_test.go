@@ -237,9 +237,10 @@ func TestFrameIntervalGrowsWithTheCrowd(t *testing.T) {
 	}{
 		{name: "no stream gets the minimum", streams: 0, want: 100 * time.Millisecond},
 		{name: "a few streams get the minimum", streams: 50, want: 100 * time.Millisecond},
-		{name: "ten thousand streams still get the minimum", streams: 10_000, want: 100 * time.Millisecond},
-		{name: "fifty thousand streams get half a second", streams: 50_000, want: 500 * time.Millisecond},
-		{name: "a hundred thousand streams get a second", streams: 100_000, want: time.Second},
+		{name: "five thousand streams still get the minimum", streams: 5_000, want: 100 * time.Millisecond},
+		{name: "twenty thousand streams get 400 ms", streams: 20_000, want: 400 * time.Millisecond},
+		{name: "fifty thousand streams get a second", streams: 50_000, want: time.Second},
+		{name: "a hundred thousand streams still get a second", streams: 100_000, want: time.Second},
 		{name: "a million streams still get a second", streams: 1_000_000, want: time.Second},
 	}
 	for _, tt := range tests {
