@@ -198,6 +198,30 @@ func (s *seatChanger) cancel(seat int) {
 	s.history[seat] = append(s.history[seat], "AVAILABLE")
 }
 
+// startWatchedServer starts a server with room for streams more streams, creates concert
+// "watched" with a date of seats seats, and opens one stream on it that reads, returned once
+// it has its snapshot.
+func startWatchedServer(t *testing.T, streams, seats int) (*bookingProc, *apiClient, *streamClient) {
+	t.Helper()
+	if soft, _, err := raiseOpenFileLimit(); err != nil || soft < uint64(streams)+512 {
+		t.Fatalf("open-file limit %d is too low for %d streams: %v", soft, streams, err)
+	}
+	p := startBookingProc(t, "serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--log-format", "json",
+		"--queue-batch", "0", "--user-rate-limit", "0", "--no-demo", "--admin-token", "adm")
+	p.waitReady(60 * time.Second)
+	c := newAPIClient(p.url, "adm", 10*time.Second)
+	c.createConcert(t, "watched", seats, 10)
+	reader := dialSeatStream(t, p.url, "watched")
+	go reader.read()
+	pollUntil(t, 10*time.Second, "the first stream's snapshot", func() error {
+		if _, n, err := reader.state(); n == 0 {
+			return fmt.Errorf("no snapshot yet (%v)", err)
+		}
+		return nil
+	})
+	return p, c, reader
+}
+
 // TestThousandsOfSeatStreamsSeeEveryChangeInOrderAndCostKilobytesEach opens a few thousand
 // streams on one date of a real server, measures the server's memory per stream, then holds,
 // cancels and holds again: every stream must end with the seat map, having seen each seat's
@@ -209,24 +233,9 @@ func TestThousandsOfSeatStreamsSeeEveryChangeInOrderAndCostKilobytesEach(t *test
 	if testing.Short() {
 		t.Skip("starts a server process")
 	}
-	const streams, seats = 2000, 100
-	if soft, _, err := raiseOpenFileLimit(); err != nil || soft < streams+512 {
-		t.Fatalf("open-file limit %d is too low for %d streams: %v", soft, streams, err)
-	}
-	p := startBookingProc(t, "serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--log-format", "json",
-		"--queue-batch", "0", "--user-rate-limit", "0", "--no-demo", "--admin-token", "adm")
-	p.waitReady(60 * time.Second)
-	c := newAPIClient(p.url, "adm", 10*time.Second)
-	c.createConcert(t, "watched", seats, 10)
-	// One stream first, so the date's shared state exists before the baseline.
-	warm := dialSeatStream(t, p.url, "watched")
-	go warm.read()
-	pollUntil(t, 10*time.Second, "the first stream's snapshot", func() error {
-		if _, n, err := warm.state(); n == 0 {
-			return fmt.Errorf("no snapshot yet (%v)", err)
-		}
-		return nil
-	})
+	const streams = 2000
+	// The reading stream first, so the date's shared state exists before the baseline.
+	p, c, _ := startWatchedServer(t, streams, 100)
 	before := serverRSS(t, p.cmd.Process.Pid)
 
 	clients := make([]*streamClient, streams)
@@ -292,17 +301,8 @@ func TestASeatStreamClientThatStopsReadingCostsTheServerNoMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server process")
 	}
-	const stalled, seats = 1000, 2000
-	if soft, _, err := raiseOpenFileLimit(); err != nil || soft < stalled+512 {
-		t.Fatalf("open-file limit %d is too low for %d streams: %v", soft, stalled, err)
-	}
-	p := startBookingProc(t, "serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--log-format", "json",
-		"--queue-batch", "0", "--user-rate-limit", "0", "--no-demo", "--admin-token", "adm")
-	p.waitReady(60 * time.Second)
-	c := newAPIClient(p.url, "adm", 10*time.Second)
-	c.createConcert(t, "watched", seats, 10)
-	reader := dialSeatStream(t, p.url, "watched")
-	go reader.read()
+	const stalled = 1000
+	p, c, reader := startWatchedServer(t, stalled, 2000)
 	for range stalled {
 		s := dialSeatStream(t, p.url, "watched")
 		if tc, ok := s.conn.(*net.TCPConn); ok {
