@@ -40,6 +40,9 @@ type WatchOptions struct {
 	PerSource int
 	// OpenConcurrency is how many streams are being opened at once; default 256.
 	OpenConcurrency int
+	// Settle is how long the open streams sit idle before the memory is read (the server's
+	// pools idle out, a GC runs); idle CPU is measured over a third of it after that. Default 15 s.
+	Settle time.Duration
 }
 
 // WatchResult holds the figures of the watch scenario.
@@ -93,6 +96,9 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 	}
 	if opts.OpenConcurrency == 0 {
 		opts.OpenConcurrency = 256
+	}
+	if opts.Settle == 0 {
+		opts.Settle = 15 * time.Second
 	}
 	if opts.Streams < 1 || opts.Seats < opts.Probes || opts.Seats > maxSeatsPerDate {
 		return res, fmt.Errorf("%w: streams %d must be positive and seats %d between probes %d and %d", ErrBadConfig, opts.Streams, opts.Seats, opts.Probes, maxSeatsPerDate)
@@ -166,11 +172,11 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 	s.log.Info("streams open", "streams", opts.Streams, "failed", w.StreamsFailed, "seconds", w.OpenSec)
 
 	// Let the server settle (its pools idle out, a GC runs), then measure idle memory and CPU.
-	idleStart, err := scrapeAfter(ctx, s, 15*time.Second)
+	idleStart, err := scrapeAfter(ctx, s, opts.Settle)
 	if err != nil {
 		return res, err
 	}
-	idleEnd, err := scrapeAfter(ctx, s, 5*time.Second)
+	idleEnd, err := scrapeAfter(ctx, s, opts.Settle/3)
 	if err != nil {
 		return res, err
 	}

@@ -171,6 +171,7 @@ Run the target as its own process (--target), with a --max-streams and an open-f
 	cmd.Flags().DurationVar(&opts.ProbeEvery, "probe-every", 500*time.Millisecond, "pause between probe holds")
 	cmd.Flags().Float64Var(&opts.SaleRate, "sale-rate", 0, "holds per second of a flash sale on another concert while probing (0: none)")
 	cmd.Flags().IntVar(&opts.PerSource, "per-source", 20_000, "streams per 127.0.0.x source address")
+	cmd.Flags().DurationVar(&opts.Settle, "settle", 15*time.Second, "idle time with the streams open before the server's memory is read")
 	return cmd
 }
 
