@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -386,4 +387,40 @@ func TestSeatStreamClientsConvergeUnderConcurrentChanges(t *testing.T) {
 		}()
 	}
 	cg.Wait()
+}
+
+// TestSeatStreamDisconnectsAClientThatStopsReading keeps sending a client that never reads
+// large frames: once its socket buffers are full, its stream must end within a heartbeat,
+// while a reading client stays.
+func TestSeatStreamDisconnectsAClientThatStopsReading(t *testing.T) {
+	const seats = 2000
+	var q *liveSeats
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Heartbeat: 100 * time.Millisecond, MinFrameInterval: time.Millisecond})
+	e := newEnv(t, withLiveSeats(&q, seats, feed))
+	base := apitest.Serve(t, e.App)
+	reader := openSeatStream(t, base)
+	go func() {
+		for range reader.events { // keeps reading until the test ends
+		}
+	}()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", streamPath); err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribers(t, feed, 2)
+	statuses := []aggregates.SeatStatus{aggregates.SeatHeldS, aggregates.SeatAvailable}
+	deadline := time.Now().Add(20 * time.Second)
+	for round := 0; api.SeatFeedSubscribers(feed) != 1; round++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams open after %d rounds of frames to a client that does not read", api.SeatFeedSubscribers(feed), round)
+		}
+		for seat := 1; seat <= seats; seat++ { // every seat changes: frames of about 90 KB
+			q.change(feed, seat, statuses[round%2])
+		}
+		time.Sleep(2 * time.Millisecond) // lets a frame go out between rounds; the loop polls with a deadline
+	}
 }
