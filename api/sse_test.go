@@ -424,3 +424,28 @@ func TestSeatStreamDisconnectsAClientThatStopsReading(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // lets a frame go out between rounds; the loop polls with a deadline
 	}
 }
+
+func TestSeatStreamBeyondTheLimitIs503WithRetryAfter(t *testing.T) {
+	var q *liveSeats
+	feed := api.NewSeatFeed(api.SeatFeedConfig{MaxStreams: 1})
+	e := newEnv(t, withLiveSeats(&q, 3, feed))
+	base := apitest.Serve(t, e.App)
+	openSeatStream(t, base).next()
+	resp, err := http.Get(base + streamPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Code string }
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || p.Code != "SERVICE_UNAVAILABLE" || resp.Header.Get("Retry-After") == "" ||
+		resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("second stream: %d %s, Retry-After %q, Content-Type %q; want 503 SERVICE_UNAVAILABLE problem with Retry-After",
+			resp.StatusCode, p.Code, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"))
+	}
+	if n := api.SeatFeedSubscribers(feed); n != 1 {
+		t.Fatalf("%d streams open, want 1: a refused stream is not counted", n)
+	}
+}
