@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,7 +62,20 @@ func (s *server) seatStream(c *fiber.Ctx) error {
 	fc := c.Context()
 	done := fc.Done() // closed when the server shuts down
 	fc.HijackSetNoResponse(true)
+	// fasthttp skips the hijack when the connection fails in between; the stream's place is
+	// then given back after a while instead of being held for good.
+	var started atomic.Bool
+	abandon := time.AfterFunc(hijackWait, func() {
+		if started.CompareAndSwap(false, true) {
+			s.seatFeed.leave(d)
+		}
+	})
 	fc.Hijack(func(net.Conn) {
+		if !started.CompareAndSwap(false, true) {
+			_ = fc.Conn().Close() // abandoned already (KeepHijackedConns: fasthttp leaves it open)
+			return
+		}
+		abandon.Stop()
 		// fasthttp calls this after the handler chain has returned, so the headers are final.
 		// The argument reads through fasthttp's pooled reader, released when this returns:
 		// the stream keeps the bare connection, and never reads.
@@ -71,6 +85,10 @@ func (s *server) seatStream(c *fiber.Ctx) error {
 	})
 	return nil
 }
+
+// hijackWait bounds the time from a stream's admission to fasthttp handing its connection
+// over, which is immediate unless the connection failed.
+const hijackWait = 30 * time.Second
 
 // seatStreamer is one open seat-map stream: a connection and a position in its date's
 // frames. It keeps no copy of the map and no buffer.
