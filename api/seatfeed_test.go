@@ -421,3 +421,38 @@ func BenchmarkSeatFeedPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStreamFrameWrite measures what writing one frame to one stream costs: a write(2)
+// of a small chunk to a loopback TCP connection, the receiving side's kernel work included,
+// across many connections as a frame fan-out does. The frame interval rule prices it.
+func BenchmarkStreamFrameWrite(b *testing.B) {
+	const conns = 256
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var writers []net.Conn
+	for range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		writers = append(writers, s)
+	}
+	frame := sseChunk("seats", []byte(`{"seats":[{"seatNo":17,"price":1000,"status":"HELD"},{"seatNo":18,"price":1000,"status":"SOLD"}]}`))
+	b.SetBytes(int64(len(frame)))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := writers[i%conns].Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
