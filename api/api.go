@@ -108,6 +108,8 @@ type server struct {
 	idem    *IdempotencyStore
 	routes  []route
 	httpm   *httpMetrics // nil: no HTTP metrics
+	// seatFeed serves the seat-map streams: Deps.SeatFeed, or one that polls the read model.
+	seatFeed *SeatFeed
 }
 
 // route is one registered method and path pattern (Fiber syntax, ":name" parameters).
@@ -131,6 +133,10 @@ func New(deps Deps, cfg Config) *fiber.App {
 	if s.cfg.Location == nil {
 		s.cfg.Location = time.UTC
 	}
+	s.seatFeed = deps.SeatFeed
+	if s.seatFeed == nil {
+		s.seatFeed = newPollingSeatFeed()
+	}
 	if cfg.UserRateLimit > 0 {
 		s.limiter = newUserLimiter(cfg.UserRateLimit, maxLimitedUsers)
 	}
@@ -147,6 +153,8 @@ func New(deps Deps, cfg Config) *fiber.App {
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           2 * time.Minute,
 	})
+	// A seat-map stream takes its connection over from fasthttp and closes it itself.
+	fa.Server().KeepHijackedConns = true
 	s.useHTTPMetrics(fa)
 	fa.Use(s.middleware)
 	s.register(fa)

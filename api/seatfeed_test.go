@@ -2,11 +2,13 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -21,153 +23,232 @@ func seatEnv(typ, concertID, dateID string, seatNo int) eventstore.Envelope {
 	return eventstore.Envelope{Type: typ, AggregateType: eventstore.TypeSeat, AggregateID: fmt.Sprintf("%s.%s.%d", concertID, dateID, seatNo)}
 }
 
-// received drains what sub has buffered.
-func received(sub *seatSub) []seatChange {
-	var out []seatChange
-	for {
-		select {
-		case ch := <-sub.changes:
-			out = append(out, ch)
-		default:
-			return out
-		}
+func change(seatNo int, status aggregates.SeatStatus) seatChange {
+	return seatChange{seatNo: seatNo, status: status}
+}
+
+func TestPendingChangesCoalesce(t *testing.T) {
+	const (
+		av   = aggregates.SeatAvailable
+		held = aggregates.SeatHeldS
+		sold = aggregates.SeatSoldS
+	)
+	tests := []struct {
+		name string
+		add  []seatChange
+		want []seatChange
+	}{
+		{name: "nothing published makes no changes"},
+		{name: "one change is kept as it is", add: []seatChange{change(4, held)}, want: []seatChange{change(4, held)}},
+		{name: "a seat that changed twice is kept once with its last status", add: []seatChange{change(4, held), change(4, sold)}, want: []seatChange{change(4, sold)}},
+		{name: "a seat held and released is kept as available", add: []seatChange{change(4, held), change(4, av)}, want: []seatChange{change(4, av)}},
+		{name: "seats keep the order in which they first changed", add: []seatChange{change(9, held), change(2, held), change(9, sold), change(5, held)},
+			want: []seatChange{change(9, sold), change(2, held), change(5, held)}},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p pendingChanges
+			for _, ch := range tt.add {
+				p.add(ch)
+			}
+			if got := p.take(); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("took %v, want %v", got, tt.want)
+			}
+			if again := p.take(); len(again) != 0 {
+				t.Fatalf("a second take returned %v, want nothing", again)
+			}
+		})
+	}
+}
+
+// loadedFeed returns the feed of c1/d1 with the given seats, loaded, with no frame loop
+// running: the test makes frames with tick.
+func loadedFeed(t *testing.T, cfg SeatFeedConfig, seats ...projections.SeatView) (*SeatFeed, *dateFeed) {
+	t.Helper()
+	f := NewSeatFeed(cfg)
+	read := func(context.Context, string, string) ([]projections.SeatView, error) {
+		return append([]projections.SeatView(nil), seats...), nil
+	}
+	f.open.Add(1)
+	d := newDateFeed(f, "c1", "d1", read)
+	d.streams = 1
+	f.dates[d.key] = d
+	close(d.stop) // the loop load starts returns at once
+	d.load(context.Background())
+	if d.loadErr != nil {
+		t.Fatal(d.loadErr)
+	}
+	return f, d
+}
+
+func seatsOf(n int) []projections.SeatView {
+	var out []projections.SeatView
+	for i := 1; i <= n; i++ {
+		out = append(out, projections.SeatView{SeatNo: i, Price: int64(10 * i), Status: aggregates.SeatAvailable})
+	}
+	return out
 }
 
 func TestSeatFeedPublish(t *testing.T) {
 	tests := []struct {
 		name string
 		env  eventstore.Envelope
-		want []seatChange
+		want string // the frame's data; "" for no frame
 	}{
-		{name: "a held seat is pushed as HELD", env: seatEnv(typeSeatHeld, "c1", "d1", 4), want: []seatChange{{4, aggregates.SeatHeldS}}},
-		{name: "a released seat is pushed as AVAILABLE", env: seatEnv(typeSeatReleased, "c1", "d1", 4), want: []seatChange{{4, aggregates.SeatAvailable}}},
-		{name: "a sold seat is pushed as SOLD", env: seatEnv(typeSeatSold, "c1", "d1", 4), want: []seatChange{{4, aggregates.SeatSoldS}}},
-		{name: "a seat of another date is not pushed", env: seatEnv(typeSeatHeld, "c1", "d2", 4)},
-		{name: "a seat of another concert is not pushed", env: seatEnv(typeSeatHeld, "c2", "d1", 4)},
+		{name: "a held seat is framed as HELD", env: seatEnv(typeSeatHeld, "c1", "d1", 4), want: `{"seats":[{"seatNo":4,"price":40,"status":"HELD"}]}`},
+		{name: "a sold seat is framed as SOLD", env: seatEnv(typeSeatSold, "c1", "d1", 4), want: `{"seats":[{"seatNo":4,"price":40,"status":"SOLD"}]}`},
+		{name: "a released seat that was available makes no frame", env: seatEnv(typeSeatReleased, "c1", "d1", 4)},
+		{name: "a seat the map does not have makes no frame", env: seatEnv(typeSeatHeld, "c1", "d1", 99)},
+		{name: "a seat of another date makes no frame", env: seatEnv(typeSeatHeld, "c1", "d2", 4)},
+		{name: "a seat of another concert makes no frame", env: seatEnv(typeSeatHeld, "c2", "d1", 4)},
 		{name: "an event that is not a seat's is ignored", env: eventstore.Envelope{Type: typeSeatHeld, AggregateType: eventstore.TypeReservation, AggregateID: "c1.d1.4"}},
 		{name: "another seat event type is ignored", env: seatEnv("SeatRenamed", "c1", "d1", 4)},
 		{name: "a malformed seat ID is ignored", env: eventstore.Envelope{Type: typeSeatHeld, AggregateType: eventstore.TypeSeat, AggregateID: "c1.d1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := NewSeatFeed()
-			sub, ok := f.subscribe("c1", "d1")
-			if !ok {
-				t.Fatal("subscribe refused")
-			}
-			defer f.unsubscribe(sub)
+			f, d := loadedFeed(t, SeatFeedConfig{}, seatsOf(5)...)
 			f.Publish(tt.env)
-			got := received(sub)
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Fatalf("got %v, want %v", got, tt.want)
+			d.tick(false)
+			state := d.state.Load()
+			if tt.want == "" {
+				if state.seq != 0 {
+					t.Fatalf("frame %d made, want none", state.seq)
+				}
+				return
+			}
+			if got := string(state.frame(1)); got != string(sseChunk("seats", []byte(tt.want))) {
+				t.Fatalf("frame %q, want data %s", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestSeatFeedNeverBlocksOnASlowSubscriber(t *testing.T) {
-	f := NewSeatFeed()
-	f.buffer = 2
-	slow, _ := f.subscribe("c1", "d1")
-	fast, _ := f.subscribe("c1", "d1")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for n := 1; n <= 10; n++ {
-			f.Publish(seatEnv(typeSeatHeld, "c1", "d1", n))
-			if n == 2 {
-				received(fast) // fast keeps up with the first two
-			}
+func TestSeatFeedFramesCarryEverySeatChangedSinceTheLastFrameOnce(t *testing.T) {
+	f, d := loadedFeed(t, SeatFeedConfig{}, seatsOf(5)...)
+	for _, e := range []eventstore.Envelope{
+		seatEnv(typeSeatHeld, "c1", "d1", 2), seatEnv(typeSeatSold, "c1", "d1", 2),
+		seatEnv(typeSeatHeld, "c1", "d1", 4), seatEnv(typeSeatReleased, "c1", "d1", 4), // back as it was
+		seatEnv(typeSeatHeld, "c1", "d1", 5),
+	} {
+		f.Publish(e)
+	}
+	d.tick(false)
+	want := `{"seats":[{"seatNo":2,"price":20,"status":"SOLD"},{"seatNo":5,"price":50,"status":"HELD"}]}`
+	if got := string(d.state.Load().frame(1)); got != string(sseChunk("seats", []byte(want))) {
+		t.Fatalf("frame %q, want data %s", got, want)
+	}
+	d.tick(false)
+	if seq := d.state.Load().seq; seq != 1 {
+		t.Fatalf("a tick without changes made frame %d", seq)
+	}
+}
+
+// recordingConn is a connection that records what is written to it.
+type recordingConn struct {
+	net.Conn
+	written bytes.Buffer
+}
+
+func (c *recordingConn) Write(p []byte) (int, error)      { return c.written.Write(p) }
+func (c *recordingConn) SetWriteDeadline(time.Time) error { return nil }
+
+// events decodes the chunked event stream written so far, and empties the buffer.
+func (c *recordingConn) events(t *testing.T) []sseEvent {
+	t.Helper()
+	var body bytes.Buffer
+	r := bufio.NewReader(&c.written)
+	for {
+		var n int
+		if _, err := fmt.Fscanf(r, "%x\r\n", &n); err != nil {
+			break
 		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Publish blocked on a full subscriber")
-	}
-	if got := received(slow); len(got) != 2 || got[0].seatNo != 1 || got[1].seatNo != 2 {
-		t.Fatalf("slow subscriber kept %v, want seats 1 and 2", got)
-	}
-	for _, sub := range []*seatSub{slow, fast} {
-		select {
-		case <-sub.lagged:
-		default:
-			t.Fatal("a subscriber that lost changes was not told to resynchronise")
+		chunk := make([]byte, n+2)
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			t.Fatalf("a chunk cut short: %v", err)
 		}
+		body.Write(chunk[:n])
 	}
+	var out []sseEvent
+	for ev := range readEvents(t, &body) {
+		out = append(out, ev)
+	}
+	return out
 }
 
-func TestSeatFeedUnsubscribeForgetsTheSubscriber(t *testing.T) {
-	f := NewSeatFeed()
-	a, _ := f.subscribe("c1", "d1")
-	b, _ := f.subscribe("c1", "d1")
-	f.unsubscribe(a)
-	f.unsubscribe(a) // twice is harmless
-	if n := f.active.Load(); n != 1 {
-		t.Fatalf("%d active, want 1", n)
+func TestSeatStreamerCatchUp(t *testing.T) {
+	tests := []struct {
+		name    string
+		behind  int // frames made since the stream's position
+		backlog int
+		want    []string // the events the stream writes
+	}{
+		{name: "a stream one frame behind gets that frame", behind: 1, backlog: 4, want: []string{"seats"}},
+		{name: "a stream several frames behind gets each of them, in order", behind: 3, backlog: 4, want: []string{"seats", "seats", "seats"}},
+		{name: "a stream as far behind as the backlog still gets the frames", behind: 4, backlog: 4, want: []string{"seats", "seats", "seats", "seats"}},
+		{name: "a stream further behind than the backlog gets a fresh snapshot instead", behind: 5, backlog: 4, want: []string{"snapshot"}},
 	}
-	f.Publish(seatEnv(typeSeatSold, "c1", "d1", 1))
-	if len(received(a)) != 0 || len(received(b)) != 1 {
-		t.Fatal("a change reached an ended subscription or missed a live one")
-	}
-	f.unsubscribe(b)
-	if len(f.dates) != 0 || f.active.Load() != 0 {
-		t.Fatalf("dates %v, active %d after every subscription ended", f.dates, f.active.Load())
-	}
-}
-
-func TestSeatFeedRefusesSubscribersBeyondTheLimit(t *testing.T) {
-	f := NewSeatFeed()
-	f.active.Store(maxSeatSubscribers)
-	if _, ok := f.subscribe("c1", "d1"); ok {
-		t.Fatal("a subscription beyond the limit was accepted")
-	}
-	if f.active.Load() != maxSeatSubscribers {
-		t.Fatal("a refused subscription was counted")
-	}
-}
-
-func TestSeatFeedConcurrentPublishAndSubscribe(t *testing.T) {
-	f := NewSeatFeed()
-	f.buffer = 8
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for p := range 4 { // one publisher per stream, as the projections engine does
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				f.Publish(seatEnv(typeSeatHeld, "c1", "d1", p*1000+i%1000))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, d := loadedFeed(t, SeatFeedConfig{Backlog: tt.backlog}, seatsOf(10)...)
+			conn := &recordingConn{}
+			st := &seatStreamer{d: d, conn: conn}
+			for n := 1; n <= tt.behind; n++ {
+				f.Publish(seatEnv(typeSeatHeld, "c1", "d1", n))
+				d.tick(false)
 			}
-		}()
-	}
-	var subs sync.WaitGroup
-	for range 8 {
-		subs.Add(1)
-		go func() {
-			defer subs.Done()
-			for range 200 {
-				sub, ok := f.subscribe("c1", "d1")
-				if !ok {
-					t.Error("subscribe refused")
-					return
-				}
-				received(sub)
-				f.unsubscribe(sub)
+			if err := st.catchUp(d.state.Load()); err != nil {
+				t.Fatal(err)
 			}
-		}()
+			evs := conn.events(t)
+			var names []string
+			client := map[int]string{}
+			for _, ev := range evs {
+				names = append(names, ev.name)
+				var body struct{ Seats []projections.SeatView }
+				decode(t, ev.data, &body)
+				for _, v := range body.Seats {
+					client[v.SeatNo] = string(v.Status)
+				}
+			}
+			if fmt.Sprint(names) != fmt.Sprint(tt.want) {
+				t.Fatalf("wrote %v, want %v", names, tt.want)
+			}
+			for n := 1; n <= tt.behind; n++ {
+				if client[n] != "HELD" {
+					t.Fatalf("the client has seat %d %q, want HELD", n, client[n])
+				}
+			}
+			if st.seq != uint64(tt.behind) {
+				t.Fatalf("the stream is at frame %d, want %d", st.seq, tt.behind)
+			}
+			if got := f.FramesSent(); got != 1 {
+				t.Fatalf("%d messages counted, want 1: a stream catches up in one write", got)
+			}
+		})
 	}
-	subs.Wait()
-	close(stop)
-	wg.Wait()
-	if f.active.Load() != 0 || len(f.dates) != 0 {
-		t.Fatalf("active %d, dates %v after every subscription ended", f.active.Load(), f.dates)
+}
+
+func TestFrameIntervalGrowsWithTheCrowd(t *testing.T) {
+	tests := []struct {
+		name    string
+		streams int
+		want    time.Duration
+	}{
+		{name: "no stream gets the minimum", streams: 0, want: 100 * time.Millisecond},
+		{name: "a few streams get the minimum", streams: 50, want: 100 * time.Millisecond},
+		{name: "five thousand streams still get the minimum", streams: 5_000, want: 100 * time.Millisecond},
+		{name: "twenty thousand streams get 400 ms", streams: 20_000, want: 400 * time.Millisecond},
+		{name: "fifty thousand streams get a second", streams: 50_000, want: time.Second},
+		{name: "a hundred thousand streams still get a second", streams: 100_000, want: time.Second},
+		{name: "a million streams still get a second", streams: 1_000_000, want: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := frameInterval(tt.streams, 100*time.Millisecond); got != tt.want {
+				t.Fatalf("%s, want %s", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -187,86 +268,85 @@ func (q *mapQueries) Seats(_ context.Context, concertID, dateID string) ([]proje
 	return append([]projections.SeatView(nil), q.seats...), nil
 }
 
-func (q *mapQueries) set(seatNo int, status aggregates.SeatStatus) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.seats[seatNo-1].Status = status
+func TestSeatFeedJoin(t *testing.T) {
+	q := &mapQueries{seats: seatsOf(3)}
+	tests := []struct {
+		name    string
+		date    string
+		open    int // streams already open
+		err     error
+		streams int // open after the join
+	}{
+		{name: "a stream of a known date is admitted", date: "d1", streams: 1},
+		{name: "a stream of an unknown date is refused with the read's error and not counted", date: "d9", err: aggregates.ErrDateNotFound},
+		{name: "a stream beyond the limit is refused and not counted", date: "d1", open: 2, err: errTooManyStreams, streams: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewSeatFeed(SeatFeedConfig{MaxStreams: 2})
+			f.open.Store(int64(tt.open))
+			d, err := f.join(context.Background(), "c1", tt.date, q.Seats)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("join: %v, want %v", err, tt.err)
+			}
+			if f.Streams() != tt.streams {
+				t.Fatalf("%d streams open, want %d", f.Streams(), tt.streams)
+			}
+			if d != nil {
+				f.leave(d)
+			}
+			if tt.open == 0 && (f.Streams() != 0 || len(f.dates) != 0) {
+				t.Fatalf("%d streams, dates %v after the stream left", f.Streams(), f.dates)
+			}
+		})
+	}
 }
 
-// TestSeatStreamerResynchronisesALaggingClient drives one stream whose subscription lost
-// changes: it must send a fresh snapshot, after which the client's map is the read model's.
-func TestSeatStreamerResynchronisesALaggingClient(t *testing.T) {
-	q := &mapQueries{seats: []projections.SeatView{{SeatNo: 1, Price: 10, Status: aggregates.SeatAvailable}, {SeatNo: 2, Price: 20, Status: aggregates.SeatAvailable}}}
-	f := NewSeatFeed()
-	f.buffer = 1
-	sub, _ := f.subscribe("c1", "d1")
-	s := &server{deps: Deps{Queries: q}, log: slog.New(slog.DiscardHandler)}
-	st := &seatStreamer{s: s, feed: f, sub: sub, concertID: "c1", dateID: "d1", heartbeat: time.Hour}
-	first, _ := q.Seats(context.Background(), "c1", "d1")
-	st.remember(first)
-	snapshot, err := st.snapshotEvent(first)
-	if err != nil {
-		t.Fatal(err)
+func TestSeatFeedConcurrentPublishJoinAndLeave(t *testing.T) {
+	q := &mapQueries{seats: seatsOf(1000)}
+	f := NewSeatFeed(SeatFeedConfig{MinFrameInterval: time.Millisecond})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for p := range 4 { // one publisher per stream, as the projections engine does
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f.Publish(seatEnv(typeSeatHeld, "c1", "d1", 1+(p*250+i)%1000))
+			}
+		}()
 	}
-
-	// While nobody reads: seat 1 is held then sold, seat 2 held; the buffer keeps only the
-	// first change, which is stale by now.
-	q.set(1, aggregates.SeatHeldS)
-	f.Publish(seatEnv(typeSeatHeld, "c1", "d1", 1))
-	q.set(1, aggregates.SeatSoldS)
-	f.Publish(seatEnv(typeSeatSold, "c1", "d1", 1))
-	q.set(2, aggregates.SeatHeldS)
-	f.Publish(seatEnv(typeSeatHeld, "c1", "d1", 2))
-
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	st.done = done
-	st.w = bufio.NewWriter(pw)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		defer f.unsubscribe(sub)
-		st.run(snapshot)
-		_ = pw.Close()
-	}()
-	defer func() {
-		close(done)
-		go func() { _, _ = io.Copy(io.Discard, pr) }()
-		<-finished
-	}()
-
-	client := map[int]string{}
-	events := readEvents(t, pr)
-	want := map[int]string{1: "SOLD", 2: "HELD"}
-	snapshots := 0
-	deadline := time.After(10 * time.Second)
-	for {
-		var ev sseEvent
-		select {
-		case e, ok := <-events:
-			if !ok {
-				t.Fatalf("stream ended with map %v after %d snapshots", client, snapshots)
+	var streams sync.WaitGroup
+	for range 8 {
+		streams.Add(1)
+		go func() {
+			defer streams.Done()
+			for range 100 {
+				d, err := f.join(context.Background(), "c1", "d1", q.Seats)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = d.state.Load().frame(d.state.Load().seq)
+				if _, _, err := d.snapshot(); err != nil {
+					t.Error(err)
+				}
+				f.leave(d)
 			}
-			ev = e
-		case <-deadline:
-			t.Fatalf("map %v after %d snapshots, want %v after a second snapshot", client, snapshots, want)
-		}
-		switch ev.name {
-		case "snapshot":
-			snapshots++
-			var body struct{ Seats []projections.SeatView }
-			decode(t, ev.data, &body)
-			for _, v := range body.Seats {
-				client[v.SeatNo] = string(v.Status)
-			}
-		case "seat":
-			var v projections.SeatView
-			decode(t, ev.data, &v)
-			client[v.SeatNo] = string(v.Status)
-		}
-		if snapshots >= 2 && fmt.Sprint(client) == fmt.Sprint(want) {
-			return
-		}
+		}()
+	}
+	streams.Wait()
+	close(stop)
+	wg.Wait()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.Streams() != 0 || len(f.dates) != 0 {
+		t.Fatalf("%d streams, dates %v after every stream left", f.Streams(), f.dates)
 	}
 }
 
@@ -287,6 +367,7 @@ func readEvents(t *testing.T, r io.Reader) <-chan sseEvent {
 	go func() {
 		defer close(out)
 		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		var ev sseEvent
 		for sc.Scan() {
 			line := sc.Text()
@@ -314,26 +395,64 @@ func readEvents(t *testing.T, r io.Reader) <-chan sseEvent {
 // projection goroutines.
 func BenchmarkSeatFeedPublish(b *testing.B) {
 	cases := []struct {
-		name       string
-		subscribed string // the date the subscribers watch; "" for none
-		subs       int
+		name    string
+		watched string // the date the streams watch; "" for none
 	}{
-		{name: "nobody watches", subs: 0},
-		{name: "100 streams watch another date", subscribed: "d2", subs: 100},
-		{name: "100 streams watch this date", subscribed: "d1", subs: 100},
+		{name: "nobody watches"},
+		{name: "streams watch another date", watched: "d2"},
+		{name: "streams watch this date", watched: "d1"},
 	}
 	env := seatEnv(typeSeatHeld, "c1", "d1", 7)
+	read := func(context.Context, string, string) ([]projections.SeatView, error) { return seatsOf(10), nil }
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
-			f := NewSeatFeed()
-			f.buffer = 1 // full after the first change: measures the lagging path, which never blocks
-			for range bc.subs {
-				f.subscribe("c1", bc.subscribed)
+			f := NewSeatFeed(SeatFeedConfig{})
+			if bc.watched != "" {
+				d, err := f.join(context.Background(), "c1", bc.watched, read)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.leave(d)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
 				f.Publish(env)
 			}
 		})
+	}
+}
+
+// BenchmarkStreamFrameWrite measures what writing one frame to one stream costs: a write(2)
+// of a small chunk to a loopback TCP connection, the receiving side's kernel work included,
+// across many connections as a frame fan-out does. The frame interval rule prices it.
+func BenchmarkStreamFrameWrite(b *testing.B) {
+	const conns = 256
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var writers []net.Conn
+	for range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		writers = append(writers, s)
+	}
+	frame := sseChunk("seats", []byte(`{"seats":[{"seatNo":17,"price":1000,"status":"HELD"},{"seatNo":18,"price":1000,"status":"SOLD"}]}`))
+	b.SetBytes(int64(len(frame)))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := writers[i%conns].Write(frame); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

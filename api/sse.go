@@ -1,27 +1,37 @@
 package api
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
+	"errors"
+	"log/slog"
 	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-
-	"github.com/booking-engine/booking/projections"
 )
 
-// seatPollInterval is how often a stream re-reads the seat map when no SeatFeed is wired.
-const seatPollInterval = 500 * time.Millisecond
+// Chunks every stream writes, encoded once.
+var (
+	// retry: how long a browser's EventSource waits before reconnecting after a lost stream.
+	retryChunk = sseRawChunk("retry: 2000\n\n")
+	pingChunk  = sseRawChunk(": ping\n\n")
+	// lastChunk ends the chunked body, so a client sees a clean end at shutdown.
+	lastChunk = []byte("0\r\n\r\n")
+)
 
 // seatStream answers GET /api/v1/concerts/{concertId}/dates/{dateId}/seats/stream with
 // Server-Sent Events: a "snapshot" event holding the whole seat map (the body of GET
-// .../seats), then a "seat" event per seat change ({"seatNo","price","status"}), and a
-// ": ping" comment every heartbeat. Changes come from Deps.SeatFeed; without one the stream
-// re-reads the seat map every seatPollInterval and sends what changed. An unknown concert or
-// date is a 404 problem before the stream starts. The stream ends when the client goes away
-// (a failed write; at the latest one heartbeat later) or when the server shuts down.
+// .../seats), then a "seats" event per frame ({"seats":[{"seatNo","price","status"}…]}, each
+// seat that changed since the last frame once, with its last state), and a ": ping" comment
+// every heartbeat. An unknown concert or date is a 404 problem before the stream starts;
+// beyond --max-streams the answer is 503 with Retry-After.
+//
+// Once the headers are decided the connection is taken over from fasthttp (hijacked): the
+// stream then costs one goroutine and its socket, not fasthttp's per-connection read and write
+// buffers. The stream ends when the client goes away (a failed write, or the connection seen
+// closed at a heartbeat), when a write stays blocked for a heartbeat (a client that stopped
+// reading), or when the server shuts down.
 func (s *server) seatStream(c *fiber.Ctx) error {
 	concertID, err := pathID(c, "concertId")
 	if err != nil {
@@ -31,204 +41,173 @@ func (s *server) seatStream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	st := &seatStreamer{s: s, feed: s.deps.SeatFeed, concertID: concertID, dateID: dateID, heartbeat: defaultHeartbeat}
-	if st.feed != nil {
-		st.heartbeat = st.feed.heartbeat
-		sub, ok := st.feed.subscribe(concertID, dateID)
-		if !ok {
-			return &apiError{status: fiber.StatusServiceUnavailable, code: CodeServiceUnavailable, retryAfter: 5 * time.Second,
-				detail: "too many seat-map streams are open; retry later"}
-		}
-		st.sub = sub
+	d, err := s.seatFeed.join(c.UserContext(), concertID, dateID, s.deps.Queries.Seats)
+	if errors.Is(err, errTooManyStreams) {
+		return &apiError{status: fiber.StatusServiceUnavailable, code: CodeServiceUnavailable, retryAfter: 5 * time.Second,
+			detail: "too many seat-map streams are open; retry later"}
 	}
-	seats, err := s.deps.Queries.Seats(c.UserContext(), concertID, dateID)
 	if err != nil {
-		st.close()
 		return err
 	}
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Set("X-Accel-Buffering", "no")    // a proxy must pass events on as they come
-	if c.Method() == fiber.MethodHead { // headers only, should HEAD be routed here
-		st.close()
+	c.Set("X-Accel-Buffering", "no") // a proxy must pass events on as they come
+	if c.Method() == fiber.MethodHead {
+		s.seatFeed.leave(d)
 		return nil
 	}
-	st.remember(seats)
-	first, err := st.snapshotEvent(seats)
-	if err != nil {
-		st.close()
-		return err
-	}
-	// The writer runs after the handler has returned, so it must not touch c: it takes what
-	// it needs now. Done is closed when the server shuts down.
-	st.done = c.Context().Done()
-	st.conn = c.Context().Conn()
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer st.close()
-		st.w = w
-		st.run(first)
+	// The body is chunked, written by the stream itself.
+	c.Response().Header.SetContentLength(-1)
+	fc := c.Context()
+	done := fc.Done() // closed when the server shuts down
+	fc.HijackSetNoResponse(true)
+	// fasthttp skips the hijack when the connection fails in between; the stream's place is
+	// then given back after a while instead of being held for good.
+	var started atomic.Bool
+	abandon := time.AfterFunc(hijackWait, func() {
+		if started.CompareAndSwap(false, true) {
+			s.seatFeed.leave(d)
+		}
+	})
+	fc.Hijack(func(net.Conn) {
+		if !started.CompareAndSwap(false, true) {
+			_ = fc.Conn().Close() // abandoned already (KeepHijackedConns: fasthttp leaves it open)
+			return
+		}
+		abandon.Stop()
+		// fasthttp calls this after the handler chain has returned, so the headers are final.
+		// The argument reads through fasthttp's pooled reader, released when this returns:
+		// the stream keeps the bare connection, and never reads.
+		st := &seatStreamer{d: d, conn: fc.Conn(), done: done, log: s.log, beat: d.state.Load().beat}
+		head := append([]byte(nil), fc.Response.Header.Header()...)
+		go st.run(head)
 	})
 	return nil
 }
 
-// seatStreamer is one open seat-map stream.
+// hijackWait bounds the time from a stream's admission to fasthttp handing its connection
+// over, which is immediate unless the connection failed.
+const hijackWait = 30 * time.Second
+
+// seatStreamer is one open seat-map stream: a connection and a position in its date's
+// frames. It keeps no copy of the map and no buffer.
 type seatStreamer struct {
-	s                 *server
-	feed              *SeatFeed
-	sub               *seatSub // nil: polling
-	concertID, dateID string
-	heartbeat         time.Duration
-
-	done <-chan struct{}
+	d    *dateFeed
 	conn net.Conn
-	w    *bufio.Writer
-
-	seats map[int]projections.SeatView // the map as the client has it
+	done <-chan struct{}
+	log  *slog.Logger
+	seq  uint64 // the last frame the client has
+	beat uint64 // the last heartbeat it was sent
 }
 
-func (st *seatStreamer) close() {
-	if st.sub != nil {
-		st.feed.unsubscribe(st.sub)
-		st.sub = nil
-	}
-}
-
-func (st *seatStreamer) remember(seats []projections.SeatView) {
-	st.seats = make(map[int]projections.SeatView, len(seats))
-	for _, v := range seats {
-		st.seats[v.SeatNo] = v
-	}
-}
-
-func (st *seatStreamer) snapshotEvent(seats []projections.SeatView) ([]byte, error) {
-	return json.Marshal(fiber.Map{"seats": nonNil(seats)})
-}
-
-// run writes events until the client goes away, the server shuts down or the map cannot
-// be read.
-func (st *seatStreamer) run(snapshot []byte) {
-	// retry: how long a browser's EventSource waits before reconnecting after a lost stream.
-	if st.write("retry: 2000\n\n") != nil || st.event("snapshot", snapshot) != nil {
+// run writes the headers and the snapshot, then follows the date's frames until the stream
+// ends.
+func (st *seatStreamer) run(head []byte) {
+	defer st.end()
+	snap, seq, err := st.d.snapshot()
+	if err != nil {
 		return
 	}
-	ping := time.NewTicker(st.heartbeat)
-	defer ping.Stop()
-	var changes <-chan seatChange
-	var lagged <-chan struct{}
-	var poll <-chan time.Time
-	if st.sub != nil {
-		changes, lagged = st.sub.changes, st.sub.lagged
-	} else {
-		t := time.NewTicker(seatPollInterval)
-		defer t.Stop()
-		poll = t.C
+	st.seq = seq
+	if st.write(head, retryChunk, snap) != nil {
+		return
 	}
 	for {
+		state := st.d.state.Load()
 		var err error
-		select {
-		case <-st.done:
-			return
-		case <-ping.C:
-			err = st.write(": ping\n\n")
-		case ch := <-changes:
-			err = st.change(ch)
-		case <-lagged:
-			st.sub.drain()
-			err = st.resync()
-		case <-poll:
-			err = st.pollChanges()
+		switch {
+		case state.seq > st.seq:
+			err = st.catchUp(state)
+		case state.beat != st.beat:
+			st.beat = state.beat
+			if err = st.write(pingChunk); err == nil && peerClosed(st.conn) {
+				err = errPeerClosed
+			}
 		}
 		if err != nil {
-			st.s.log.Debug("seat-map stream ended", "concert", st.concertID, "date", st.dateID, "reason", err)
+			st.log.Debug("seat-map stream ended", "concert", st.d.concertID, "date", st.d.dateID, "reason", err)
+			return
+		}
+		select {
+		case <-state.wake:
+		case <-st.d.stop: // cannot happen while this stream is open; kept for safety
+			return
+		case <-st.done:
+			_ = st.write(lastChunk)
 			return
 		}
 	}
 }
 
-// change sends one seat's new status; a seat the snapshot did not have (which a concert
-// that never changes cannot produce) makes the stream start over from a fresh snapshot.
-func (st *seatStreamer) change(ch seatChange) error {
-	v, ok := st.seats[ch.seatNo]
+// catchUp sends the frames after the client's, in one write, or the snapshot when some of
+// them have left the ring.
+func (st *seatStreamer) catchUp(state *frameState) error {
+	feed := st.d.feed
+	st.beat = state.beat // a frame is as good as a ping
+	if first := state.frame(st.seq + 1); first != nil {
+		if state.seq == st.seq+1 {
+			st.seq = state.seq
+			feed.frames.Add(1)
+			return st.write(first)
+		}
+		bufs := make([][]byte, 0, state.seq-st.seq)
+		for n := st.seq + 1; n <= state.seq; n++ {
+			bufs = append(bufs, state.frame(n))
+		}
+		st.seq = state.seq
+		feed.frames.Add(1)
+		return st.write(bufs...)
+	}
+	snap, seq, err := st.d.snapshot()
+	if err != nil {
+		return err
+	}
+	st.seq = seq
+	feed.frames.Add(1)
+	feed.snapshots.Add(1)
+	return st.write(snap)
+}
+
+// write writes bufs in one system call. A client that does not read for a whole heartbeat
+// fails it.
+func (st *seatStreamer) write(bufs ...[]byte) error {
+	_ = st.conn.SetWriteDeadline(time.Now().Add(st.d.feed.cfg.Heartbeat))
+	if len(bufs) == 1 {
+		_, err := st.conn.Write(bufs[0])
+		return err
+	}
+	nb := net.Buffers(bufs)
+	_, err := nb.WriteTo(st.conn)
+	return err
+}
+
+func (st *seatStreamer) end() {
+	_ = st.conn.Close()
+	st.d.feed.leave(st.d)
+}
+
+// errPeerClosed ends a stream whose client closed its side of the connection.
+var errPeerClosed = errors.New("the client closed the connection")
+
+// peerClosed reports whether the client has closed the connection (or reset it), without
+// blocking and without consuming what it may have sent. A client that closes without
+// resetting leaves the next writes succeeding; peeking lets the heartbeat notice it at once.
+func peerClosed(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return st.resync()
+		return false
 	}
-	v.Status = ch.status
-	st.seats[ch.seatNo] = v
-	return st.seatEvent(v)
-}
-
-// resync sends a fresh snapshot of the whole map.
-func (st *seatStreamer) resync() error {
-	seats, err := st.read()
+	raw, err := sc.SyscallConn()
 	if err != nil {
-		return err
+		return false
 	}
-	st.remember(seats)
-	body, err := st.snapshotEvent(seats)
-	if err != nil {
-		return err
-	}
-	return st.event("snapshot", body)
-}
-
-// pollChanges re-reads the map and sends the seats whose status changed.
-func (st *seatStreamer) pollChanges() error {
-	seats, err := st.read()
-	if err != nil {
-		return err
-	}
-	for _, v := range seats {
-		if old, ok := st.seats[v.SeatNo]; ok && old == v {
-			continue
-		}
-		st.seats[v.SeatNo] = v
-		if err := st.seatEvent(v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (st *seatStreamer) read() ([]projections.SeatView, error) {
-	timeout := st.s.cfg.RequestTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return st.s.deps.Queries.Seats(ctx, st.concertID, st.dateID)
-}
-
-func (st *seatStreamer) seatEvent(v projections.SeatView) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return st.event("seat", body)
-}
-
-// event writes one event; data is JSON, which holds no line breaks.
-func (st *seatStreamer) event(name string, data []byte) error {
-	st.extendDeadline()
-	_, _ = st.w.WriteString("event: ")
-	_, _ = st.w.WriteString(name)
-	_, _ = st.w.WriteString("\ndata: ")
-	_, _ = st.w.Write(data)
-	_, _ = st.w.WriteString("\n\n")
-	return st.w.Flush() // a bufio.Writer keeps the first error, so Flush reports any
-}
-
-func (st *seatStreamer) write(s string) error {
-	st.extendDeadline()
-	_, _ = st.w.WriteString(s)
-	return st.w.Flush()
-}
-
-// extendDeadline pushes the connection's write deadline past the next heartbeat: the
-// server's WriteTimeout bounds a whole response, and a stream is one response that lasts.
-func (st *seatStreamer) extendDeadline() {
-	if st.conn != nil {
-		_ = st.conn.SetWriteDeadline(time.Now().Add(2*st.heartbeat + 30*time.Second))
-	}
+	closed := false
+	var b [1]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		closed = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
+		return true
+	})
+	return closed
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -176,12 +177,14 @@ func apply(m map[int]string, ev streamEvent) error {
 		for _, v := range body.Seats {
 			m[v.SeatNo] = string(v.Status)
 		}
-	case "seat":
-		var v projections.SeatView
-		if err := json.Unmarshal([]byte(ev.data), &v); err != nil {
-			return fmt.Errorf("seat %q: %w", ev.data, err)
+	case "seats":
+		var body struct{ Seats []projections.SeatView }
+		if err := json.Unmarshal([]byte(ev.data), &body); err != nil {
+			return fmt.Errorf("seats %q: %w", ev.data, err)
 		}
-		m[v.SeatNo] = string(v.Status)
+		for _, v := range body.Seats {
+			m[v.SeatNo] = string(v.Status)
+		}
 	default:
 		return fmt.Errorf("unknown event %q", ev.name)
 	}
@@ -210,9 +213,9 @@ func TestSeatStreamAnswersBeforeStreaming(t *testing.T) {
 	}
 }
 
-func TestSeatStreamStartsWithTheSeatMapThenPushesEachChange(t *testing.T) {
+func TestSeatStreamStartsWithTheSeatMapThenSendsFramesOfChanges(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed()
+	feed := api.NewSeatFeed(api.SeatFeedConfig{})
 	e := newEnv(t, withLiveSeats(&q, 5, feed))
 	base := apitest.Serve(t, e.App)
 	s := openSeatStream(t, base)
@@ -227,16 +230,22 @@ func TestSeatStreamStartsWithTheSeatMapThenPushesEachChange(t *testing.T) {
 	q.change(feed, 2, aggregates.SeatHeldS)
 	q.change(feed, 2, aggregates.SeatSoldS)
 	q.change(feed, 4, aggregates.SeatHeldS)
-	q.change(feed, 4, aggregates.SeatAvailable)
-	for _, want := range []string{
-		`{"seatNo":2,"price":1002,"status":"HELD"}`,
-		`{"seatNo":2,"price":1002,"status":"SOLD"}`,
-		`{"seatNo":4,"price":1004,"status":"HELD"}`,
-		`{"seatNo":4,"price":1004,"status":"AVAILABLE"}`,
-	} {
-		if ev := s.next(); ev.name != "seat" || ev.data != want {
-			t.Fatalf("got %s %s, want seat %s", ev.name, ev.data, want)
+	client := map[int]string{}
+	if err := apply(client, first); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(q.truth())
+	for fmt.Sprint(client) != want {
+		ev := s.next()
+		if ev.name != "seats" {
+			t.Fatalf("got %s %s, want a frame of seats", ev.name, ev.data)
 		}
+		if err := apply(client, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if client[2] != "SOLD" || client[4] != "HELD" {
+		t.Fatalf("client map %v", client)
 	}
 }
 
@@ -248,15 +257,14 @@ func TestSeatStreamWithoutAFeedFollowsTheReadModelByPolling(t *testing.T) {
 		t.Fatalf("first event %s", ev.name)
 	}
 	q.change(nil, 3, aggregates.SeatSoldS)
-	if ev := s.next(); ev.name != "seat" || ev.data != `{"seatNo":3,"price":1003,"status":"SOLD"}` {
+	if ev := s.next(); ev.name != "seats" || ev.data != `{"seats":[{"seatNo":3,"price":1003,"status":"SOLD"}]}` {
 		t.Fatalf("got %s %s", ev.name, ev.data)
 	}
 }
 
 func TestSeatStreamSendsHeartbeats(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed()
-	api.SetSeatFeedHeartbeat(feed, 20*time.Millisecond)
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Heartbeat: 20 * time.Millisecond})
 	e := newEnv(t, withLiveSeats(&q, 3, feed))
 	s := openSeatStream(t, apitest.Serve(t, e.App))
 	s.next()
@@ -284,8 +292,7 @@ func waitSubscribers(t *testing.T, feed *api.SeatFeed, n int) {
 
 func TestSeatStreamEndsWhenTheClientLeaves(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed()
-	api.SetSeatFeedHeartbeat(feed, 20*time.Millisecond) // the next write finds the client gone
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Heartbeat: 20 * time.Millisecond}) // the next heartbeat finds the client gone
 	e := newEnv(t, withLiveSeats(&q, 3, feed))
 	base := apitest.Serve(t, e.App)
 	a, b := openSeatStream(t, base), openSeatStream(t, base)
@@ -295,14 +302,14 @@ func TestSeatStreamEndsWhenTheClientLeaves(t *testing.T) {
 	a.cancel()
 	waitSubscribers(t, feed, 1)
 	q.change(feed, 1, aggregates.SeatHeldS)
-	if ev := b.next(); ev.name != "seat" {
+	if ev := b.next(); ev.name != "seats" {
 		t.Fatalf("the remaining client got %s %s", ev.name, ev.data)
 	}
 }
 
 func TestSeatStreamEndsWhenTheServerShutsDown(t *testing.T) {
 	var q *liveSeats
-	feed := api.NewSeatFeed() // heartbeat 15 s: only the shutdown can end the stream in time
+	feed := api.NewSeatFeed(api.SeatFeedConfig{}) // heartbeat 15 s: only the shutdown can end the stream in time
 	e := newEnv(t, withLiveSeats(&q, 3, feed))
 	s := openSeatStream(t, apitest.Serve(t, e.App))
 	s.next()
@@ -324,13 +331,12 @@ func TestSeatStreamEndsWhenTheServerShutsDown(t *testing.T) {
 }
 
 // TestSeatStreamClientsConvergeUnderConcurrentChanges races publishers (one per group of
-// seats, as the engine publishes one stream per goroutine) against clients with a buffer too
-// small to keep up: every client must end with the read model's map.
+// seats, as the engine publishes one stream per goroutine) against clients with a backlog of
+// one frame, too small to keep up: every client must end with the read model's map.
 func TestSeatStreamClientsConvergeUnderConcurrentChanges(t *testing.T) {
 	const seats, clients, publishers, changes = 40, 6, 4, 300
 	var q *liveSeats
-	feed := api.NewSeatFeed()
-	api.SetSeatFeedBuffer(feed, 4)
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Backlog: 1, MinFrameInterval: time.Millisecond})
 	e := newEnv(t, withLiveSeats(&q, seats, feed))
 	base := apitest.Serve(t, e.App)
 	streams := make([]*seatStream, clients)
@@ -382,4 +388,65 @@ func TestSeatStreamClientsConvergeUnderConcurrentChanges(t *testing.T) {
 		}()
 	}
 	cg.Wait()
+}
+
+// TestSeatStreamDisconnectsAClientThatStopsReading keeps sending a client that never reads
+// large frames: once its socket buffers are full, its stream must end within a heartbeat,
+// while a reading client stays.
+func TestSeatStreamDisconnectsAClientThatStopsReading(t *testing.T) {
+	const seats = 2000
+	var q *liveSeats
+	feed := api.NewSeatFeed(api.SeatFeedConfig{Heartbeat: 100 * time.Millisecond, MinFrameInterval: time.Millisecond})
+	e := newEnv(t, withLiveSeats(&q, seats, feed))
+	base := apitest.Serve(t, e.App)
+	reader := openSeatStream(t, base)
+	go func() {
+		for range reader.events { // keeps reading until the test ends
+		}
+	}()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", streamPath); err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribers(t, feed, 2)
+	statuses := []aggregates.SeatStatus{aggregates.SeatHeldS, aggregates.SeatAvailable}
+	deadline := time.Now().Add(20 * time.Second)
+	for round := 0; api.SeatFeedSubscribers(feed) != 1; round++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams open after %d rounds of frames to a client that does not read", api.SeatFeedSubscribers(feed), round)
+		}
+		for seat := 1; seat <= seats; seat++ { // every seat changes: frames of about 90 KB
+			q.change(feed, seat, statuses[round%2])
+		}
+		time.Sleep(2 * time.Millisecond) // lets a frame go out between rounds; the loop polls with a deadline
+	}
+}
+
+func TestSeatStreamBeyondTheLimitIs503WithRetryAfter(t *testing.T) {
+	var q *liveSeats
+	feed := api.NewSeatFeed(api.SeatFeedConfig{MaxStreams: 1})
+	e := newEnv(t, withLiveSeats(&q, 3, feed))
+	base := apitest.Serve(t, e.App)
+	openSeatStream(t, base).next()
+	resp, err := http.Get(base + streamPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Code string }
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || p.Code != "SERVICE_UNAVAILABLE" || resp.Header.Get("Retry-After") == "" ||
+		resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("second stream: %d %s, Retry-After %q, Content-Type %q; want 503 SERVICE_UNAVAILABLE problem with Retry-After",
+			resp.StatusCode, p.Code, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"))
+	}
+	if n := api.SeatFeedSubscribers(feed); n != 1 {
+		t.Fatalf("%d streams open, want 1: a refused stream is not counted", n)
+	}
 }

@@ -56,6 +56,8 @@ type Result struct {
 	RawEvents       int     `json:"rawEvents,omitempty"`
 	RawEventsPerSec float64 `json:"rawEventsPerSec,omitempty"`
 	RawDurationSec  float64 `json:"rawDurationSec,omitempty"`
+	// Watch holds the figures of the watch scenario.
+	Watch *WatchResult `json:"watch,omitempty"`
 	// Steps has one entry per request type (and "e2e" for booking).
 	Steps []StepResult `json:"steps,omitempty"`
 	// Checks are the correctness checks the scenario could make from the client side.
@@ -155,6 +157,17 @@ func (r Result) WriteTable(w io.Writer) error {
 		p("rebuild\t%.3fs\t%.0f events/s\n", r.DurationSec, r.EventsPerSec)
 		p("raw replay\t%.3fs\t%.0f events/s (%d events)\n", r.RawDurationSec, r.RawEventsPerSec, r.RawEvents)
 		return flushChecks(tw, w, r)
+	case ScenarioWatch:
+		if w := r.Watch; w != nil {
+			p("streams\t%d\t(%d failed, opened in %.1fs)\n", w.Streams, w.StreamsFailed, w.OpenSec)
+			p("server RSS\t%.0f MB before\t%.0f MB with the streams open\t%.1f KB per stream\n", w.ServerRSSBeforeMB, w.ServerRSSOpenMB, w.RSSPerStreamKB)
+			p("server CPU\t%.2f cores idle\t%.2f cores while probing\t%.0f frames, %.1f µs CPU per frame\n", w.ServerCPUIdle, w.ServerCPUProbing, w.FramesSent, w.CPUPerFrameUs)
+			if w.SaleHoldsPerSec > 0 {
+				p("flash sale\t%.0f holds/s accepted (offered %.0f/s)\n", w.SaleHoldsPerSec, r.Rate)
+			}
+			p("201 → a stream sees it\tp50 %.1f ms\tp99 %.1f ms\tmax %.1f ms\n", w.SeenP50Ms, w.SeenP99Ms, w.SeenMaxMs)
+			p("201 → the last stream\tp50 %.1f ms\tp99 %.1f ms\t(over probes)\n", w.LastSeenP50Ms, w.LastSeenP99Ms)
+		}
 	case ScenarioRace:
 		p("users\t%d\n", r.Users)
 		p("hold burst\t%.1f ms wall time\n", r.DurationSec*1000)

@@ -73,7 +73,7 @@ such). --embedded starts a service in-process on a fresh temporary data dir, set
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
 	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
 	pf.StringVar(&o.client, "client", string(loadgen.ClientFastHTTP), "HTTP client library of the generator: fasthttp (least CPU) or nethttp (Go's net/http, as most users' clients)")
-	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o))
+	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o))
 	return cmd
 }
 
@@ -151,6 +151,37 @@ func newBenchReadCmd(o *benchOptions) *cobra.Command {
 	cmd.Flags().StringVar(&opts.ConcertID, "concert", "", "concert to read (default: the first one listed)")
 	cmd.Flags().StringVar(&opts.DateID, "date", "", "date to read (default: the concert's first)")
 	cmd.Flags().BoolVar(&opts.Plain, "plain", false, "ask for uncompressed answers (by default reads accept gzip, as browsers do)")
+	return cmd
+}
+
+func newBenchWatchCmd(o *benchOptions) *cobra.Command {
+	var opts loadgen.WatchOptions
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Open --streams seat-map streams on one new date; report the server's RSS per stream and how fast holds reach them all (needs --admin-token)",
+		Long: `Opens --streams seat-map streams on one new date (spread over 127.0.0.x source addresses,
+--per-source each), measures the target's resident memory and CPU from its /metrics, then holds
+--probes seats of that date one after another and times each from its 201 to every stream
+seeing it. With --sale-rate a flash sale holds seats of another concert at that rate meanwhile.
+Run the target as its own process (--target), with a --max-streams and an open-file limit above
+--streams; this command raises its own soft open-file limit to the hard one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if soft, _, err := raiseOpenFileLimit(); err != nil || soft < uint64(opts.Streams)+1024 {
+				return fmt.Errorf("bench watch: open-file limit %d is too low for %d streams (raise it with ulimit -Hn): %v", soft, opts.Streams, err)
+			}
+			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+				return loadgen.Watch(ctx, cfg, opts)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&opts.Streams, "streams", 1000, "seat-map streams to open")
+	cmd.Flags().IntVar(&opts.Seats, "seats", 1000, "seats of the watched date (1-10000)")
+	cmd.Flags().IntVar(&opts.Probes, "probes", 20, "holds on the watched date timed until every stream saw them")
+	cmd.Flags().DurationVar(&opts.ProbeEvery, "probe-every", 500*time.Millisecond, "pause between probe holds")
+	cmd.Flags().Float64Var(&opts.SaleRate, "sale-rate", 0, "holds per second of a flash sale on another concert while probing (0: none)")
+	cmd.Flags().IntVar(&opts.PerSource, "per-source", 20_000, "streams per 127.0.0.x source address")
+	cmd.Flags().DurationVar(&opts.Settle, "settle", 15*time.Second, "idle time with the streams open before the server's memory is read")
 	return cmd
 }
 

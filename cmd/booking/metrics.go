@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/api"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 	"github.com/booking-engine/booking/projections"
@@ -112,6 +113,20 @@ func (m *metrics) watchGroupCommit(st groupCommitStatser) {
 			func(s eventstore.GroupCommitStats) uint64 { return s.Appends }),
 		counter("booking_eventstore_batch_failures_total", "Atomic batches the server refused; their appends were published again alone.",
 			func(s eventstore.GroupCommitStats) uint64 { return s.Failures }),
+	)
+}
+
+// watchSeatFeed exports the seat-map streams' gauges, read at scrape time.
+func (m *metrics) watchSeatFeed(f *api.SeatFeed) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "booking_seat_streams_open", Help: "Open seat-map streams (GET .../seats/stream)."},
+			func() float64 { return float64(f.Streams()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "booking_seat_stream_frames_total", Help: "Frames and snapshots written to seat-map streams (at most one write per stream and frame)."},
+			func() float64 { return float64(f.FramesSent()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "booking_seat_stream_snapshots_resent_total", Help: "Fresh snapshots sent to seat-map streams that fell behind the frame backlog."},
+			func() float64 { return float64(f.SnapshotsResent()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "booking_seat_stream_frame_interval_seconds", Help: "Current frame interval of the seat-map streams; it grows with their number."},
+			func() float64 { return f.FrameInterval().Seconds() }),
 	)
 }
 

@@ -63,6 +63,7 @@ type serveFlags struct {
 	logFormat           string
 	natsListen          string
 	pprofAddr           string
+	maxStreams          int
 }
 
 func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
@@ -95,6 +96,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal)")
 	fs.StringVar(&f.natsListen, "nats-listen", "", "let tools attach to the embedded NATS server at this loopback host:port")
+	fs.IntVar(&f.maxStreams, "max-streams", 0, "open seat-map streams at most; more are answered 503 (0: the open-file limit less 2048)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles at this loopback host:port (for profiling under load)")
 }
 
@@ -216,8 +218,9 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 	s.engine = engine
 	engine.Subscribe(svc.OnEvent)
-	seatFeed := api.NewSeatFeed() // live seat maps (GET .../seats/stream)
+	seatFeed := api.NewSeatFeed(api.SeatFeedConfig{MaxStreams: maxStreams(f.maxStreams, log)}) // live seat maps (GET .../seats/stream)
 	engine.Subscribe(seatFeed.Publish)
+	metrics.watchSeatFeed(seatFeed)
 	if err := metrics.watch(ctx, store, engine, svc); err != nil {
 		return fail(fmt.Errorf("metrics: %w", err))
 	}
@@ -487,3 +490,18 @@ func (p projectionAdmin) Status(ctx context.Context) ([]projections.Status, erro
 }
 
 func (p projectionAdmin) Rebuild(_ context.Context, name string) error { return p.e.RebuildAsync(name) }
+
+// maxStreams is --max-streams, or its default from the open-file limit, which it raises to
+// the hard limit first and logs.
+func maxStreams(flag int, log *slog.Logger) int {
+	soft, hard, err := raiseOpenFileLimit()
+	if err != nil {
+		log.Warn("open-file limit", "err", err)
+	}
+	n := flag
+	if n <= 0 {
+		n = defaultMaxStreams(soft)
+	}
+	log.Info("open-file limit", "soft", soft, "hard", hard, "max_streams", n)
+	return n
+}

@@ -265,8 +265,9 @@
       renderSnapshot(JSON.parse(ev.data).seats);
       setStream("open", "Live: seats update as they change");
     });
-    es.addEventListener("seat", (ev) => {
-      if (S.es === es) applySeat(JSON.parse(ev.data));
+    // A frame: every seat that changed since the last one, once, with its latest state.
+    es.addEventListener("seats", (ev) => {
+      if (S.es === es) JSON.parse(ev.data).seats.forEach(applySeat);
     });
     es.onerror = () => {
       if (S.es !== es) return;
