@@ -27,3 +27,11 @@ verify *ARGS:
 # The mock data platform on 127.0.0.1:9090
 dataplatform *ARGS:
     go run ./cmd/booking dataplatform {{ARGS}}
+
+# Three nats-servers and two instances (http://127.0.0.1:8081, :8082) from the deploy/ files, in the background
+cluster-up:
+    bash deploy/local-cluster.sh up
+
+# Stop what cluster-up started (data kept in .cluster/; `bash deploy/local-cluster.sh clean` deletes it)
+cluster-down:
+    bash deploy/local-cluster.sh down

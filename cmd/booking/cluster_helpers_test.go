@@ -92,6 +92,11 @@ type natsChildSpec struct {
 	ClusterPort int    `json:"clusterPort"`
 	HTTPPort    int    `json:"httpPort"`
 	Routes      string `json:"routes"`
+	// Config, when set, is a nats-server configuration file the node runs with instead of
+	// the fields above (which then only tell the test where the node listens), with Env set
+	// in its environment for the file's $VARIABLES: the deploy test runs deploy/'s files.
+	Config string            `json:"config,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
 }
 
 // runNATSChild runs the nats-server of spec until SIGTERM (a polite shutdown) or SIGKILL.
@@ -107,10 +112,26 @@ func runNATSChild(raw string) {
 		Cluster: natsserver.ClusterOpts{Name: "booking-test", Host: "127.0.0.1", Port: spec.ClusterPort},
 		Routes:  natsserver.RoutesFromStr(spec.Routes),
 	}
+	if spec.Config != "" {
+		for k, v := range spec.Env {
+			os.Setenv(k, v)
+		}
+		var err error
+		// What `nats-server -c FILE` does with the file; its log goes to stderr, which the
+		// parent shows when the node fails to start.
+		if opts, err = natsserver.ProcessConfigFile(spec.Config); err != nil {
+			fmt.Fprintln(os.Stderr, "nats-server:", err)
+			os.Exit(1)
+		}
+		opts.NoSigs = true
+	}
 	srv, err := natsserver.NewServer(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nats-server:", err)
 		os.Exit(1)
+	}
+	if spec.Config != "" {
+		srv.ConfigureLogger()
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
