@@ -96,8 +96,8 @@ up() {
 	done
 	log "NATS cluster formed: nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"
 
-	# One instance after the other: on a fresh cluster the first creates the streams. Two that
-	# create them at once both wait out a timeout on every stream (seen with nats-server 2.15).
+	# One instance after the other, so that each one's log shows its own start; they could
+	# also start together (the event store creates only the streams that are missing).
 	local port
 	for port in "${instances[@]}"; do
 		(

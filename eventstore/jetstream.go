@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -154,7 +155,7 @@ func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error 
 			AllowAtomicPublish: true,
 		}
 		opCtx, cancel := s.opContext(ctx)
-		_, err := s.js.CreateOrUpdateStream(opCtx, cfg)
+		err := s.ensureStream(opCtx, cfg)
 		cancel()
 		if err != nil {
 			var apiErr *jetstream.APIError
@@ -166,7 +167,67 @@ func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error 
 			return classify("ensure stream "+spec.Name, err)
 		}
 	}
+	return s.checkSchema(ctx)
+}
+
+// checkSchema refuses a log written in another schema at start, with the reason, rather than
+// at the first request that happens to read it: the first message of every stream must
+// decode. (Read models built from such a log need no replay, so nothing else would read it
+// before a request does.)
+func (s *JetStreamStore) checkSchema(ctx context.Context) error {
+	for _, spec := range Layout() {
+		opCtx, cancel := s.opContext(ctx)
+		msg, err := s.directGetOne(opCtx, spec.Name, 1, spec.Subject)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return classify("check the schema of "+spec.Name, err)
+		}
+		if _, err := decodeCommit(nil, msg.data, spec.Name, msg.seq); errors.Is(err, ErrSchema) {
+			return err
+		}
+	}
 	return nil
+}
+
+// ensureStream creates a stream, or updates it when its configuration differs. It asks first
+// and creates only what is missing: instances started together on a fresh cluster create the
+// same streams at once, and an update of a stream whose creation another instance has in
+// flight went unanswered (TestInstancesStartingAtOnceOnAFreshClusterAreReadyQuickly: two
+// instances at once never started, where one alone took 3 s). Two equal creates at once are
+// fine: the server answers both.
+func (s *JetStreamStore) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	st, err := s.js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = s.js.CreateStream(ctx, cfg)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// Created meanwhile with another configuration (another version of this code).
+		st, err = s.js.Stream(ctx, cfg.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if sameStreamConfig(st.CachedInfo().Config, cfg) {
+		return nil
+	}
+	_, err = s.js.UpdateStream(ctx, cfg)
+	return err
+}
+
+// sameStreamConfig reports whether a stream as the server has it matches every setting
+// EnsureStreams chooses (the server fills in the others).
+func sameStreamConfig(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage &&
+		have.Replicas == want.Replicas && have.Retention == want.Retention &&
+		have.MaxMsgs == want.MaxMsgs && have.MaxBytes == want.MaxBytes &&
+		have.MaxMsgsPerSubject == want.MaxMsgsPerSubject && have.MaxAge == want.MaxAge &&
+		have.Discard == want.Discard && have.DenyDelete == want.DenyDelete &&
+		have.DenyPurge == want.DenyPurge && have.Duplicates == want.Duplicates &&
+		have.AllowDirect == want.AllowDirect && have.AllowAtomicPublish == want.AllowAtomicPublish
 }
 
 func (s *JetStreamStore) opContext(ctx context.Context) (context.Context, context.CancelFunc) {

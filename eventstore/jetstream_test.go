@@ -158,7 +158,12 @@ func TestOpeningAnUnreachableServerGivesUpAfterTheBoundedAttempts(t *testing.T) 
 }
 
 func TestAMessageOfAnotherSchemaIsRefusedNotMisread(t *testing.T) {
-	s := openEmbedded(t, false)
+	dir := t.TempDir()
+	s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
 	// A schema-1 message: one bare envelope per event, as the first format stored them.
 	_, subject, _ := eventstore.Place(concert)
 	v1, _ := json.Marshal(eventstore.Envelope{EventID: "x", Type: "A", AggregateType: concert.Type, AggregateID: concert.ID, SchemaVersion: 1, Data: event("1").Data})
@@ -172,6 +177,14 @@ func TestAMessageOfAnotherSchemaIsRefusedNotMisread(t *testing.T) {
 		{"a load of its aggregate", func() error { _, err := s.Load(testCtx(t), concert, 0); return err }},
 		{"a replay of its stream", func() error {
 			return s.Replay(testCtx(t), "CATALOG", 0, false, func([]eventstore.Envelope) error { return nil })
+		}},
+		{"opening its data dir again", func() error {
+			_ = s.Close()
+			again, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, Logger: quietLogger()})
+			if err == nil {
+				_ = again.Close()
+			}
+			return err
 		}},
 	}
 	for _, tt := range tests {
