@@ -19,6 +19,9 @@ import (
 // would otherwise hold the stop until the server's 30 s ReadTimeout.
 const shutdownReadGrace = 500 * time.Millisecond
 
+// readDeadlineRenewal is how often a stop sets the connections' read deadline again.
+const readDeadlineRenewal = 50 * time.Millisecond
+
 // fiberServer serves a Fiber app on a listener in the background.
 type fiberServer struct {
 	app   *fiber.App
@@ -52,9 +55,26 @@ func (s *fiberServer) shutdown(deadline time.Time) error {
 	drained := make(chan error, 1)
 	go func() { drained <- s.app.ShutdownWithContext(ctx) }()
 	// A handler does not read from its connection (request bodies are read before it runs),
-	// so the read deadline ends only connections that are waiting for a client.
-	s.conns.setReadDeadlines(time.Now().Add(shutdownReadGrace))
+	// so the read deadline ends only connections that are waiting for a client. It is set
+	// again until the drain ends: fasthttp sets a connection's read deadline itself before each
+	// request it reads, and one whose goroutine got there after us would otherwise wait for the
+	// hang-up at the deadline (seen under load: a half-sent request held the stop 1.5 s).
+	graceEnd := time.Now().Add(shutdownReadGrace)
+	stopRenewing := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(readDeadlineRenewal)
+		defer tick.Stop()
+		for {
+			s.conns.setReadDeadlines(graceEnd)
+			select {
+			case <-stopRenewing:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	err := <-drained
+	close(stopRenewing)
 	if errors.Is(err, context.DeadlineExceeded) {
 		n := s.conns.hangUpAll()
 		s.log.Warn("shutdown: hung up on HTTP connections still open at the deadline", "connections", n)
