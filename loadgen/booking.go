@@ -61,7 +61,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 			DateID:    dates[i/maxSeatsPerDate],
 			SeatNo:    i%maxSeatsPerDate + 1,
 		}
-		o, code := s.book(ctx, rec, seat)
+		o, code := s.book(ctx, s.on(i), rec, seat)
 		rec.Record(stepE2E, s.elapsed(at), o, code)
 	})
 	elapsed := s.elapsed(start)
@@ -91,9 +91,9 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	return res, nil
 }
 
-// book runs one user's flow, recording every step, and returns the flow's outcome: that of
-// the first step that failed, or OK.
-func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Outcome, string) {
+// book runs one user's flow through c, recording every step, and returns the flow's outcome:
+// that of the first step that failed, or OK.
+func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdRequest) (Outcome, string) {
 	step := func(name string, call func() (Response, error)) (Outcome, string) {
 		t := s.clk.Now()
 		r, err := call()
@@ -103,7 +103,7 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 	}
 	var tok tokenAnswer
 	o, code := step(stepToken, func() (Response, error) {
-		t, r, err := s.issueToken(ctx, seat.UserID)
+		t, r, err := s.issueToken(ctx, c, seat.UserID)
 		tok = t
 		if err == nil && r.OK() && t.Status != "ACTIVE" {
 			// The call worked, but the queue has not admitted the user: count it as what the
@@ -122,7 +122,7 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 		if err != nil {
 			return Response{}, err
 		}
-		return s.c.Do(ctx, "POST", "/api/v1/users/"+seat.UserID+"/points/charge", nil, body, nil)
+		return c.Do(ctx, "POST", "/api/v1/users/"+seat.UserID+"/points/charge", nil, body, nil)
 	})
 	if o != OutcomeOK {
 		return o, code
@@ -130,7 +130,7 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 	var held struct {
 		ReservationID string `json:"reservationId"`
 	}
-	o, code = step(stepHold, func() (Response, error) { return s.hold(ctx, tok.Token, seat, &held) })
+	o, code = step(stepHold, func() (Response, error) { return s.hold(ctx, c, tok.Token, seat, &held) })
 	if o != OutcomeOK {
 		return o, code
 	}
@@ -142,6 +142,6 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 		if err != nil {
 			return Response{}, err
 		}
-		return s.c.Do(ctx, "POST", "/api/v1/payments", tokenHeaders(tok.Token), body, nil)
+		return c.Do(ctx, "POST", "/api/v1/payments", tokenHeaders(tok.Token), body, nil)
 	})
 }

@@ -133,7 +133,7 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 		seat := picker.pick()
 		// The run's seats are numbered across its dates: 10,001 is seat 1 of the second.
 		date, no := dates[(seat-1)/maxSeatsPerDate], (seat-1)%maxSeatsPerDate+1
-		r, err := s.hold(ctx, tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: date, SeatNo: no}, nil)
+		r, err := s.hold(ctx, s.on(u), tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: date, SeatNo: no}, nil)
 		rec.Record("hold", s.elapsed(at), Classify(r, err), r.Code)
 		if err == nil && r.OK() && picker.won(seat) {
 			soldOutMu.Lock()

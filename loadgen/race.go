@@ -78,7 +78,7 @@ func Race(ctx context.Context, cfg Config, opts RaceOptions) (Result, error) {
 			}
 			defer func() { <-slots }()
 			h := holdRequest{UserID: users[i], ConcertID: concert, DateID: date, SeatNo: seat}
-			r, err := s.hold(ctx, tokens[i], h, nil)
+			r, err := s.hold(ctx, s.on(i), tokens[i], h, nil)
 			rec.Record("hold", s.elapsed(t0), Classify(r, err), r.Code)
 		}()
 	}

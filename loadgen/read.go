@@ -60,7 +60,7 @@ func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 		if i%2 == 1 {
 			step, path = stepDates, datesPath
 		}
-		r, err := s.c.Do(ctx, "GET", path, headers, nil, nil)
+		r, err := s.on(i).Do(ctx, "GET", path, headers, nil, nil)
 		rec.Record(step, s.elapsed(at), Classify(r, err), r.Code)
 	})
 	elapsed := s.elapsed(start)

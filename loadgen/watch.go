@@ -108,6 +108,10 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if len(s.targets) > 1 {
+		// The streams and the memory figures belong to one server.
+		return res, fmt.Errorf("%w: watch measures one instance; give one --target", ErrBadConfig)
+	}
 	concert := s.id("watch", 0)
 	dates, err := s.createConcert(ctx, concert, seatDates(opts.Seats, 100))
 	if err != nil {
@@ -129,7 +133,7 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 	w.ServerRSSBeforeMB = before.rss / (1 << 20)
 
 	// Open the streams.
-	target, err := url.Parse(s.cfg.Target)
+	target, err := url.Parse(s.targets[0])
 	if err != nil {
 		return res, fmt.Errorf("target: %w", err)
 	}
@@ -218,7 +222,7 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 			}
 		}
 		start := time.Now()
-		r, err := s.hold(ctx, tokens[p], holdRequest{UserID: users[p], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
+		r, err := s.hold(ctx, s.c, tokens[p], holdRequest{UserID: users[p], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
 		held[p] = time.Now()
 		rec.Record("hold", held[p].Sub(start), Classify(r, err), r.Code)
 		if err != nil || !r.OK() {
@@ -324,7 +328,7 @@ func prepareSale(ctx context.Context, s *session, rate float64, d time.Duration)
 		_, _ = RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, _ time.Time) {
 			n := int(next.Add(1)) - 1 // each seat once: every hold should be accepted
 			u := i % len(users)
-			r, err := s.hold(ctx, tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: 1 + n%maxSeatsPerDate}, nil)
+			r, err := s.hold(ctx, s.on(u), tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: 1 + n%maxSeatsPerDate}, nil)
 			if err == nil && r.OK() {
 				accepted.Add(1)
 			}
@@ -353,7 +357,7 @@ func scrapeAfter(ctx context.Context, s *session, d time.Duration) (serverFigure
 
 // scrape reads the target's resident memory, CPU time and frames sent from its /metrics.
 func scrape(ctx context.Context, s *session) (serverFigures, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.cfg.Target, "/")+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.targets[0], "/")+"/metrics", nil)
 	if err != nil {
 		return serverFigures{}, fmt.Errorf("GET /metrics: %w", err)
 	}

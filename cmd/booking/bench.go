@@ -58,10 +58,15 @@ percentiles. --max-inflight caps requests in flight; every launch it delays is c
 
 Against --target the service must run with --user-rate-limit 0 --queue-batch 0, or its
 abuse limit and waiting queue answer 429 RATE_LIMITED / 403 TOKEN_NOT_ACTIVE (reported as
-such). --embedded starts a service in-process on a fresh temporary data dir, set up that way.`,
+such). --embedded starts a service in-process on a fresh temporary data dir, set up that way.
+
+--target URL1,URL2 spreads the load over instances of one service (same log, same
+--token-secret): the benchmark's concerts are created through the first, and each user's
+requests all go to one instance, users round robin, as behind a load balancer with session
+affinity (read-your-writes holds per instance).`,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.target, "target", "http://127.0.0.1:8080", "base URL of the service to load (run it with --user-rate-limit 0 --queue-batch 0)")
+	pf.StringVar(&o.target, "target", "http://127.0.0.1:8080", "base URL of the service to load, or several instances' URLs comma-separated to spread the users over them (run them with --user-rate-limit 0 --queue-batch 0)")
 	pf.BoolVar(&o.embedded, "embedded", false, "start a service in-process on a fresh temporary data dir instead of using --target")
 	pf.StringVar(&o.adminToken, "admin-token", "", "admin token of the target, to create the benchmark's concerts (generated with --embedded)")
 	pf.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
