@@ -53,6 +53,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	}
 	rec := NewRecorder(stepToken, stepCharge, stepHold, stepPay, stepE2E)
 	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: opts.Users, MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		seat := holdRequest{
@@ -73,6 +74,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	}
 
 	res.Steps = rec.Steps()
+	res.pictures(rec, stepE2E)
 	for _, step := range res.Steps {
 		if step.Name == stepE2E {
 			res.headline(step)

@@ -127,6 +127,7 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 		soldOutAt time.Duration
 	)
 	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Duration), MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		u := i % len(users)
@@ -150,6 +151,7 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 	}
 
 	res.Steps = rec.Steps()
+	res.pictures(rec, "hold")
 	res.headline(res.Steps[0])
 	res.schedule(st)
 	res.DurationSec = elapsed.Seconds()

@@ -54,6 +54,7 @@ func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 	}
 	rec := NewRecorder(stepSeats, stepDates)
 	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Duration), MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		step, path := stepSeats, seatsPath
@@ -71,6 +72,7 @@ func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 		res.Warnings = append(res.Warnings, interruptedWarning(st, sched))
 	}
 	res.Steps = rec.Steps()
+	res.pictures(rec)
 	res.headline(rec.Merged("all"))
 	res.schedule(st)
 	res.DurationSec = elapsed.Seconds()

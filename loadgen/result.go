@@ -58,6 +58,10 @@ type Result struct {
 	RawDurationSec  float64 `json:"rawDurationSec,omitempty"`
 	// Watch holds the figures of the watch scenario.
 	Watch *WatchResult `json:"watch,omitempty"`
+	// Timeline is the headline request's answers per second of the measured phase, and
+	// LatencyCurve its latency percentile curve: the two charts of the HTML report.
+	Timeline     []Second     `json:"timeline,omitempty"`
+	LatencyCurve []CurvePoint `json:"latencyCurve,omitempty"`
 	// Steps has one entry per request type (and "e2e" for booking).
 	Steps []StepResult `json:"steps,omitempty"`
 	// Checks are the correctness checks the scenario could make from the client side.
@@ -95,6 +99,12 @@ func (r *Result) headline(s StepResult) {
 	r.Errors5xx = s.Errors5xx
 	r.TransportErrors = s.TransportErrors
 	r.P50Ms, r.P95Ms, r.P99Ms, r.P999Ms, r.MaxMs = s.P50Ms, s.P95Ms, s.P99Ms, s.P999Ms, s.MaxMs
+}
+
+// pictures copies the headline steps' timeline and latency curve (all steps when none named).
+func (r *Result) pictures(rec *Recorder, steps ...string) {
+	r.Timeline = rec.Timeline(steps...)
+	r.LatencyCurve = rec.Curve(steps...)
 }
 
 // schedule copies how faithfully the schedule was kept.

@@ -23,6 +23,7 @@ type benchOptions struct {
 	embedded    bool
 	adminToken  string
 	jsonPath    string
+	reportPath  string
 	rate        float64
 	duration    time.Duration
 	maxInflight int
@@ -70,6 +71,7 @@ affinity (read-your-writes holds per instance).`,
 	pf.BoolVar(&o.embedded, "embedded", false, "start a service in-process on a fresh temporary data dir instead of using --target")
 	pf.StringVar(&o.adminToken, "admin-token", "", "admin token of the target, to create the benchmark's concerts (generated with --embedded)")
 	pf.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
+	pf.StringVar(&o.reportPath, "report", "", "also write a self-contained HTML page (throughput over time, latency percentile curve) to this file")
 	pf.Float64Var(&o.rate, "rate", 1000, "arrival rate, requests (or flows) per second")
 	pf.DurationVar(&o.duration, "duration", 10*time.Second, "how long to offer load (flash-sale, read)")
 	pf.IntVar(&o.maxInflight, "max-inflight", 1024, "safety cap on requests in flight and connections; launches it delays are counted")
@@ -338,6 +340,11 @@ func (o *benchOptions) report(cmd *cobra.Command, res loadgen.Result) error {
 	}
 	if o.jsonPath != "" {
 		if err := res.WriteJSONFile(o.jsonPath); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if o.reportPath != "" {
+		if err := res.WriteHTMLFile(o.reportPath); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
