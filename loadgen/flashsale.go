@@ -93,14 +93,8 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 		return res, fmt.Errorf("%w: users %d must be at least 1", ErrBadConfig, opts.Users)
 	}
 	res.Users = opts.Users
-	s, err := newSession(ctx, cfg)
+	s, err := newTimedSession(ctx, cfg)
 	if err != nil {
-		return res, err
-	}
-	if err := s.requireRate(); err != nil {
-		return res, err
-	}
-	if err := s.requireDuration(); err != nil {
 		return res, err
 	}
 	concert := s.id("flash", 0)

@@ -28,14 +28,8 @@ const (
 // Config.Rate for Config.Duration.
 func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 	res := Result{Scenario: ScenarioRead, Target: cfg.Target, Rate: cfg.Rate}
-	s, err := newSession(ctx, cfg)
+	s, err := newTimedSession(ctx, cfg)
 	if err != nil {
-		return res, err
-	}
-	if err := s.requireRate(); err != nil {
-		return res, err
-	}
-	if err := s.requireDuration(); err != nil {
 		return res, err
 	}
 	concert, date, err := s.readTarget(ctx, opts)

@@ -205,11 +205,10 @@ svg{display:block;margin:1em 0}.fail{color:#d62728}.warn{color:#b06000}
 
 // WriteHTML writes the self-contained report page of the result.
 func (r Result) WriteHTML(w io.Writer) error {
-	return writeHTML(w, r, nil)
-}
-
-func writeHTML(w io.Writer, r Result, extra []extraSection) error {
-	p := reportPage{R: r, Extra: extra}
+	p := reportPage{R: r}
+	if r.Soak != nil {
+		p.Extra = append(p.Extra, soakSection(r.Soak))
+	}
 	if len(r.Timeline) > 0 {
 		p.Charts = append(p.Charts, throughputChart(r.Timeline))
 	}

@@ -56,6 +56,8 @@ type Result struct {
 	RawEvents       int     `json:"rawEvents,omitempty"`
 	RawEventsPerSec float64 `json:"rawEventsPerSec,omitempty"`
 	RawDurationSec  float64 `json:"rawDurationSec,omitempty"`
+	// Soak holds the samples and verdicts of the soak scenario.
+	Soak *SoakResult `json:"soak,omitempty"`
 	// Watch holds the figures of the watch scenario.
 	Watch *WatchResult `json:"watch,omitempty"`
 	// Timeline is the headline request's answers per second of the measured phase, and
@@ -213,6 +215,13 @@ func (r Result) WriteTable(w io.Writer) error {
 		for _, s := range r.Steps {
 			p("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", s.Name, s.Count, s.OK, s.Conflicts409, s.Errors4xx,
 				s.Errors5xx, s.TransportErrors, s.P50Ms, s.P95Ms, s.P99Ms, s.P999Ms, s.MaxMs)
+		}
+	}
+	if r.Soak != nil {
+		p("\nholds expired\t%.0f\tpayments completed %.0f\t(the first target's counters over the run)\n", r.Soak.HoldsExpired, r.Soak.PaymentsCompleted)
+		p("\n%s\n", strings.Join(soakHeader, "\t"))
+		for _, row := range soakRows(r.Soak.Samples) {
+			p("%s\n", strings.Join(row, "\t"))
 		}
 	}
 	var codes []string

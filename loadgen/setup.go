@@ -156,6 +156,21 @@ func newSession(ctx context.Context, cfg Config) (*session, error) {
 	return s, nil
 }
 
+// newTimedSession is newSession for a scenario that offers load at Rate for Duration.
+func newTimedSession(ctx context.Context, cfg Config) (*session, error) {
+	s, err := newSession(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requireRate(); err != nil {
+		return nil, err
+	}
+	if err := s.requireDuration(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 func (s *session) requireRate() error {
 	if s.cfg.Rate <= 0 {
 		return fmt.Errorf("%w: rate %g must be positive", ErrBadConfig, s.cfg.Rate)

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -357,42 +355,43 @@ func scrapeAfter(ctx context.Context, s *session, d time.Duration) (serverFigure
 
 // scrape reads the target's resident memory, CPU time and frames sent from its /metrics.
 func scrape(ctx context.Context, s *session) (serverFigures, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.targets[0], "/")+"/metrics", nil)
+	m, err := scrapeMetrics(ctx, s.targets[0])
 	if err != nil {
-		return serverFigures{}, fmt.Errorf("GET /metrics: %w", err)
+		return serverFigures{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return serverFigures{}, fmt.Errorf("GET /metrics: %w", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return serverFigures{}, fmt.Errorf("GET /metrics: %s %v", resp.Status, err)
-	}
-	f := serverFigures{at: time.Now()}
-	for _, line := range bytes.Split(body, []byte("\n")) {
-		name, value, ok := bytes.Cut(line, []byte(" "))
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(string(value), 64)
-		if err != nil {
-			continue
-		}
-		switch string(name) {
-		case "process_resident_memory_bytes":
-			f.rss = v
-		case "process_cpu_seconds_total":
-			f.cpu = v
-		case "booking_seat_stream_frames_total":
-			f.frames = v
-		}
-	}
+	f := serverFigures{at: time.Now(), rss: m["process_resident_memory_bytes"], cpu: m["process_cpu_seconds_total"], frames: m["booking_seat_stream_frames_total"]}
 	if f.rss == 0 {
 		return f, errors.New("GET /metrics: no process_resident_memory_bytes (is the target a booking service on Linux?)")
 	}
 	return f, nil
+}
+
+// parseMetrics reads the Prometheus text format, each series summed over its labels.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read /metrics: %w", err)
+	}
+	m := make(map[string]float64)
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		i := bytes.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(string(line[i+1:]), 64)
+		if err != nil {
+			continue
+		}
+		name := line[:i]
+		if j := bytes.IndexByte(name, '{'); j >= 0 {
+			name = name[:j]
+		}
+		m[string(name)] += v
+	}
+	return m, nil
 }
 
 // watchStream opens one seat-map stream from source and reads it until ctx ends, calling

@@ -33,6 +33,11 @@ type benchOptions struct {
 	warmup      time.Duration
 	client      string
 	keys        bool
+	// child makes --embedded start the service as a child process (`booking serve`) instead
+	// of in-process, with childArgs added to its flags: the soak samples the server's memory,
+	// goroutines and files, which the generator's own would blur in one process.
+	child     bool
+	childArgs []string
 }
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir filled until it
@@ -80,7 +85,7 @@ affinity (read-your-writes holds per instance).`,
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
 	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
 	pf.StringVar(&o.client, "client", string(loadgen.ClientFastHTTP), "HTTP client library of the generator: fasthttp (least CPU) or nethttp (Go's net/http, as most users' clients)")
-	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o))
+	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o), newBenchSoakCmd(o))
 	return cmd
 }
 
@@ -273,7 +278,11 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		if cmd.Flags().Changed("target") {
 			return errors.New("bench: --target and --embedded exclude each other")
 		}
-		target, admin, stop, err := o.startEmbedded(ctx)
+		start := o.startEmbedded
+		if o.child {
+			start = o.startChild
+		}
+		target, admin, stop, err := start(ctx)
 		if err != nil {
 			return err
 		}
