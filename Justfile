@@ -16,6 +16,10 @@ ci:
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
+# Soak: holds, payments, expiries and seat-map reads for 10 minutes; fails if RSS, goroutines, open files, p99 or lag trend upward (e.g. `just soak --target http://127.0.0.1:8081,http://127.0.0.1:8082 --admin-token T --rate 400`)
+soak *ARGS="--embedded":
+    go run ./cmd/booking bench soak {{ARGS}}
+
 # Rebuild every read model from the event log
 rebuild *ARGS:
     go run ./cmd/booking rebuild {{ARGS}}

@@ -53,6 +53,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	}
 	rec := NewRecorder(stepToken, stepCharge, stepHold, stepPay, stepE2E)
 	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: opts.Users, MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		seat := holdRequest{
@@ -61,7 +62,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 			DateID:    dates[i/maxSeatsPerDate],
 			SeatNo:    i%maxSeatsPerDate + 1,
 		}
-		o, code := s.book(ctx, rec, seat)
+		o, code := s.book(ctx, s.on(i), rec, seat)
 		rec.Record(stepE2E, s.elapsed(at), o, code)
 	})
 	elapsed := s.elapsed(start)
@@ -73,6 +74,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	}
 
 	res.Steps = rec.Steps()
+	res.pictures(rec, stepE2E)
 	for _, step := range res.Steps {
 		if step.Name == stepE2E {
 			res.headline(step)
@@ -91,9 +93,9 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	return res, nil
 }
 
-// book runs one user's flow, recording every step, and returns the flow's outcome: that of
-// the first step that failed, or OK.
-func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Outcome, string) {
+// book runs one user's flow through c, recording every step, and returns the flow's outcome:
+// that of the first step that failed, or OK.
+func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdRequest) (Outcome, string) {
 	step := func(name string, call func() (Response, error)) (Outcome, string) {
 		t := s.clk.Now()
 		r, err := call()
@@ -103,7 +105,7 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 	}
 	var tok tokenAnswer
 	o, code := step(stepToken, func() (Response, error) {
-		t, r, err := s.issueToken(ctx, seat.UserID)
+		t, r, err := s.issueToken(ctx, c, seat.UserID)
 		tok = t
 		if err == nil && r.OK() && t.Status != "ACTIVE" {
 			// The call worked, but the queue has not admitted the user: count it as what the
@@ -122,7 +124,7 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 		if err != nil {
 			return Response{}, err
 		}
-		return s.c.Do(ctx, "POST", "/api/v1/users/"+seat.UserID+"/points/charge", nil, body, nil)
+		return c.Do(ctx, "POST", "/api/v1/users/"+seat.UserID+"/points/charge", nil, body, nil)
 	})
 	if o != OutcomeOK {
 		return o, code
@@ -130,7 +132,7 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 	var held struct {
 		ReservationID string `json:"reservationId"`
 	}
-	o, code = step(stepHold, func() (Response, error) { return s.hold(ctx, tok.Token, seat, &held) })
+	o, code = step(stepHold, func() (Response, error) { return s.hold(ctx, c, tok.Token, seat, &held) })
 	if o != OutcomeOK {
 		return o, code
 	}
@@ -142,6 +144,6 @@ func (s *session) book(ctx context.Context, rec *Recorder, seat holdRequest) (Ou
 		if err != nil {
 			return Response{}, err
 		}
-		return s.c.Do(ctx, "POST", "/api/v1/payments", tokenHeaders(tok.Token), body, nil)
+		return c.Do(ctx, "POST", "/api/v1/payments", tokenHeaders(tok.Token), body, nil)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,10 @@ type fakeService struct {
 	healthz      int // GET /healthz answered (the warm-up)
 	// keys counts the POSTs by Idempotency-Key ("" for none).
 	keys map[string]int
+	// handler serves every instance of the fake (see instance); perInstance counts the
+	// requests each instance received, by method and path pattern's first segments.
+	handler     http.Handler
+	perInstance map[string]map[string]int
 }
 
 // fakeKnobs make the fake misbehave the way a misconfigured or broken target would.
@@ -80,16 +85,50 @@ func newFakeService(t testing.TB, knobs fakeKnobs) (*fakeService, *httptest.Serv
 	mux.HandleFunc("POST /api/v1/users/{u}/points/charge", f.charge)
 	mux.HandleFunc("POST /api/v1/reservations", f.hold)
 	mux.HandleFunc("POST /api/v1/payments", f.pay)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.perInstance = make(map[string]map[string]int)
+	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			f.mu.Lock()
 			f.keys[r.Header.Get("Idempotency-Key")]++
 			f.mu.Unlock()
 		}
 		mux.ServeHTTP(w, r)
+	})
+	return f, f.instance(t)
+}
+
+// instance starts one more server in front of the same state, as a second instance of one
+// service on a shared log, and counts the requests it receives.
+func (f *fakeService) instance(t testing.TB) *httptest.Server {
+	t.Helper()
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		n := f.perInstance[srv.URL]
+		if n == nil {
+			n = make(map[string]int)
+			f.perInstance[srv.URL] = n
+		}
+		n[r.Method+" "+r.URL.Path]++
+		f.mu.Unlock()
+		f.handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return f, srv
+	return srv
+}
+
+// received returns how many requests the instance at url received whose method and path
+// start with prefix (e.g. "POST /api/v1/reservations").
+func (f *fakeService) received(url, prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	for k, n := range f.perInstance[url] {
+		if strings.HasPrefix(k, prefix) {
+			total += n
+		}
+	}
+	return total
 }
 
 // postKeys returns how many POSTs carried no Idempotency-Key, and how many keys were sent

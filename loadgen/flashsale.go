@@ -93,14 +93,8 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 		return res, fmt.Errorf("%w: users %d must be at least 1", ErrBadConfig, opts.Users)
 	}
 	res.Users = opts.Users
-	s, err := newSession(ctx, cfg)
+	s, err := newTimedSession(ctx, cfg)
 	if err != nil {
-		return res, err
-	}
-	if err := s.requireRate(); err != nil {
-		return res, err
-	}
-	if err := s.requireDuration(); err != nil {
 		return res, err
 	}
 	concert := s.id("flash", 0)
@@ -127,13 +121,14 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 		soldOutAt time.Duration
 	)
 	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Duration), MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		u := i % len(users)
 		seat := picker.pick()
 		// The run's seats are numbered across its dates: 10,001 is seat 1 of the second.
 		date, no := dates[(seat-1)/maxSeatsPerDate], (seat-1)%maxSeatsPerDate+1
-		r, err := s.hold(ctx, tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: date, SeatNo: no}, nil)
+		r, err := s.hold(ctx, s.on(u), tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: date, SeatNo: no}, nil)
 		rec.Record("hold", s.elapsed(at), Classify(r, err), r.Code)
 		if err == nil && r.OK() && picker.won(seat) {
 			soldOutMu.Lock()
@@ -150,6 +145,7 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 	}
 
 	res.Steps = rec.Steps()
+	res.pictures(rec, "hold")
 	res.headline(res.Steps[0])
 	res.schedule(st)
 	res.DurationSec = elapsed.Seconds()

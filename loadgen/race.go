@@ -78,7 +78,7 @@ func Race(ctx context.Context, cfg Config, opts RaceOptions) (Result, error) {
 			}
 			defer func() { <-slots }()
 			h := holdRequest{UserID: users[i], ConcertID: concert, DateID: date, SeatNo: seat}
-			r, err := s.hold(ctx, tokens[i], h, nil)
+			r, err := s.hold(ctx, s.on(i), tokens[i], h, nil)
 			rec.Record("hold", s.elapsed(t0), Classify(r, err), r.Code)
 		}()
 	}
@@ -86,11 +86,13 @@ func Race(ctx context.Context, cfg Config, opts RaceOptions) (Result, error) {
 	// scheduler allows, instead of spreading it over the time it takes to start them.
 	ready.Wait()
 	t0 = s.clk.Now()
+	rec.StartTimeline(s.clk, t0)
 	close(start)
 	done.Wait()
 	burst := s.elapsed(t0)
 
 	res.Steps = rec.Steps()
+	res.pictures(rec)
 	res.headline(res.Steps[0])
 	res.DurationSec = burst.Seconds()
 	res.AcceptedPerSec = perSec(res.Accepted, res.DurationSec)

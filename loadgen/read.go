@@ -28,14 +28,8 @@ const (
 // Config.Rate for Config.Duration.
 func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 	res := Result{Scenario: ScenarioRead, Target: cfg.Target, Rate: cfg.Rate}
-	s, err := newSession(ctx, cfg)
+	s, err := newTimedSession(ctx, cfg)
 	if err != nil {
-		return res, err
-	}
-	if err := s.requireRate(); err != nil {
-		return res, err
-	}
-	if err := s.requireDuration(); err != nil {
 		return res, err
 	}
 	concert, date, err := s.readTarget(ctx, opts)
@@ -54,13 +48,14 @@ func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 	}
 	rec := NewRecorder(stepSeats, stepDates)
 	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Duration), MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		step, path := stepSeats, seatsPath
 		if i%2 == 1 {
 			step, path = stepDates, datesPath
 		}
-		r, err := s.c.Do(ctx, "GET", path, headers, nil, nil)
+		r, err := s.on(i).Do(ctx, "GET", path, headers, nil, nil)
 		rec.Record(step, s.elapsed(at), Classify(r, err), r.Code)
 	})
 	elapsed := s.elapsed(start)
@@ -71,6 +66,7 @@ func Read(ctx context.Context, cfg Config, opts ReadOptions) (Result, error) {
 		res.Warnings = append(res.Warnings, interruptedWarning(st, sched))
 	}
 	res.Steps = rec.Steps()
+	res.pictures(rec)
 	res.headline(rec.Merged("all"))
 	res.schedule(st)
 	res.DurationSec = elapsed.Seconds()

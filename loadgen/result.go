@@ -56,8 +56,14 @@ type Result struct {
 	RawEvents       int     `json:"rawEvents,omitempty"`
 	RawEventsPerSec float64 `json:"rawEventsPerSec,omitempty"`
 	RawDurationSec  float64 `json:"rawDurationSec,omitempty"`
+	// Soak holds the samples and verdicts of the soak scenario.
+	Soak *SoakResult `json:"soak,omitempty"`
 	// Watch holds the figures of the watch scenario.
 	Watch *WatchResult `json:"watch,omitempty"`
+	// Timeline is the headline request's answers per second of the measured phase, and
+	// LatencyCurve its latency percentile curve: the two charts of the HTML report.
+	Timeline     []Second     `json:"timeline,omitempty"`
+	LatencyCurve []CurvePoint `json:"latencyCurve,omitempty"`
 	// Steps has one entry per request type (and "e2e" for booking).
 	Steps []StepResult `json:"steps,omitempty"`
 	// Checks are the correctness checks the scenario could make from the client side.
@@ -95,6 +101,12 @@ func (r *Result) headline(s StepResult) {
 	r.Errors5xx = s.Errors5xx
 	r.TransportErrors = s.TransportErrors
 	r.P50Ms, r.P95Ms, r.P99Ms, r.P999Ms, r.MaxMs = s.P50Ms, s.P95Ms, s.P99Ms, s.P999Ms, s.MaxMs
+}
+
+// pictures copies the headline steps' timeline and latency curve (all steps when none named).
+func (r *Result) pictures(rec *Recorder, steps ...string) {
+	r.Timeline = rec.Timeline(steps...)
+	r.LatencyCurve = rec.Curve(steps...)
 }
 
 // schedule copies how faithfully the schedule was kept.
@@ -203,6 +215,13 @@ func (r Result) WriteTable(w io.Writer) error {
 		for _, s := range r.Steps {
 			p("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", s.Name, s.Count, s.OK, s.Conflicts409, s.Errors4xx,
 				s.Errors5xx, s.TransportErrors, s.P50Ms, s.P95Ms, s.P99Ms, s.P999Ms, s.MaxMs)
+		}
+	}
+	if r.Soak != nil {
+		p("\nholds expired\t%.0f\tpayments completed %.0f\t(the first target's counters over the run)\n", r.Soak.HoldsExpired, r.Soak.PaymentsCompleted)
+		p("\n%s\n", strings.Join(soakHeader, "\t"))
+		for _, row := range soakRows(r.Soak.Samples) {
+			p("%s\n", strings.Join(row, "\t"))
 		}
 	}
 	var codes []string

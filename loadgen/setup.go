@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,7 +38,10 @@ var (
 
 // Config is what every HTTP scenario shares.
 type Config struct {
-	// Target is the service's base URL, e.g. http://127.0.0.1:8080.
+	// Target is the service's base URL, e.g. http://127.0.0.1:8080, or the comma-separated
+	// base URLs of several instances of one service, to spread the load over them. The set-up
+	// (concerts) goes to the first; every user's requests go to one instance, users round
+	// robin (see session.on).
 	Target string
 	// AdminToken authorises the admin calls that create the benchmark's concerts.
 	AdminToken string
@@ -69,13 +73,40 @@ type Config struct {
 // maxSeatsPerDate is the contract's limit on seatCount.
 const maxSeatsPerDate = 10_000
 
-// session is one scenario run's client and settings.
+// session is one scenario run's clients and settings.
 type session struct {
 	cfg Config
-	c   *Client
-	clk Clock
-	log *slog.Logger
+	// c is the client of the first target, which the set-up calls use.
+	c *Client
+	// cs has one client per target, cs[0] == c.
+	cs []*Client
+	// targets are the base URLs of cs.
+	targets []string
+	clk     Clock
+	log     *slog.Logger
 }
+
+// splitTargets reads Config.Target: one base URL or several, comma-separated.
+func splitTargets(target string) []string {
+	var out []string
+	for _, t := range strings.Split(target, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// on returns the client of user (or request) n's instance.
+//
+// The load is spread per user rather than per request: a user's token, hold and payment go
+// to the same instance, as behind a load balancer with session affinity. Queue tokens are
+// signed with the shared --token-secret, so any instance would accept them, and commands load
+// their aggregates from the shared log, so per-request spreading would work too; but the
+// read-your-writes promise holds per instance only (docs/ARCHITECTURE.md), and a client that
+// hops instances between its writes and reads is not what a deployment should be measured
+// with. Users are many and numbered, so round robin over them spreads requests evenly.
+func (s *session) on(n int) *Client { return s.cs[n%len(s.cs)] }
 
 func newSession(ctx context.Context, cfg Config) (*session, error) {
 	if cfg.MaxInflight == 0 {
@@ -94,24 +125,48 @@ func newSession(ctx context.Context, cfg Config) (*session, error) {
 		}
 		cfg.RunID = hex.EncodeToString(b[:])
 	}
-	c, err := NewClient(cfg.Target, ClientOptions{MaxConns: cfg.MaxInflight, Timeout: cfg.Timeout,
-		AdminToken: cfg.AdminToken, Kind: cfg.Client, IdempotencyKeys: cfg.IdempotencyKeys})
-	if err != nil {
-		return nil, err
+	s := &session{cfg: cfg, targets: splitTargets(cfg.Target), clk: cfg.Clock, log: cfg.Log}
+	if len(s.targets) == 0 {
+		return nil, fmt.Errorf("%w: no target", ErrBadConfig)
 	}
-	s := &session{cfg: cfg, c: c, clk: cfg.Clock, log: cfg.Log}
 	if s.clk == nil {
 		s.clk = RealClock{}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	r, err := c.Do(ctx, "GET", "/readyz", nil, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrNotReady, cfg.Target, err)
+	for _, t := range s.targets {
+		// Each instance gets the whole cap: the cap guards the generator, and one slow
+		// instance must not starve the others of connections.
+		c, err := NewClient(t, ClientOptions{MaxConns: cfg.MaxInflight, Timeout: cfg.Timeout,
+			AdminToken: cfg.AdminToken, Kind: cfg.Client, IdempotencyKeys: cfg.IdempotencyKeys})
+		if err != nil {
+			return nil, err
+		}
+		r, err := c.Do(ctx, "GET", "/readyz", nil, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrNotReady, t, err)
+		}
+		if !r.OK() {
+			return nil, fmt.Errorf("%w: %s/readyz answered %d", ErrNotReady, t, r.Status)
+		}
+		s.cs = append(s.cs, c)
 	}
-	if !r.OK() {
-		return nil, fmt.Errorf("%w: %s/readyz answered %d", ErrNotReady, cfg.Target, r.Status)
+	s.c = s.cs[0]
+	return s, nil
+}
+
+// newTimedSession is newSession for a scenario that offers load at Rate for Duration.
+func newTimedSession(ctx context.Context, cfg Config) (*session, error) {
+	s, err := newSession(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requireRate(); err != nil {
+		return nil, err
+	}
+	if err := s.requireDuration(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -204,8 +259,8 @@ type tokenAnswer struct {
 	Status string `json:"status"`
 }
 
-// issueToken asks the queue for userID's token.
-func (s *session) issueToken(ctx context.Context, userID string) (tokenAnswer, Response, error) {
+// issueToken asks the queue of c's instance for userID's token.
+func (s *session) issueToken(ctx context.Context, c *Client, userID string) (tokenAnswer, Response, error) {
 	body, err := json.Marshal(struct {
 		UserID string `json:"userId"`
 	}{userID})
@@ -213,11 +268,12 @@ func (s *session) issueToken(ctx context.Context, userID string) (tokenAnswer, R
 		return tokenAnswer{}, Response{}, fmt.Errorf("encode token request: %w", err)
 	}
 	var t tokenAnswer
-	r, err := s.c.Do(ctx, "POST", "/api/v1/queue/tokens", nil, body, &t)
+	r, err := c.Do(ctx, "POST", "/api/v1/queue/tokens", nil, body, &t)
 	return t, r, err
 }
 
-// prepareTokens issues a queue token for every user before the measured part begins, at most
+// prepareTokens issues a queue token for every user (user i on instance on(i)) before the
+// measured part begins, at most
 // MaxInflight at a time. Every token must come back ACTIVE: a WAITING one would turn the
 // measurement into a measurement of the queue.
 func (s *session) prepareTokens(ctx context.Context, users []string) ([]string, error) {
@@ -242,7 +298,7 @@ func (s *session) prepareTokens(ctx context.Context, users []string) ([]string, 
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			t, r, err := s.issueToken(ctx, u)
+			t, r, err := s.issueToken(ctx, s.on(i), u)
 			switch {
 			case err != nil:
 				fail(fmt.Errorf("queue token for %s: %w", u, err))
@@ -278,13 +334,13 @@ type holdRequest struct {
 	SeatNo    int    `json:"seatNo"`
 }
 
-// hold tries to hold one seat; out, when non-nil, receives the reservation.
-func (s *session) hold(ctx context.Context, token string, h holdRequest, out any) (Response, error) {
+// hold tries to hold one seat through c; out, when non-nil, receives the reservation.
+func (s *session) hold(ctx context.Context, c *Client, token string, h holdRequest, out any) (Response, error) {
 	body, err := json.Marshal(h)
 	if err != nil {
 		return Response{}, fmt.Errorf("encode hold: %w", err)
 	}
-	return s.c.Do(ctx, "POST", "/api/v1/reservations", tokenHeaders(token), body, out)
+	return c.Do(ctx, "POST", "/api/v1/reservations", tokenHeaders(token), body, out)
 }
 
 // elapsed is the time from a scheduled start to now on the session's clock.
@@ -298,8 +354,8 @@ func (s *session) warmUp(ctx context.Context) (seconds float64, err error) {
 		return 0, nil
 	}
 	sched := Schedule{Rate: s.cfg.Rate, Count: CountFor(s.cfg.Rate, s.cfg.Warmup), MaxInflight: s.cfg.MaxInflight}
-	if _, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, _ int, _ time.Time) {
-		_, _ = s.c.Do(ctx, "GET", "/healthz", nil, nil, nil)
+	if _, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, _ time.Time) {
+		_, _ = s.on(i).Do(ctx, "GET", "/healthz", nil, nil, nil)
 	}); err != nil {
 		return 0, fmt.Errorf("warm-up: %w", err)
 	}

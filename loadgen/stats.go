@@ -75,12 +75,49 @@ type Recorder struct {
 	mu    sync.Mutex
 	order []string
 	steps map[string]*stepStats
+	// clk and start, once StartTimeline set them, place every answer in a second of the run.
+	clk   Clock
+	start time.Time
 }
 
 type stepStats struct {
 	hist   *hdrhistogram.Histogram
 	counts [numOutcomes]int64
 	codes  map[string]int64
+	// perSec counts answers by the second of the run they arrived in, by kind.
+	perSec []Second
+}
+
+// Second is what the answers that arrived in one second of a run were (the throughput chart).
+type Second struct {
+	// Sec is the second since the measured phase began: 0 is [0 s, 1 s).
+	Sec int `json:"sec"`
+	// Accepted are 2xx answers.
+	Accepted int64 `json:"accepted"`
+	// Refused are 4xx answers: 409s (seat taken), 429s, and the rest.
+	Refused int64 `json:"refused"`
+	// Errors are 5xx answers and requests that got no answer.
+	Errors int64 `json:"errors"`
+}
+
+// add counts one answer of outcome o.
+func (s *Second) add(o Outcome) {
+	switch o {
+	case OutcomeOK:
+		s.Accepted++
+	case OutcomeServerError, OutcomeTransport:
+		s.Errors++
+	default:
+		s.Refused++
+	}
+}
+
+// StartTimeline makes the recorder count answers per second of the run that began at start,
+// by clk's time of each Record call (an answer's arrival), as vegeta's plot shows them.
+func (r *Recorder) StartTimeline(clk Clock, start time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clk, r.start = clk, start
 }
 
 // NewRecorder returns a recorder whose report lists steps in the given order first.
@@ -109,8 +146,21 @@ func (r *Recorder) Record(step string, d time.Duration, o Outcome, code string) 
 	v = max(v, histMinMicros)
 	v = min(v, histMaxMicros)
 	r.mu.Lock()
+	clk, start := r.clk, r.start
+	r.mu.Unlock()
+	sec := -1
+	if clk != nil {
+		sec = max(int(clk.Now().Sub(start)/time.Second), 0)
+	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.step(step)
+	if sec >= 0 {
+		for len(s.perSec) <= sec {
+			s.perSec = append(s.perSec, Second{Sec: len(s.perSec)})
+		}
+		s.perSec[sec].add(o)
+	}
 	// v is clamped into the histogram's range, so RecordValue cannot fail.
 	_ = s.hist.RecordValue(v)
 	s.counts[o]++
@@ -172,6 +222,78 @@ func (r *Recorder) Merged(name string, steps ...string) StepResult {
 		}
 	}
 	return summarize(name, all)
+}
+
+// Timeline returns the answers per second of the named steps together (all when none are
+// named), from second 0 to the last one any answer arrived in; nil without StartTimeline.
+func (r *Recorder) Timeline(steps ...string) []Second {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(steps) == 0 {
+		steps = r.order
+	}
+	var out []Second
+	for _, n := range steps {
+		s, ok := r.steps[n]
+		if !ok {
+			continue
+		}
+		for _, sec := range s.perSec {
+			for len(out) <= sec.Sec {
+				out = append(out, Second{Sec: len(out)})
+			}
+			o := &out[sec.Sec]
+			o.Accepted += sec.Accepted
+			o.Refused += sec.Refused
+			o.Errors += sec.Errors
+		}
+	}
+	return out
+}
+
+// CurvePoint is one point of a latency percentile curve.
+type CurvePoint struct {
+	// Percentile is in [0, 100].
+	Percentile float64 `json:"percentile"`
+	// Ms is the latency at or below which Percentile percent of the requests answered.
+	Ms float64 `json:"ms"`
+}
+
+// Curve returns the latency percentile curve of the named steps together (all when none are
+// named), as HdrHistogram plots it: points evenly spaced in log10(1/(1-p)), six per decade
+// (0%, 33%, 50%, 67%, 80%, 86%, 90%, ... 99%, ... 99.9%), as far as the requests can resolve,
+// then 100% (the maximum). Nil when nothing was recorded.
+func (r *Recorder) Curve(steps ...string) []CurvePoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(steps) == 0 {
+		steps = r.order
+	}
+	h := newHistogram()
+	for _, n := range steps {
+		if s, ok := r.steps[n]; ok {
+			h.Merge(s.hist)
+		}
+	}
+	n := h.TotalCount()
+	if n == 0 {
+		return nil
+	}
+	var ps []float64
+	for d := 1.0; d <= float64(n); d *= 10 {
+		for _, m := range []float64{1, 1.5, 2, 3, 5, 7} {
+			// 1/(1-p) = m·d: the "1 in m·d requests was slower" point.
+			if inv := m * d; inv <= float64(n) {
+				ps = append(ps, 100*(1-1/inv))
+			}
+		}
+	}
+	vals := h.ValueAtPercentilesSlice(ps)
+	out := make([]CurvePoint, 0, len(ps)+1)
+	for i, p := range ps {
+		out = append(out, CurvePoint{Percentile: p, Ms: float64(vals[i]) / 1000})
+	}
+	return append(out, CurvePoint{Percentile: 100, Ms: float64(h.Max()) / 1000})
 }
 
 func summarize(name string, s *stepStats) StepResult {

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +106,10 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if len(s.targets) > 1 {
+		// The streams and the memory figures belong to one server.
+		return res, fmt.Errorf("%w: watch measures one instance; give one --target", ErrBadConfig)
+	}
 	concert := s.id("watch", 0)
 	dates, err := s.createConcert(ctx, concert, seatDates(opts.Seats, 100))
 	if err != nil {
@@ -129,7 +131,7 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 	w.ServerRSSBeforeMB = before.rss / (1 << 20)
 
 	// Open the streams.
-	target, err := url.Parse(s.cfg.Target)
+	target, err := url.Parse(s.targets[0])
 	if err != nil {
 		return res, fmt.Errorf("target: %w", err)
 	}
@@ -218,7 +220,7 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 			}
 		}
 		start := time.Now()
-		r, err := s.hold(ctx, tokens[p], holdRequest{UserID: users[p], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
+		r, err := s.hold(ctx, s.c, tokens[p], holdRequest{UserID: users[p], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
 		held[p] = time.Now()
 		rec.Record("hold", held[p].Sub(start), Classify(r, err), r.Code)
 		if err != nil || !r.OK() {
@@ -324,7 +326,7 @@ func prepareSale(ctx context.Context, s *session, rate float64, d time.Duration)
 		_, _ = RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, _ time.Time) {
 			n := int(next.Add(1)) - 1 // each seat once: every hold should be accepted
 			u := i % len(users)
-			r, err := s.hold(ctx, tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: 1 + n%maxSeatsPerDate}, nil)
+			r, err := s.hold(ctx, s.on(u), tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: 1 + n%maxSeatsPerDate}, nil)
 			if err == nil && r.OK() {
 				accepted.Add(1)
 			}
@@ -353,42 +355,43 @@ func scrapeAfter(ctx context.Context, s *session, d time.Duration) (serverFigure
 
 // scrape reads the target's resident memory, CPU time and frames sent from its /metrics.
 func scrape(ctx context.Context, s *session) (serverFigures, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.cfg.Target, "/")+"/metrics", nil)
+	m, err := scrapeMetrics(ctx, s.targets[0])
 	if err != nil {
-		return serverFigures{}, fmt.Errorf("GET /metrics: %w", err)
+		return serverFigures{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return serverFigures{}, fmt.Errorf("GET /metrics: %w", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return serverFigures{}, fmt.Errorf("GET /metrics: %s %v", resp.Status, err)
-	}
-	f := serverFigures{at: time.Now()}
-	for _, line := range bytes.Split(body, []byte("\n")) {
-		name, value, ok := bytes.Cut(line, []byte(" "))
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(string(value), 64)
-		if err != nil {
-			continue
-		}
-		switch string(name) {
-		case "process_resident_memory_bytes":
-			f.rss = v
-		case "process_cpu_seconds_total":
-			f.cpu = v
-		case "booking_seat_stream_frames_total":
-			f.frames = v
-		}
-	}
+	f := serverFigures{at: time.Now(), rss: m["process_resident_memory_bytes"], cpu: m["process_cpu_seconds_total"], frames: m["booking_seat_stream_frames_total"]}
 	if f.rss == 0 {
 		return f, errors.New("GET /metrics: no process_resident_memory_bytes (is the target a booking service on Linux?)")
 	}
 	return f, nil
+}
+
+// parseMetrics reads the Prometheus text format, each series summed over its labels.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read /metrics: %w", err)
+	}
+	m := make(map[string]float64)
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		i := bytes.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(string(line[i+1:]), 64)
+		if err != nil {
+			continue
+		}
+		name := line[:i]
+		if j := bytes.IndexByte(name, '{'); j >= 0 {
+			name = name[:j]
+		}
+		m[string(name)] += v
+	}
+	return m, nil
 }
 
 // watchStream opens one seat-map stream from source and reads it until ctx ends, calling

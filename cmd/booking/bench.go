@@ -23,6 +23,7 @@ type benchOptions struct {
 	embedded    bool
 	adminToken  string
 	jsonPath    string
+	reportPath  string
 	rate        float64
 	duration    time.Duration
 	maxInflight int
@@ -32,6 +33,11 @@ type benchOptions struct {
 	warmup      time.Duration
 	client      string
 	keys        bool
+	// child makes --embedded start the service as a child process (`booking serve`) instead
+	// of in-process, with childArgs added to its flags: the soak samples the server's memory,
+	// goroutines and files, which the generator's own would blur in one process.
+	child     bool
+	childArgs []string
 }
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir filled until it
@@ -58,13 +64,19 @@ percentiles. --max-inflight caps requests in flight; every launch it delays is c
 
 Against --target the service must run with --user-rate-limit 0 --queue-batch 0, or its
 abuse limit and waiting queue answer 429 RATE_LIMITED / 403 TOKEN_NOT_ACTIVE (reported as
-such). --embedded starts a service in-process on a fresh temporary data dir, set up that way.`,
+such). --embedded starts a service in-process on a fresh temporary data dir, set up that way.
+
+--target URL1,URL2 spreads the load over instances of one service (same log, same
+--token-secret): the benchmark's concerts are created through the first, and each user's
+requests all go to one instance, users round robin, as behind a load balancer with session
+affinity (read-your-writes holds per instance).`,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.target, "target", "http://127.0.0.1:8080", "base URL of the service to load (run it with --user-rate-limit 0 --queue-batch 0)")
+	pf.StringVar(&o.target, "target", "http://127.0.0.1:8080", "base URL of the service to load, or several instances' URLs comma-separated to spread the users over them (run them with --user-rate-limit 0 --queue-batch 0)")
 	pf.BoolVar(&o.embedded, "embedded", false, "start a service in-process on a fresh temporary data dir instead of using --target")
 	pf.StringVar(&o.adminToken, "admin-token", "", "admin token of the target, to create the benchmark's concerts (generated with --embedded)")
 	pf.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
+	pf.StringVar(&o.reportPath, "report", "", "also write a self-contained HTML page (throughput over time, latency percentile curve) to this file")
 	pf.Float64Var(&o.rate, "rate", 1000, "arrival rate, requests (or flows) per second")
 	pf.DurationVar(&o.duration, "duration", 10*time.Second, "how long to offer load (flash-sale, read)")
 	pf.IntVar(&o.maxInflight, "max-inflight", 1024, "safety cap on requests in flight and connections; launches it delays are counted")
@@ -73,7 +85,7 @@ such). --embedded starts a service in-process on a fresh temporary data dir, set
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
 	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
 	pf.StringVar(&o.client, "client", string(loadgen.ClientFastHTTP), "HTTP client library of the generator: fasthttp (least CPU) or nethttp (Go's net/http, as most users' clients)")
-	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o))
+	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o), newBenchSoakCmd(o))
 	return cmd
 }
 
@@ -266,7 +278,11 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		if cmd.Flags().Changed("target") {
 			return errors.New("bench: --target and --embedded exclude each other")
 		}
-		target, admin, stop, err := o.startEmbedded(ctx)
+		start := o.startEmbedded
+		if o.child {
+			start = o.startChild
+		}
+		target, admin, stop, err := start(ctx)
 		if err != nil {
 			return err
 		}
@@ -333,6 +349,11 @@ func (o *benchOptions) report(cmd *cobra.Command, res loadgen.Result) error {
 	}
 	if o.jsonPath != "" {
 		if err := res.WriteJSONFile(o.jsonPath); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if o.reportPath != "" {
+		if err := res.WriteHTMLFile(o.reportPath); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}

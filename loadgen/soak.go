@@ -1,0 +1,438 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ScenarioSoak is the soak scenario's name.
+const ScenarioSoak = "soak"
+
+// SoakOptions configures the soak scenario.
+type SoakOptions struct {
+	// SampleEvery is how often every target's /metrics is sampled (default 10 s).
+	SampleEvery time.Duration
+	// HoldTTL is the targets' --hold-ttl when known (0: unknown); with it the run warns when
+	// no abandoned hold expired although the run outlasted it.
+	HoldTTL time.Duration
+	// Threshold is how far a series' fitted line may climb over the judged window, relative
+	// to its mean there, before it counts as trending upward (default DefaultTrendThreshold).
+	Threshold float64
+}
+
+// DefaultTrendThreshold: a series whose least-squares line climbs by more than 10% of its
+// mean over the second half of the run trends upward. Less would flag the saw-tooth of the
+// garbage collector on a run of minutes; a leak of any consequence climbs far more.
+const DefaultTrendThreshold = 0.10
+
+// minTrendSamples is the fewest samples in the judged window for a verdict: fewer cannot tell
+// a slope from noise, so a short run (the CI smoke run) only warns.
+const minTrendSamples = 5
+
+// SoakSample is one sample of one target during a soak.
+type SoakSample struct {
+	// AtSec is the time since the measured phase began.
+	AtSec float64 `json:"atSec"`
+	// Instance is the target's index in Config.Target.
+	Instance   int     `json:"instance"`
+	RSSMB      float64 `json:"rssMB"`
+	Goroutines float64 `json:"goroutines"`
+	OpenFDs    float64 `json:"openFds"`
+	// LagEvents is booking_projection_lag_events summed over the read models.
+	LagEvents float64 `json:"lagEvents"`
+	// P99Ms is the client-side p99 of every request answered since the previous sample (the
+	// same for every instance's row: the generator does not split it).
+	P99Ms float64 `json:"p99Ms"`
+}
+
+// Trend is the verdict on one series over the judged window (the run's second half).
+type Trend struct {
+	Series string `json:"series"`
+	// Mean and Slope (per minute) are of the window; Rise is the fitted line's climb across
+	// the window relative to Mean; Floor is the absolute climb below which no series counts
+	// as rising (noise at small values).
+	Mean        float64 `json:"mean"`
+	SlopePerMin float64 `json:"slopePerMin"`
+	Rise        float64 `json:"rise"`
+	Floor       float64 `json:"floor"`
+	Rising      bool    `json:"rising"`
+	Samples     int     `json:"samples"`
+}
+
+// SoakResult holds the soak's own figures.
+type SoakResult struct {
+	Samples   []SoakSample `json:"samples"`
+	Trends    []Trend      `json:"trends,omitempty"`
+	Threshold float64      `json:"threshold"`
+	// HoldsExpired and PaymentsCompleted are the first target's counters' growth over the
+	// run (every instance counts every instance's events).
+	HoldsExpired      float64 `json:"holdsExpired"`
+	PaymentsCompleted float64 `json:"paymentsCompleted"`
+}
+
+// trendFloors are the smallest climbs across the window that count, per series: below them a
+// climb is noise whatever the mean (a lag of 0 that becomes 3, two goroutines more).
+var trendFloors = map[string]float64{"rss MB": 5, "goroutines": 20, "open fds": 10, "lag events": 100, "p99 ms": 2}
+
+// judgeTrend fits a least-squares line to the samples (t in seconds, v) with t at or after
+// from and says whether it climbs across that window by more than threshold × its mean and
+// more than floor. With fewer than minTrendSamples in the window there is no verdict (ok false).
+func judgeTrend(series string, t, v []float64, from, threshold, floor float64) (tr Trend, ok bool) {
+	var xs, ys []float64
+	for i := range t {
+		if t[i] >= from {
+			xs, ys = append(xs, t[i]), append(ys, v[i])
+		}
+	}
+	tr = Trend{Series: series, Floor: floor, Samples: len(xs)}
+	if len(xs) < minTrendSamples {
+		return tr, false
+	}
+	n := float64(len(xs))
+	var sx, sy float64
+	for i := range xs {
+		sx, sy = sx+xs[i], sy+ys[i]
+	}
+	mx, my := sx/n, sy/n
+	var sxy, sxx float64
+	for i := range xs {
+		sxy += (xs[i] - mx) * (ys[i] - my)
+		sxx += (xs[i] - mx) * (xs[i] - mx)
+	}
+	slope := 0.0
+	if sxx > 0 {
+		slope = sxy / sxx
+	}
+	climb := slope * (xs[len(xs)-1] - xs[0])
+	tr.Mean, tr.SlopePerMin = my, slope*60
+	if my != 0 {
+		tr.Rise = climb / math.Abs(my)
+	} else if climb > 0 {
+		tr.Rise = math.Inf(1)
+	}
+	tr.Rising = climb > floor && climb > threshold*math.Abs(my)
+	return tr, true
+}
+
+// The soak's requests, beside the booking steps.
+const (
+	stepAbandon = "hold-left" // a hold nobody pays: it must expire
+	stepRead    = "seats"
+)
+
+// Soak offers a steady mix at Config.Rate arrivals per second for Config.Duration, of every
+// four arrivals: one new user's whole booking (token, charge, hold, pay), one new user's hold
+// left unpaid to expire, and two seat-map reads of the date on sale. Each user's requests go
+// to one target (see session.on). Every SampleEvery it samples every target's resident
+// memory, goroutines, open files and read-model lag from its /metrics, beside the client-side
+// p99 since the previous sample, and at the end it judges whether any of them trends upward
+// over the second half of the run (the first half is warm-up: caches fill, pools grow).
+func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
+	res := Result{Scenario: ScenarioSoak, Target: cfg.Target, Rate: cfg.Rate}
+	if opts.SampleEvery == 0 {
+		opts.SampleEvery = 10 * time.Second
+	}
+	if opts.Threshold == 0 {
+		opts.Threshold = DefaultTrendThreshold
+	}
+	if opts.SampleEvery < 0 || opts.Threshold < 0 {
+		return res, fmt.Errorf("%w: sample interval %s and threshold %g must be positive", ErrBadConfig, opts.SampleEvery, opts.Threshold)
+	}
+	s, err := newTimedSession(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	count := CountFor(s.cfg.Rate, s.cfg.Duration)
+	seats := count/2 + 1
+	if seats > maxFlashSaleSeats {
+		return res, fmt.Errorf("%w: rate × duration needs %d seats, more than %d", ErrBadConfig, seats, maxFlashSaleSeats)
+	}
+	res.Seats = seats
+	concert := s.id("soak", 0)
+	dates, err := s.createConcert(ctx, concert, seatDates(seats, bookingPrice))
+	if err != nil {
+		return res, err
+	}
+	if res.WarmupSec, err = s.warmUp(ctx); err != nil {
+		return res, err
+	}
+
+	rec := NewRecorder(stepToken, stepCharge, stepHold, stepPay, stepE2E, stepAbandon, stepRead)
+	var (
+		intervalMu sync.Mutex
+		interval   = newHistogram()
+		nextSeat   atomic.Int64
+	)
+	record := func(step string, d time.Duration, o Outcome, code string) {
+		rec.Record(step, d, o, code)
+		if step == stepE2E {
+			return // its time is already in its steps'
+		}
+		intervalMu.Lock()
+		_ = interval.RecordValue(min(max(d.Microseconds(), histMinMicros), histMaxMicros))
+		intervalMu.Unlock()
+	}
+	timed := func(step string, call func() (Response, error)) (Outcome, string) {
+		t := s.clk.Now()
+		r, err := call()
+		o := Classify(r, err)
+		record(step, s.elapsed(t), o, r.Code)
+		return o, r.Code
+	}
+	seat := func(i int) holdRequest {
+		n := int(nextSeat.Add(1)) - 1
+		return holdRequest{UserID: s.id("soak-u", i), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
+	}
+	readPath := func() string {
+		n := int(nextSeat.Load())
+		d := dates[min(n/maxSeatsPerDate, len(dates)-1)]
+		return "/api/v1/concerts/" + url.PathEscape(concert) + "/dates/" + url.PathEscape(d) + "/seats"
+	}
+	gzip := []Header{{Name: "Accept-Encoding", Value: "gzip"}}
+
+	sampler := newSoakSampler(s)
+	first, err := sampler.sample(ctx, 0, 0)
+	if err != nil {
+		return res, err
+	}
+	start := s.clk.Now()
+	rec.StartTimeline(s.clk, start)
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	samplingDone := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(opts.SampleEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sampleCtx.Done():
+				samplingDone <- nil
+				return
+			case <-tick.C:
+			}
+			intervalMu.Lock()
+			p99 := float64(interval.ValueAtPercentile(99)) / 1000
+			interval.Reset()
+			intervalMu.Unlock()
+			if _, err := sampler.sample(sampleCtx, s.elapsed(start).Seconds(), p99); err != nil && sampleCtx.Err() == nil {
+				samplingDone <- err
+				return
+			}
+		}
+	}()
+	sched := Schedule{Rate: s.cfg.Rate, Count: count, MaxInflight: s.cfg.MaxInflight}
+	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
+		c := s.on(i)
+		switch i % 4 {
+		case 0:
+			o, code := s.book(ctx, c, rec, seat(i))
+			record(stepE2E, s.elapsed(at), o, code)
+		case 1:
+			h := seat(i)
+			var tok tokenAnswer
+			if o, _ := timed(stepToken, func() (Response, error) {
+				t, r, err := s.issueToken(ctx, c, h.UserID)
+				tok = t
+				return r, err
+			}); o != OutcomeOK {
+				return
+			}
+			timed(stepAbandon, func() (Response, error) { return s.hold(ctx, c, tok.Token, h, nil) })
+		default:
+			timed(stepRead, func() (Response, error) { return c.Do(ctx, "GET", readPath(), gzip, nil, nil) })
+		}
+	})
+	elapsed := s.elapsed(start)
+	stopSampling()
+	samplingErr := <-samplingDone
+	if err != nil {
+		if ctx.Err() == nil {
+			return res, fmt.Errorf("soak: %w", err)
+		}
+		res.Warnings = append(res.Warnings, interruptedWarning(st, sched))
+	}
+	if samplingErr != nil {
+		return res, fmt.Errorf("soak: sample: %w", samplingErr)
+	}
+	last, err := sampler.scrapeFirst(context.WithoutCancel(ctx))
+	if err != nil {
+		return res, fmt.Errorf("soak: %w", err)
+	}
+
+	res.Steps = rec.Steps()
+	res.headline(rec.Merged("all", stepToken, stepCharge, stepHold, stepPay, stepAbandon, stepRead))
+	res.pictures(rec, stepToken, stepCharge, stepHold, stepPay, stepAbandon, stepRead)
+	res.schedule(st)
+	res.DurationSec = elapsed.Seconds()
+	res.AcceptedPerSec = perSec(res.Accepted, res.DurationSec)
+	res.ConflictsPerSec = perSec(res.Conflicts409, res.DurationSec)
+	soak := &SoakResult{Samples: sampler.samples, Threshold: opts.Threshold,
+		HoldsExpired:      last["booking_holds_expired_total"] - first["booking_holds_expired_total"],
+		PaymentsCompleted: last["booking_payments_completed_total"] - first["booking_payments_completed_total"]}
+	res.Soak = soak
+	soak.Trends = judgeSoak(&res, soak.Samples, len(s.targets), s.cfg.Duration.Seconds()/2, opts.Threshold)
+	if opts.HoldTTL > 0 && elapsed > 2*opts.HoldTTL+30*time.Second && soak.HoldsExpired == 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("no hold expired in %.0fs with --hold-ttl %s: is the expiry loop running?", res.DurationSec, opts.HoldTTL))
+	}
+	res.diagnose()
+	return res, nil
+}
+
+// judgeSoak judges every series of every instance (p99 once) from the second half on, adds a
+// check per verdict to res, and warns when the run was too short for one.
+func judgeSoak(res *Result, samples []SoakSample, instances int, from, threshold float64) []Trend {
+	var trends []Trend
+	short := 0
+	judge := func(name string, inst int, get func(SoakSample) float64) {
+		var t, v []float64
+		for _, sm := range samples {
+			if sm.Instance == inst {
+				t, v = append(t, sm.AtSec), append(v, get(sm))
+			}
+		}
+		series := name
+		if instances > 1 {
+			series = fmt.Sprintf("%s @%d", name, inst+1)
+		}
+		tr, ok := judgeTrend(series, t, v, from, threshold, trendFloors[name])
+		if !ok {
+			short = tr.Samples
+			return
+		}
+		trends = append(trends, tr)
+		res.Checks = append(res.Checks, Check{
+			Name: series + " does not trend upward after warm-up",
+			OK:   !tr.Rising,
+			Detail: fmt.Sprintf("mean %.1f, slope %+.2f/min, fitted climb over the second half %+.1f%% of the mean (limit %.0f%%, floor %g)",
+				tr.Mean, tr.SlopePerMin, 100*tr.Rise, 100*threshold, tr.Floor),
+		})
+	}
+	for inst := range instances {
+		judge("rss MB", inst, func(s SoakSample) float64 { return s.RSSMB })
+		judge("goroutines", inst, func(s SoakSample) float64 { return s.Goroutines })
+		judge("open fds", inst, func(s SoakSample) float64 { return s.OpenFDs })
+		judge("lag events", inst, func(s SoakSample) float64 { return s.LagEvents })
+	}
+	judge("p99 ms", 0, func(s SoakSample) float64 { return s.P99Ms })
+	if len(trends) == 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("too short to judge trends: %d samples in the second half, %d needed (lengthen --duration or shorten --sample-every)", short, minTrendSamples))
+	}
+	return trends
+}
+
+// soakSampler scrapes every target's /metrics and keeps the samples.
+type soakSampler struct {
+	s       *session
+	mu      sync.Mutex
+	samples []SoakSample
+}
+
+func newSoakSampler(s *session) *soakSampler { return &soakSampler{s: s} }
+
+// sample scrapes every target, keeps one sample each, and returns the first target's series.
+func (p *soakSampler) sample(ctx context.Context, at, p99 float64) (map[string]float64, error) {
+	var first map[string]float64
+	for i, t := range p.s.targets {
+		m, err := scrapeMetrics(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			first = m
+		}
+		p.mu.Lock()
+		p.samples = append(p.samples, SoakSample{AtSec: at, Instance: i, RSSMB: m["process_resident_memory_bytes"] / (1 << 20),
+			Goroutines: m["go_goroutines"], OpenFDs: m["process_open_fds"], LagEvents: m["booking_projection_lag_events"], P99Ms: p99})
+		p.mu.Unlock()
+	}
+	return first, nil
+}
+
+// scrapeFirst reads the first target's series without keeping a sample.
+func (p *soakSampler) scrapeFirst(ctx context.Context) (map[string]float64, error) {
+	return scrapeMetrics(ctx, p.s.targets[0])
+}
+
+// scrapeMetrics reads a target's /metrics, each series summed over its labels.
+func scrapeMetrics(ctx context.Context, target string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(target, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET /metrics: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/metrics: %s", target, resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// soakHeader and soakRows lay out the samples for the table and the report.
+var soakHeader = []string{"t s", "instance", "rss MB", "goroutines", "open fds", "lag events", "p99 ms"}
+
+func soakRows(samples []SoakSample) [][]string {
+	rows := make([][]string, 0, len(samples))
+	for _, sm := range samples {
+		rows = append(rows, []string{fmt.Sprintf("%.0f", sm.AtSec), fmt.Sprint(sm.Instance + 1), fmt.Sprintf("%.1f", sm.RSSMB),
+			fmt.Sprintf("%.0f", sm.Goroutines), fmt.Sprintf("%.0f", sm.OpenFDs), fmt.Sprintf("%.0f", sm.LagEvents), fmt.Sprintf("%.2f", sm.P99Ms)})
+	}
+	return rows
+}
+
+// soakSection is the report's soak part: one chart per sampled series, one line per
+// instance, and the samples' table.
+func soakSection(r *SoakResult) extraSection {
+	sec := extraSection{Title: "Soak samples", Header: soakHeader, Rows: soakRows(r.Samples)}
+	colors := []string{"#1f77b4", "#9467bd", "#8c564b", "#17becf"}
+	metrics := []struct {
+		name string
+		get  func(SoakSample) float64
+	}{
+		{"rss MB", func(s SoakSample) float64 { return s.RSSMB }},
+		{"goroutines", func(s SoakSample) float64 { return s.Goroutines }},
+		{"open fds", func(s SoakSample) float64 { return s.OpenFDs }},
+		{"lag events", func(s SoakSample) float64 { return s.LagEvents }},
+		{"p99 ms", func(s SoakSample) float64 { return s.P99Ms }},
+	}
+	xMax := 0.0
+	instances := 0
+	for _, s := range r.Samples {
+		xMax, instances = math.Max(xMax, s.AtSec), max(instances, s.Instance+1)
+	}
+	var xt []tick
+	step := math.Max(1, math.Ceil(xMax/10))
+	for x := 0.0; x <= xMax; x += step {
+		xt = append(xt, tick{Pos: x, Label: fmt.Sprintf("%.0f", x)})
+	}
+	for _, m := range metrics {
+		var lines []series
+		yMax := 0.0
+		for inst := range instances {
+			if m.name == "p99 ms" && inst > 0 {
+				break // the same client-side figure on every instance's row
+			}
+			l := series{name: fmt.Sprintf("instance %d", inst+1), color: colors[inst%len(colors)]}
+			if m.name == "p99 ms" {
+				l.name = "client p99"
+			}
+			for _, s := range r.Samples {
+				if s.Instance == inst {
+					l.x, l.y = append(l.x, s.AtSec), append(l.y, m.get(s))
+					yMax = math.Max(yMax, m.get(s))
+				}
+			}
+			lines = append(lines, l)
+		}
+		sec.Charts = append(sec.Charts, newChart(m.name, "seconds since the measured phase began", m.name, xMax, yMax, xt, lines))
+	}
+	return sec
+}

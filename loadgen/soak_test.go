@@ -1,0 +1,78 @@
+package loadgen
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestTheTrendRule(t *testing.T) {
+	// Samples every 10 s over 10 minutes; the window is the second half (from 300 s).
+	times := make([]float64, 61)
+	for i := range times {
+		times[i] = float64(10 * i)
+	}
+	along := func(f func(t float64) float64) []float64 {
+		v := make([]float64, len(times))
+		for i, t := range times {
+			v[i] = f(t)
+		}
+		return v
+	}
+	tests := []struct {
+		name   string
+		values []float64
+		floor  float64
+		rising bool
+	}{
+		{name: "a flat series does not trend upward", values: along(func(float64) float64 { return 200 }), floor: 5},
+		{name: "a series that climbs 50% over the first half and then stays flat does not trend upward",
+			values: along(func(t float64) float64 { return 100 + 50*math.Min(t, 300)/300 }), floor: 5},
+		{name: "a series that climbs 20% of its mean over the second half trends upward",
+			values: along(func(t float64) float64 { return 200 + 40*t/300 }), floor: 5, rising: true},
+		{name: "a series that climbs 5% over the second half stays under the 10% limit",
+			values: along(func(t float64) float64 { return 200 + 10*(t-300)/300 }), floor: 5},
+		{name: "a garbage collector's saw-tooth around a flat mean does not trend upward",
+			values: along(func(t float64) float64 { return 200 + 30*math.Mod(t, 60)/60 }), floor: 5},
+		{name: "a small series that climbs more than 10% but less than its floor does not trend upward",
+			values: along(func(t float64) float64 { return 2 + 3*t/600 }), floor: 100},
+		{name: "a series that rises from zero past its floor trends upward",
+			values: along(func(t float64) float64 { return math.Max(0, t-300) }), floor: 100, rising: true},
+		{name: "a falling series does not trend upward", values: along(func(t float64) float64 { return 300 - t/10 }), floor: 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, ok := judgeTrend("s", times, tt.values, 300, DefaultTrendThreshold, tt.floor)
+			if !ok {
+				t.Fatalf("no verdict from %d samples", tr.Samples)
+			}
+			if tr.Rising != tt.rising {
+				t.Errorf("rising = %v, want %v (mean %.1f, slope %.3f/min, rise %.1f%%)", tr.Rising, tt.rising, tr.Mean, tr.SlopePerMin, 100*tr.Rise)
+			}
+		})
+	}
+}
+
+func TestTooFewSamplesGiveNoVerdict(t *testing.T) {
+	times := []float64{0, 1, 2, 3, 4, 5, 6, 7}
+	values := []float64{1, 2, 3, 4, 5, 6, 7, 8}
+	if tr, ok := judgeTrend("s", times, values, 4, DefaultTrendThreshold, 0); ok {
+		t.Errorf("a verdict (%+v) from %d samples in the window; want none below %d", tr, tr.Samples, minTrendSamples)
+	}
+}
+
+func TestParseMetricsSumsASeriesOverItsLabels(t *testing.T) {
+	m, err := parseMetrics(strings.NewReader(`# HELP booking_projection_lag_events Events a projection has yet to apply.
+# TYPE booking_projection_lag_events gauge
+booking_projection_lag_events{projection="seats"} 3
+booking_projection_lag_events{projection="wallets"} 4
+go_goroutines 17
+process_resident_memory_bytes 3.3554432e+07
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["booking_projection_lag_events"] != 7 || m["go_goroutines"] != 17 || m["process_resident_memory_bytes"] != 32<<20 {
+		t.Errorf("parsed %v", m)
+	}
+}
