@@ -91,14 +91,7 @@ func TestCrashRecoveryUnderLoad(t *testing.T) {
 
 		killAfter := time.Duration(50+rng.IntN(1450)) * time.Millisecond
 		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := range crashWorkers {
-			wg.Add(1)
-			go func(wrng *rand.Rand) {
-				defer wg.Done()
-				led.work(t, c, fmt.Sprintf("fan-%d", w), concert, wrng, stop)
-			}(rand.New(rand.NewPCG(rng.Uint64(), uint64(w))))
-		}
+		wg := led.startWorkers(t, c, concert, func(w int) *rand.Rand { return rand.New(rand.NewPCG(rng.Uint64(), uint64(w))) }, stop)
 		time.Sleep(killAfter) // the kill moment is the point of the test, not a wait for a state
 		p.kill()
 		close(stop)
@@ -208,6 +201,20 @@ func (l *crashLedger) summary() string {
 // for about half of them, until stop closes or the server stops answering. Every request
 // carries an Idempotency-Key, so that one cut off can be retried after the restart. A worker
 // has one request out at a time, so a kill cuts off at most one of its requests.
+// startWorkers starts crashWorkers clients (users fan-0…) holding and paying on concert until
+// stop is closed; the WaitGroup ends when they have. seed gives worker w its random source.
+func (l *crashLedger) startWorkers(t *testing.T, c *apiClient, concert string, seed func(w int) *rand.Rand, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range crashWorkers {
+		wg.Add(1)
+		go func(rng *rand.Rand) {
+			defer wg.Done()
+			l.work(t, c, fmt.Sprintf("fan-%d", w), concert, rng, stop)
+		}(seed(w))
+	}
+	return &wg
+}
+
 func (l *crashLedger) work(t *testing.T, c *apiClient, userID, concert string, rng *rand.Rand, stop <-chan struct{}) {
 	u := l.user(userID)
 	token := "" // fetched afresh: recovery may have completed a payment that revoked the last one

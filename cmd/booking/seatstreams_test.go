@@ -304,7 +304,7 @@ func TestASeatStreamClientThatStopsReadingCostsTheServerNoMemory(t *testing.T) {
 		t.Skip("starts a server process")
 	}
 	const stalled = 1000
-	pprofAddr := freeLoopbackAddr(t)
+	pprofAddr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
 	p, c, reader := startWatchedServer(t, stalled, 2000, "--pprof-addr", pprofAddr)
 	for range stalled {
 		s := dialSeatStream(t, p.url, "watched")
@@ -353,17 +353,6 @@ func TestASeatStreamClientThatStopsReadingCostsTheServerNoMemory(t *testing.T) {
 	if n := metricValue(t, c, "booking_seat_streams_open"); n != stalled+1 {
 		t.Errorf("%v streams open after the rounds, want %d: a client that stops reading is kept for a heartbeat", n, stalled+1)
 	}
-}
-
-// freeLoopbackAddr returns a loopback host:port that nothing listened on a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // liveHeap forces a garbage collection in the server (pprof's heap profile with gc=1) and

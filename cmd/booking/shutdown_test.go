@@ -62,14 +62,7 @@ func TestShutdownAfterACrashRestartWithClientsConnected(t *testing.T) {
 	c.createConcert(t, concert, crashSeats, crashPrice)
 	led.addConcert(concert)
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range crashWorkers {
-		wg.Add(1)
-		go func(rng *rand.Rand) {
-			defer wg.Done()
-			led.work(t, c, fmt.Sprintf("fan-%d", w), concert, rng, stop)
-		}(rand.New(rand.NewPCG(uint64(w), 0x5eed)))
-	}
+	wg := led.startWorkers(t, c, concert, func(w int) *rand.Rand { return rand.New(rand.NewPCG(uint64(w), 0x5eed)) }, stop)
 	pollUntil(t, 60*time.Second, "holds and payments under load", func() error {
 		led.mu.Lock()
 		defer led.mu.Unlock()
