@@ -135,6 +135,34 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 		}
 	})
 
+	t.Run("a command queued alone behind a commit leads the next one, and the lane is free after it", func(t *testing.T) {
+		g := newGatedStore()
+		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
+		results := queueBehindFirst(t, g, repo, "u1", charge(1, "c0"), charge(2, "c1"))
+		close(g.gate)
+		for i, ch := range results {
+			if r := <-ch; r.err != nil {
+				t.Fatalf("charge %d: %v", i, r.err)
+			}
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, _, _, err := repo.Update(context.Background(), "u1", "d-later", eventstore.Metadata{}, charge(4, "c2"))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("a later charge: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a later charge of the aggregate waited behind a lane that never closed")
+		}
+		if n := repo.queued("u1"); n != 0 {
+			t.Errorf("%d commands still queued", n)
+		}
+	})
+
 	t.Run("a command decided behind others sees their events: a debit queued behind a charge passes", func(t *testing.T) {
 		g := newGatedStore()
 		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)

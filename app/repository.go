@@ -134,7 +134,7 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 // earlier, concurrent commands of one aggregate could append in another order than they were
 // stamped, and a wallet's history would go back in time.
 func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eventstore.Metadata, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
-	c := &command[S]{ctx: ctx, dedupID: dedupID, meta: meta, decide: fn, done: make(chan updateResult[S], 1), lead: make(chan struct{}, 1)}
+	c := &command[S]{ctx: ctx, dedupID: dedupID, meta: meta, decide: fn, done: make(chan updateResult[S], 1)}
 	if !r.lanes.join(id, c) {
 		select {
 		case o := <-c.done:
@@ -214,8 +214,8 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 				}
 			}
 			r.cache.put(id, st, ver)
-			for i, c := range live {
-				c.answer(updateResult[S]{st: st, ver: ver, err: d.errs[i]})
+			for _, c := range live {
+				c.answer(updateResult[S]{st: st, ver: ver, err: c.err})
 			}
 			return
 		}
@@ -250,8 +250,8 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 		}
 		r.metrics.Appended(r.typ, sinceMono(start))
 		r.cache.put(id, d.state, newVer)
-		for i, c := range live {
-			c.answer(updateResult[S]{st: d.state, ver: newVer, evs: d.decided[i], err: d.errs[i]})
+		for _, c := range live {
+			c.answer(updateResult[S]{st: d.state, ver: newVer, evs: c.evs, err: c.err})
 		}
 		return
 	}
@@ -273,11 +273,9 @@ func (r *Repository[S]) dropExpired(id string, batch []*command[S]) []*command[S
 
 // decisions is what a batch of commands decided, one after another.
 type decisions[S any] struct {
-	state     S                    // after every decided event
-	decided   [][]aggregates.Event // per command
-	errs      []error              // per command
-	events    []eventstore.Event   // the commit: every command's events, encoded, in order
-	dedupID   string               // the commit's dedup ID; see decideAll
+	state     S                  // after every decided event
+	events    []eventstore.Event // the commit: every command's events, encoded, in order
+	dedupID   string             // the commit's dedup ID; see decideAll
 	encodeErr error
 }
 
@@ -286,25 +284,23 @@ type decisions[S any] struct {
 // retried command is then recognised by its decider (a step already taken is a no-op), as the
 // IDs its events carry are derived from its request.
 func (r *Repository[S]) decideAll(st S, batch []*command[S]) decisions[S] {
-	d := decisions[S]{decided: make([][]aggregates.Event, len(batch)), errs: make([]error, len(batch))}
+	var d decisions[S]
 	deciders := 0
-	for i, c := range batch {
-		evs, err := c.decide(st)
-		if err != nil || len(evs) == 0 {
-			d.errs[i] = err
+	for _, c := range batch {
+		c.evs, c.err = c.decide(st)
+		if c.err != nil || len(c.evs) == 0 {
+			c.evs = nil
 			continue
 		}
-		d.decided[i] = evs
 		deciders++
 		d.dedupID = c.dedupID
-		meta := c.meta
-		meta.OccurredAt = r.clock.Now()
-		for _, ev := range evs {
+		c.meta.OccurredAt = r.clock.Now()
+		for _, ev := range c.evs {
 			data, err := aggregates.Encode(ev)
 			if err != nil && d.encodeErr == nil {
 				d.encodeErr = fmt.Errorf("encode %s: %w", ev.EventType(), err)
 			}
-			d.events = append(d.events, eventstore.Event{Type: ev.EventType(), Data: data, Meta: &meta})
+			d.events = append(d.events, eventstore.Event{Type: ev.EventType(), Data: data, Meta: &c.meta})
 			st = r.apply(st, ev)
 		}
 	}
@@ -322,7 +318,12 @@ type command[S any] struct {
 	meta    eventstore.Metadata
 	decide  func(S) ([]aggregates.Event, error)
 	done    chan updateResult[S] // buffered: answered once
-	lead    chan struct{}        // buffered: told once when it leads the next commit
+	lead    chan struct{}        // buffered: told once when it leads the next commit; made when it queues
+	// evs and err are what the command decided in the commit under way.
+	evs []aggregates.Event
+	err error
+	// alone is the batch of a commit that holds only this command.
+	alone [1]*command[S]
 }
 
 func (c *command[S]) answer(o updateResult[S]) { c.done <- o }
@@ -372,6 +373,7 @@ func (l *lanes[S]) join(id string, c *command[S]) bool {
 		sh.queue[id] = q[:0]
 		return true
 	}
+	c.lead = make(chan struct{}, 1)
 	sh.queue[id] = append(q, c)
 	return false
 }
@@ -386,10 +388,15 @@ func (l *lanes[S]) take(id string, lead *command[S]) []*command[S] {
 		q = q[1:] // a command handed the lead is still at the head of the queue
 	}
 	n := min(len(q), maxBatch-1)
+	sh.queue[id] = q[n:]
+	if n == 0 {
+		// The common case under light load: a commit of one, with no slice to allocate.
+		lead.alone[0] = lead
+		return lead.alone[:]
+	}
 	batch := make([]*command[S], 0, n+1)
 	batch = append(batch, lead)
 	batch = append(batch, q[:n]...)
-	sh.queue[id] = q[n:]
 	return batch
 }
 
