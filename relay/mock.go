@@ -69,6 +69,8 @@ type MockPlatform struct {
 	ln      net.Listener
 	closing chan struct{}
 	once    sync.Once
+	// fresh holds the connections that have not sent a request yet, which Close hangs up on.
+	fresh map[net.Conn]struct{}
 }
 
 // NewMockPlatform returns a mock platform that is not listening yet; Handler serves it
@@ -103,7 +105,8 @@ func (m *MockPlatform) Start(addr string) error {
 	}
 	m.mu.Lock()
 	m.ln = ln
-	m.srv = &http.Server{Handler: m.handler, ReadHeaderTimeout: 10 * time.Second}
+	m.fresh = map[net.Conn]struct{}{}
+	m.srv = &http.Server{Handler: m.handler, ReadHeaderTimeout: 10 * time.Second, ConnState: m.track}
 	srv := m.srv
 	m.mu.Unlock()
 	go func() {
@@ -112,6 +115,17 @@ func (m *MockPlatform) Start(addr string) error {
 		}
 	}()
 	return nil
+}
+
+// track keeps the set of connections that have not sent a request yet.
+func (m *MockPlatform) track(c net.Conn, st http.ConnState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st == http.StateNew {
+		m.fresh[c] = struct{}{}
+	} else {
+		delete(m.fresh, c)
+	}
 }
 
 // URL is the base URL to give the relay (http://host:port), empty before Start.
@@ -136,7 +150,19 @@ func (m *MockPlatform) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	// net/http's Shutdown waits up to 5 s for a connection that was dialled but has sent no
+	// request (a client's spare keep-alive connection, as the relay's Transport keeps): it
+	// holds nothing, so hang up on it rather than let it hold the stop. The stop has begun, so
+	// the listener takes no new connection; one that starts its request meanwhile is retried
+	// by its sender.
+	m.mu.Lock()
+	for c := range m.fresh {
+		_ = c.Close()
+	}
+	m.mu.Unlock()
+	if err := <-shut; err != nil {
 		return errors.Join(err, srv.Close())
 	}
 	return nil

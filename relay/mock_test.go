@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -170,5 +172,41 @@ func TestClosingTheMockAnswersRequestsWaitingOutTheirLatencyWith503(t *testing.T
 	}
 	if s := m.Stats(); s.Unique != 0 {
 		t.Errorf("stats %+v: a request cut short was recorded", s)
+	}
+}
+
+func TestClosingTheMockDoesNotWaitForAConnectionThatSentNoRequest(t *testing.T) {
+	m := NewMockPlatform(MockOptions{})
+	if err := m.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	// A client's spare keep-alive connection: dialled, never used.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(m.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The server notes the connection when it accepts it; wait for that, or Close could run
+	// before there is anything to hang up on.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m.mu.Lock()
+		n := len(m.fresh)
+		m.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mock never accepted the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	began := time.Now()
+	if err := m.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// net/http's own shutdown gives such a connection 5 s; the mock hangs up on it at once.
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("close took %s with an unused connection open", took)
 	}
 }
