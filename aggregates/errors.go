@@ -29,6 +29,7 @@ var (
 	ErrSeatNotFound              = refuse("seat not found")
 	ErrSeatUnavailable           = refuse("seat unavailable")
 	ErrSeatNotHeld               = refuse("seat not held by this reservation")
+	ErrSeatLimitReached          = refuse("seat limit per user reached")
 	ErrReservationExists         = refuse("reservation already exists")
 	ErrReservationNotFound       = refuse("reservation not found")
 	ErrReservationNotPayable     = refuse("reservation not payable")

@@ -70,17 +70,21 @@ type (
 		ReservationID string    `json:"reservationId"`
 		UserID        string    `json:"userId"`
 		HeldUntil     time.Time `json:"heldUntil"`
+		// SeatNo names the seat within its date's commit, whose subject is the date's.
+		SeatNo int `json:"seatNo"`
 	}
 	// SeatReleased makes a held or sold seat available again; Reason is one of the Release*
 	// constants.
 	SeatReleased struct {
 		ReservationID string `json:"reservationId"`
 		Reason        string `json:"reason"`
+		SeatNo        int    `json:"seatNo"`
 	}
 	// SeatSold records that a held seat was paid for.
 	SeatSold struct {
 		ReservationID string `json:"reservationId"`
 		PaymentID     string `json:"paymentId"`
+		SeatNo        int    `json:"seatNo"`
 	}
 )
 
@@ -93,42 +97,52 @@ const (
 
 // Reservation events.
 type (
-	// ReservationHeld opens a reservation for a seat that was held for it.
+	// ReservationHeld opens a reservation for the seats held for it in the same commit.
 	ReservationHeld struct {
-		ReservationID string    `json:"reservationId"`
-		UserID        string    `json:"userId"`
-		ConcertID     string    `json:"concertId"`
-		DateID        string    `json:"dateId"`
-		SeatNo        int       `json:"seatNo"`
-		Price         int64     `json:"price"`
-		HeldAt        time.Time `json:"heldAt"`
-		HeldUntil     time.Time `json:"heldUntil"`
+		ReservationID string `json:"reservationId"`
+		UserID        string `json:"userId"`
+		ConcertID     string `json:"concertId"`
+		DateID        string `json:"dateId"`
+		// SeatNo is the lowest of SeatNos, for readers that know one seat per reservation.
+		SeatNo  int   `json:"seatNo"`
+		SeatNos []int `json:"seatNos"`
+		// Price is the sum of the seats' prices.
+		Price     int64     `json:"price"`
+		HeldAt    time.Time `json:"heldAt"`
+		HeldUntil time.Time `json:"heldUntil"`
 	}
 	// ReservationPaymentStarted locks a held reservation for one payment, so that of
 	// concurrent payments only one ever debits points.
 	ReservationPaymentStarted struct {
-		PaymentID string `json:"paymentId"`
+		// ReservationID names the reservation within its date's commit, as in every
+		// reservation event below.
+		ReservationID string `json:"reservationId"`
+		PaymentID     string `json:"paymentId"`
 	}
 	// ReservationPaymentAborted releases that lock when the payment failed before confirming.
 	ReservationPaymentAborted struct {
-		PaymentID string `json:"paymentId"`
-		Reason    string `json:"reason"`
+		ReservationID string `json:"reservationId"`
+		PaymentID     string `json:"paymentId"`
+		Reason        string `json:"reason"`
 	}
 	// ReservationConfirmed records that the reservation was paid for.
 	ReservationConfirmed struct {
-		PaymentID   string    `json:"paymentId"`
-		ConfirmedAt time.Time `json:"confirmedAt"`
+		ReservationID string    `json:"reservationId"`
+		PaymentID     string    `json:"paymentId"`
+		ConfirmedAt   time.Time `json:"confirmedAt"`
 	}
 	// ReservationExpired records that a hold lapsed unpaid.
 	ReservationExpired struct {
-		ExpiredAt time.Time `json:"expiredAt"`
+		ReservationID string    `json:"reservationId"`
+		ExpiredAt     time.Time `json:"expiredAt"`
 	}
 	// ReservationCancelled records a cancellation by the owner (Reason CANCELLED) or the
 	// reversal of a confirmed reservation by a refund (Reason REFUNDED, with PaymentID).
 	ReservationCancelled struct {
-		Reason      string    `json:"reason"`
-		PaymentID   string    `json:"paymentId,omitempty"`
-		CancelledAt time.Time `json:"cancelledAt"`
+		ReservationID string    `json:"reservationId"`
+		Reason        string    `json:"reason"`
+		PaymentID     string    `json:"paymentId,omitempty"`
+		CancelledAt   time.Time `json:"cancelledAt"`
 		// RequestID names the owner's request that cancelled, so that its retry is told
 		// apart from another cancellation.
 		RequestID string `json:"requestId,omitempty"`

@@ -34,13 +34,21 @@ func (r Reservation) Status() ReservationStatus { return r.status }
 // Held returns the event that opened the reservation: user, seat, price, heldUntil.
 func (r Reservation) Held() ReservationHeld { return r.held }
 
+// SeatNos returns the reservation's seats, ascending.
+func (r Reservation) SeatNos() []int {
+	if len(r.held.SeatNos) == 0 && r.held.SeatNo > 0 {
+		return []int{r.held.SeatNo}
+	}
+	return r.held.SeatNos
+}
+
 // PaymentID returns the payment that confirmed the reservation, if any.
 func (r Reservation) PaymentID() string { return r.paymentID }
 
 // PayingWith returns the payment currently holding the lock, if any.
 func (r Reservation) PayingWith() string { return r.paying }
 
-// DecideOpen opens the reservation after its seat was held. Repeating it is a no-op.
+// DecideOpen opens the reservation with the seats held for it. Repeating it is a no-op.
 func (r Reservation) DecideOpen(cmd ReservationHeld) ([]Event, error) {
 	if r.Exists() {
 		if r.held.ReservationID == cmd.ReservationID && r.held.UserID == cmd.UserID {
@@ -81,7 +89,7 @@ func (r Reservation) DecideStartPayment(cmd StartPayment) ([]Event, error) {
 	if r.status != ReservationHeldS || r.paying != "" || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotPayable
 	}
-	return []Event{ReservationPaymentStarted{PaymentID: cmd.PaymentID}}, nil
+	return []Event{ReservationPaymentStarted{ReservationID: r.held.ReservationID, PaymentID: cmd.PaymentID}}, nil
 }
 
 // AbortPayment releases the payment lock after a payment failed before confirming.
@@ -95,7 +103,7 @@ func (r Reservation) DecideAbortPayment(cmd AbortPayment) ([]Event, error) {
 	if cmd.PaymentID == "" || r.status != ReservationHeldS || r.paying != cmd.PaymentID {
 		return nil, nil
 	}
-	return []Event{ReservationPaymentAborted(cmd)}, nil
+	return []Event{ReservationPaymentAborted{ReservationID: r.held.ReservationID, PaymentID: cmd.PaymentID, Reason: cmd.Reason}}, nil
 }
 
 // Confirm is the command to confirm a reservation whose payment debited the points.
@@ -113,7 +121,7 @@ func (r Reservation) DecideConfirm(cmd Confirm) ([]Event, error) {
 	if cmd.PaymentID == "" || r.status != ReservationHeldS || r.paying != cmd.PaymentID || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotPayable
 	}
-	return []Event{ReservationConfirmed{PaymentID: cmd.PaymentID, ConfirmedAt: cmd.Now}}, nil
+	return []Event{ReservationConfirmed{ReservationID: r.held.ReservationID, PaymentID: cmd.PaymentID, ConfirmedAt: cmd.Now}}, nil
 }
 
 // Expire is the command to expire an unpaid hold.
@@ -126,7 +134,7 @@ func (r Reservation) DecideExpire(cmd Expire) ([]Event, error) {
 	if r.status != ReservationHeldS || cmd.Now.Before(r.held.HeldUntil) {
 		return nil, nil
 	}
-	return []Event{ReservationExpired{ExpiredAt: cmd.Now}}, nil
+	return []Event{ReservationExpired{ReservationID: r.held.ReservationID, ExpiredAt: cmd.Now}}, nil
 }
 
 // Cancel is the owner's command to give up a hold.
@@ -153,7 +161,7 @@ func (r Reservation) DecideCancel(cmd Cancel) ([]Event, error) {
 	if r.status != ReservationHeldS || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotCancellable
 	}
-	return []Event{ReservationCancelled{Reason: ReleaseCancelled, CancelledAt: cmd.Now, RequestID: cmd.RequestID}}, nil
+	return []Event{ReservationCancelled{ReservationID: r.held.ReservationID, Reason: ReleaseCancelled, CancelledAt: cmd.Now, RequestID: cmd.RequestID}}, nil
 }
 
 // CancelForRefund reverses the confirmation of a refunded payment.
@@ -175,7 +183,7 @@ func (r Reservation) DecideCancelForRefund(cmd CancelForRefund) ([]Event, error)
 	if r.status != ReservationConfirmedS {
 		return nil, ErrPaymentNotRefundable
 	}
-	return []Event{ReservationCancelled{Reason: ReleaseRefunded, PaymentID: cmd.PaymentID, CancelledAt: cmd.Now}}, nil
+	return []Event{ReservationCancelled{ReservationID: r.held.ReservationID, Reason: ReleaseRefunded, PaymentID: cmd.PaymentID, CancelledAt: cmd.Now}}, nil
 }
 
 // Apply returns the state after one event.

@@ -44,6 +44,7 @@ type HoldSeat struct {
 	ReservationID string
 	UserID        string
 	HeldUntil     time.Time
+	SeatNo        int
 }
 
 // DecideHold holds an available seat. Repeating the hold of the same reservation is a no-op.
@@ -66,6 +67,7 @@ func (s Seat) DecideHold(cmd HoldSeat) ([]Event, error) {
 type ReleaseSeat struct {
 	ReservationID string
 	Reason        string
+	SeatNo        int
 }
 
 // DecideRelease frees the seat if this reservation has it; otherwise (already released, or
@@ -85,6 +87,7 @@ func (s Seat) DecideRelease(cmd ReleaseSeat) ([]Event, error) {
 type SellSeat struct {
 	ReservationID string
 	PaymentID     string
+	SeatNo        int
 }
 
 // DecideSell sells the seat to the reservation holding it.

@@ -158,7 +158,7 @@ func TestEndpoints(t *testing.T) {
 
 		// reservations
 		{name: "a hold with an active token is 201", req: post("/api/v1/reservations", holdBody, qt, "active:u1"), status: 201,
-			check: wantJSON(`{"reservationId":"r1","userId":"u1","concertId":"c1","dateId":"d1","seatNo":1,"price":1000,"status":"HELD","heldAt":"2026-03-15T10:00:00Z","heldUntil":"2026-03-15T10:05:00Z"}`)},
+			check: wantJSON(`{"reservationId":"r1","userId":"u1","concertId":"c1","dateId":"d1","seatNo":1,"seatNos":[1],"price":1000,"status":"HELD","heldAt":"2026-03-15T10:00:00Z","heldUntil":"2026-03-15T10:05:00Z"}`)},
 		{name: "a hold without a token is 401 TOKEN_INVALID", req: post("/api/v1/reservations", holdBody), status: 401, code: "TOKEN_INVALID", check: wantCalls()},
 		{name: "a hold with a forged token is 401 TOKEN_INVALID", req: post("/api/v1/reservations", holdBody, qt, "x"), status: 401, code: "TOKEN_INVALID", check: wantCalls()},
 		{name: "a hold with an expired token is 401 TOKEN_EXPIRED", req: post("/api/v1/reservations", holdBody, qt, "expired:u1"), status: 401, code: "TOKEN_EXPIRED", check: wantCalls()},
@@ -166,6 +166,31 @@ func TestEndpoints(t *testing.T) {
 		{name: "a hold with another user's token is 403 FORBIDDEN", req: post("/api/v1/reservations", holdBody, qt, "active:u2"), status: 403, code: "FORBIDDEN", check: wantCalls()},
 		{name: "a hold on a taken seat is 409 SEAT_UNAVAILABLE", setup: failing("Hold", fmt.Errorf("hold: %w", aggregates.ErrSeatUnavailable)),
 			req: post("/api/v1/reservations", holdBody, qt, "active:u1"), status: 409, code: "SEAT_UNAVAILABLE"},
+		{name: "a hold of several seats hands them all to one command", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": []int{4, 2, 3}}, qt, "active:u1"),
+			status: 201, check: wantCalls("Hold u1 [4 2 3]")},
+		{name: "a hold with both seatNo and seatNos is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNo": 1, "seatNos": []int{2}}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold with neither seatNo nor seatNos is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1"}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold of no seats is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": []int{}}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold of nine seats is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": []int{1, 2, 3, 4, 5, 6, 7, 8, 9}}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold naming a seat twice is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": []int{3, 3}}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold with seat zero in its list is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": []int{0, 1}}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold with seatNos not a list is 400 INVALID_REQUEST", req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": "1,2"}, qt, "active:u1"),
+			status: 400, code: "INVALID_REQUEST", check: wantCalls()},
+		{name: "a hold of several seats with some taken is 409 SEAT_UNAVAILABLE naming them", setup: failing("Hold", fmt.Errorf("hold: %w", &aggregates.UnavailableSeatsError{SeatNos: []int{2, 3}})),
+			req: post("/api/v1/reservations", map[string]any{"userId": "u1", "concertId": "c1", "dateId": "d1", "seatNos": []int{1, 2, 3}}, qt, "active:u1"), status: 409, code: "SEAT_UNAVAILABLE",
+			check: func(t *testing.T, _ *env, r apitest.Response) {
+				if !strings.Contains(string(r.Body), `"unavailableSeats":[2,3]`) {
+					t.Fatalf("body %s does not name the seats [2,3]", r.Body)
+				}
+			}},
+		{name: "a hold past the user's seat limit is 409 SEAT_LIMIT_REACHED", setup: failing("Hold", fmt.Errorf("hold: %w", aggregates.ErrSeatLimitReached)),
+			req: post("/api/v1/reservations", holdBody, qt, "active:u1"), status: 409, code: "SEAT_LIMIT_REACHED"},
 		{name: "a hold on an unknown concert is 404 CONCERT_NOT_FOUND", setup: failing("Hold", aggregates.ErrConcertNotFound),
 			req: post("/api/v1/reservations", holdBody, qt, "active:u1"), status: 404, code: "CONCERT_NOT_FOUND"},
 		{name: "a hold on an unknown date is 404 DATE_NOT_FOUND", setup: failing("Hold", aggregates.ErrDateNotFound),
@@ -173,7 +198,7 @@ func TestEndpoints(t *testing.T) {
 		{name: "a hold on an unknown seat is 404 SEAT_NOT_FOUND", setup: failing("Hold", aggregates.ErrSeatNotFound),
 			req: post("/api/v1/reservations", holdBody, qt, "active:u1"), status: 404, code: "SEAT_NOT_FOUND"},
 		{name: "a reservation is shown with its payment", req: get("/api/v1/reservations/r1"), status: 200,
-			check: wantJSON(`{"reservationId":"r1","userId":"u1","concertId":"c1","dateId":"d1","seatNo":1,"price":1000,"status":"CONFIRMED","heldAt":"2026-03-15T10:00:00Z","heldUntil":"2026-03-15T10:05:00Z","paymentId":"p1"}`)},
+			check: wantJSON(`{"reservationId":"r1","userId":"u1","concertId":"c1","dateId":"d1","seatNo":1,"seatNos":[1],"price":1000,"status":"CONFIRMED","heldAt":"2026-03-15T10:00:00Z","heldUntil":"2026-03-15T10:05:00Z","paymentId":"p1"}`)},
 		{name: "an unknown reservation is 404 RESERVATION_NOT_FOUND", req: get("/api/v1/reservations/zz"), status: 404, code: "RESERVATION_NOT_FOUND"},
 		{name: "the owner cancels a hold", setup: func(e *env) { e.Do(post("/api/v1/reservations", holdBody, qt, "active:u1")) },
 			req: del("/api/v1/reservations/r1", qt, "active:u1"), status: 200, check: func(t *testing.T, _ *env, r apitest.Response) {

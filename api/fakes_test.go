@@ -194,7 +194,11 @@ func (f *fakeCommands) Hold(_ context.Context, meta app.Meta, req app.HoldReques
 		// The fake keeps no request keys: a replay-only call finds nothing done.
 		return projections.ReservationView{}, app.ErrTokenExpired
 	}
-	if err := f.record("Hold", meta, " ", req.UserID, " ", req.SeatNo); err != nil {
+	var seats any = req.SeatNo
+	if len(req.SeatNos) > 0 {
+		seats = req.SeatNos
+	}
+	if err := f.record("Hold", meta, " ", req.UserID, " ", seats); err != nil {
 		return projections.ReservationView{}, err
 	}
 	f.mu.Lock()

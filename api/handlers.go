@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -239,7 +240,7 @@ func (s *server) history(c *fiber.Ctx) error {
 
 // hold: POST /api/v1/reservations.
 func (s *server) hold(c *fiber.Ctx) error {
-	obj, err := decodeObject(c.Request().Body(), "", "userId", "concertId", "dateId", "seatNo")
+	obj, err := decodeObject(c.Request().Body(), "", "userId", "concertId", "dateId", "seatNo", "seatNos")
 	if err != nil {
 		return err
 	}
@@ -253,12 +254,9 @@ func (s *server) hold(c *fiber.Ctx) error {
 	if req.DateID, err = obj.requiredID("dateId"); err != nil {
 		return err
 	}
-	// Seats beyond a date's count are the command's SEAT_NOT_FOUND, not a malformed request.
-	seatNo, err := obj.requiredInt("seatNo", 1, math.MaxInt32)
-	if err != nil {
+	if req.SeatNo, req.SeatNos, err = seatsOfHold(obj); err != nil {
 		return err
 	}
-	req.SeatNo = clampInt(seatNo)
 	return s.mutate(c, mutation{user: req.UserID, rateLimited: true, token: true}, func(ctx context.Context, meta app.Meta) (result, error) {
 		r, err := s.deps.Commands.Hold(ctx, meta, req)
 		if err != nil {
@@ -266,6 +264,44 @@ func (s *server) hold(c *fiber.Ctx) error {
 		}
 		return result{fiber.StatusCreated, s.reservationJSON(r)}, nil
 	})
+}
+
+// seatsOfHold reads the seats of a hold: exactly one of seatNo and seatNos (1 to
+// aggregates.MaxSeatsPerHold distinct seat numbers), else 400 INVALID_REQUEST. Seats beyond a
+// date's count are the command's SEAT_NOT_FOUND, not a malformed request.
+func seatsOfHold(obj jsonObject) (int, []int, error) {
+	_, many, err := obj.array("seatNos", math.MaxInt32)
+	if err != nil {
+		return 0, nil, err
+	}
+	if many == (obj.raw("seatNo") != nil) {
+		return 0, nil, invalidRequest("give exactly one of seatNo and seatNos")
+	}
+	if !many {
+		seatNo, err := obj.requiredInt("seatNo", 1, math.MaxInt32)
+		return clampInt(seatNo), nil, err
+	}
+	elems, _, _ := obj.array("seatNos", math.MaxInt32)
+	if len(elems) < 1 || len(elems) > aggregates.MaxSeatsPerHold {
+		return 0, nil, invalidRequest("seatNos must list 1 to %d seats, not %d", aggregates.MaxSeatsPerHold, len(elems))
+	}
+	nos := make([]int, len(elems))
+	seen := make(map[int]bool, len(elems))
+	for i, e := range elems {
+		if !isJSONInt(e) {
+			return 0, nil, invalidRequest("seatNos[%d] must be an integer", i)
+		}
+		n, err := strconv.ParseInt(string(e), 10, 64)
+		if err != nil || n < 1 || n > math.MaxInt32 {
+			return 0, nil, invalidRequest("seatNos[%d] must be an integer from 1 to %d", i, math.MaxInt32)
+		}
+		if seen[int(n)] {
+			return 0, nil, invalidRequest("seatNos lists seat %d twice", n)
+		}
+		seen[int(n)] = true
+		nos[i] = int(n)
+	}
+	return 0, nos, nil
 }
 
 func (s *server) reservation(c *fiber.Ctx) error {

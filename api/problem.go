@@ -30,6 +30,8 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// UnavailableSeats names, for SEAT_UNAVAILABLE of a hold, the seats that were taken.
+	UnavailableSeats []int `json:"unavailableSeats,omitempty"`
 }
 
 // Problem codes. The ones named in the external contract must never change; the others cover
@@ -57,6 +59,7 @@ const (
 	CodeDateNotFound              = "DATE_NOT_FOUND"
 	CodeSeatNotFound              = "SEAT_NOT_FOUND"
 	CodeSeatUnavailable           = "SEAT_UNAVAILABLE"
+	CodeSeatLimitReached          = "SEAT_LIMIT_REACHED"
 	CodeReservationExists         = "RESERVATION_EXISTS"
 	CodeReservationNotFound       = "RESERVATION_NOT_FOUND"
 	CodeReservationNotPayable     = "RESERVATION_NOT_PAYABLE"
@@ -120,6 +123,7 @@ var refusalProblems = []struct {
 	{aggregates.ErrDateNotFound, 404, CodeDateNotFound, "no such date of this concert"},
 	{aggregates.ErrSeatNotFound, 404, CodeSeatNotFound, "no such seat on this date"},
 	{aggregates.ErrSeatUnavailable, 409, CodeSeatUnavailable, "the seat is not available"},
+	{aggregates.ErrSeatLimitReached, 409, CodeSeatLimitReached, "the user would hold or own more seats of this date than allowed (--max-seats-per-user)"},
 	// A seat no longer held by the reservation at hand: for the client the seat is gone.
 	{aggregates.ErrSeatNotHeld, 409, CodeSeatUnavailable, "the seat is no longer held by this reservation"},
 	{aggregates.ErrReservationExists, 409, CodeReservationExists, "the reservation already exists"},
@@ -197,7 +201,15 @@ func refusalProblem(err error) (p Problem, retryAfter time.Duration, internal bo
 	}
 	for _, d := range refusalProblems {
 		if errors.Is(err, d.err) {
-			return makeProblem(d.status, d.code, d.detail), 0, false
+			p := makeProblem(d.status, d.code, d.detail)
+			var u *aggregates.UnavailableSeatsError
+			if errors.As(err, &u) {
+				p.UnavailableSeats = u.SeatNos
+				if len(u.SeatNos) > 1 {
+					p.Detail = "some of the seats are not available; nothing was held"
+				}
+			}
+			return p, 0, false
 		}
 	}
 	return makeProblem(500, CodeInternal, "internal error"), 0, true

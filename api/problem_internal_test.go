@@ -17,7 +17,7 @@ import (
 var refusalsByName = map[string]error{
 	"ErrInvalid": aggregates.ErrInvalid, "ErrConcertExists": aggregates.ErrConcertExists,
 	"ErrConcertNotFound": aggregates.ErrConcertNotFound, "ErrDateNotFound": aggregates.ErrDateNotFound,
-	"ErrSeatNotFound": aggregates.ErrSeatNotFound, "ErrSeatUnavailable": aggregates.ErrSeatUnavailable,
+	"ErrSeatNotFound": aggregates.ErrSeatNotFound, "ErrSeatLimitReached": aggregates.ErrSeatLimitReached, "ErrSeatUnavailable": aggregates.ErrSeatUnavailable,
 	"ErrSeatNotHeld": aggregates.ErrSeatNotHeld, "ErrReservationExists": aggregates.ErrReservationExists,
 	"ErrReservationNotFound": aggregates.ErrReservationNotFound, "ErrReservationNotPayable": aggregates.ErrReservationNotPayable,
 	"ErrReservationNotCancellable": aggregates.ErrReservationNotCancellable, "ErrForbidden": aggregates.ErrForbidden,

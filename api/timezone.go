@@ -33,6 +33,9 @@ func (s *server) tokenJSON(t app.Token) app.Token {
 
 func (s *server) reservationJSON(r projections.ReservationView) projections.ReservationView {
 	r.HeldAt, r.HeldUntil = s.at(r.HeldAt), s.at(r.HeldUntil)
+	if len(r.SeatNos) == 0 {
+		r.SeatNos = []int{r.SeatNo} // the contract: seatNos is always present
+	}
 	return r
 }
 

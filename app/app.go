@@ -19,11 +19,16 @@ type EventLog interface {
 	eventstore.Reader
 }
 
-// ReadSide is what the application needs of the read models, at start-up: the seats that are
-// held (to arm their expiry) and the payments a crash left in the middle of a saga.
+// ReadSide is what the application needs of the read models: at start-up, the seats that are
+// held (to arm their expiry) and the payments a crash left in the middle of a saga; then the
+// date of a reservation known by its ID only.
 type ReadSide interface {
 	HeldSeats(ctx context.Context) ([]HeldSeat, error)
 	PendingPayments(ctx context.Context) ([]string, error)
+	// ReservationDate returns the concert and date of a reservation. A reservation the read
+	// model has not seen yet is looked up again once it has applied everything the log held
+	// when asked; one that is still unknown is aggregates.ErrReservationNotFound.
+	ReservationDate(ctx context.Context, reservationID string) (concertID, dateID string, err error)
 }
 
 // HeldSeat is a seat held by a reservation until HeldUntil.
@@ -41,14 +46,18 @@ type Service struct {
 	clock Clock
 	slog  *slog.Logger
 
-	concerts     *Repository[aggregates.Concert]
-	sellouts     *Repository[aggregates.SellOut]
-	seats        *Repository[aggregates.Seat]
-	reservations *Repository[aggregates.Reservation]
-	payments     *Repository[aggregates.Payment]
-	wallets      *Repository[aggregates.Wallet]
-	queueUsers   *Repository[aggregates.QueueUser]
-	gate         *Repository[aggregates.Admission]
+	concerts   *Repository[aggregates.Concert]
+	sellouts   *Repository[aggregates.SellOut]
+	dates      *Repository[aggregates.Date]
+	payments   *Repository[aggregates.Payment]
+	wallets    *Repository[aggregates.Wallet]
+	queueUsers *Repository[aggregates.QueueUser]
+	gate       *Repository[aggregates.Admission]
+
+	// reads finds the date of a reservation (set by Start); resDates remembers the dates of
+	// the reservations this process held or looked up, so most commands need no read model.
+	reads    atomic.Pointer[ReadSide]
+	resDates *stateCache[dateRef]
 
 	queue   *queueIndex
 	sweeper *sweeper
@@ -90,14 +99,17 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s := &Service{log: log, cfg: cfg, clock: opts.Clock, slog: opts.Logger, obs: opts.Observer, snapshots: opts.QueueSnapshots}
 	s.concerts = NewRepository(log, eventstore.TypeConcert, aggregates.Concert.Apply, 10_000, s.clock, s.obs)
 	s.sellouts = NewRepository(log, eventstore.TypeSellOut, aggregates.SellOut.Apply, 10_000, s.clock, s.obs)
-	s.seats = NewRepository(log, eventstore.TypeSeat, aggregates.Seat.Apply, 200_000, s.clock, s.obs)
-	s.reservations = NewRepository(log, eventstore.TypeReservation, aggregates.Reservation.Apply, 200_000, s.clock, s.obs)
+	// A date's state grows with its held and sold seats and its reservations, not with its
+	// seat count: 1,000 dates of a flash sale fit, and an evicted one is read back from the log.
+	s.dates = NewRepository(log, eventstore.TypeDate, aggregates.Date.Apply, 1_000, s.clock, s.obs)
+	s.dates.owner = dateEventOwner
+	s.resDates = newStateCache[dateRef](1_000_000)
 	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.clock, s.obs)
 	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
-		s.concerts.sole, s.sellouts.sole, s.seats.sole, s.reservations.sole = true, true, true, true
+		s.concerts.sole, s.sellouts.sole, s.dates.sole = true, true, true
 		s.payments.sole, s.wallets.sole, s.queueUsers.sole, s.gate.sole = true, true, true, true
 	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})

@@ -1,21 +1,85 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
 	"github.com/booking-engine/booking/projections"
 )
 
-// Hold holds a seat for the user: SeatHeld on the seat (where concurrent holds are settled:
-// exactly one passes the version check), then ReservationHeld. If the second step fails the
-// seat stays held by a reservation that does not exist until the sweeper releases it at
-// heldUntil, so a crash never holds a seat forever.
+// dateRef names one concert date: the aggregate that decides its seats and reservations.
+type dateRef struct{ concertID, dateID string }
+
+func (d dateRef) key() string { return d.concertID + "." + d.dateID }
+
+// dateEventOwner names the seat or the reservation each event of a date's commit is about, so
+// that readers see seat and reservation events as before, stored in the date's commits.
+func dateEventOwner(dateKey string, ev aggregates.Event) *eventstore.AggregateRef {
+	if n, ok := aggregates.EventSeatNo(ev); ok {
+		return &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: dateKey + "." + strconv.Itoa(n)}
+	}
+	if id, ok := aggregates.EventReservationID(ev); ok {
+		return &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
+	}
+	return nil
+}
+
+// decideReservation decides one command about reservation resID on its date, in a commit it
+// may share with other commands of the date, and returns the reservation as that commit left
+// it (as it is, for a no-op). The reservation is copied out while the decision runs under the
+// date's lock: the date's maps are updated in place by later commits.
+func (s *Service) decideReservation(ctx context.Context, meta Meta, date dateRef, resID, step string, decide func(aggregates.Date) ([]aggregates.Event, error)) (aggregates.Reservation, error) {
+	var res aggregates.Reservation
+	_, _, _, err := s.dates.Update(ctx, date.key(), step, s.metadata(meta, step), func(d aggregates.Date) ([]aggregates.Event, error) {
+		evs, err := decide(d)
+		res, _ = d.Reservation(resID)
+		for _, ev := range evs {
+			if id, ok := aggregates.EventReservationID(ev); ok && id == resID {
+				res = res.Apply(ev)
+			}
+		}
+		return evs, err
+	})
+	return res, err
+}
+
+// reservation returns a reservation's current state from its date.
+func (s *Service) reservation(ctx context.Context, date dateRef, resID string) (aggregates.Reservation, error) {
+	var res aggregates.Reservation
+	err := s.dates.Read(ctx, date.key(), func(d aggregates.Date) { res, _ = d.Reservation(resID) })
+	return res, err
+}
+
+// dateOf returns the date of a reservation known by its ID: remembered if this process held
+// or looked it up before, else from the reservations read model.
+func (s *Service) dateOf(ctx context.Context, resID string) (dateRef, error) {
+	if d, _, ok := s.resDates.get(resID); ok {
+		return d, nil
+	}
+	reads := s.reads.Load()
+	if reads == nil {
+		return dateRef{}, fmt.Errorf("reservation %s: %w", resID, aggregates.ErrReservationNotFound)
+	}
+	c, d, err := (*reads).ReservationDate(ctx, resID)
+	if err != nil {
+		return dateRef{}, fmt.Errorf("reservation %s: %w", resID, err)
+	}
+	ref := dateRef{concertID: c, dateID: d}
+	s.resDates.put(resID, ref, 0)
+	return ref, nil
+}
+
+// Hold holds one or several seats of a date for the user in one reservation: SeatHeld for
+// each seat and ReservationHeld, decided together on the date and appended as one commit, so
+// the seats are held by a reservation that exists, or not at all. Concurrent holds on a date
+// share commits; one that finds a seat taken or the user at the limit is refused in memory
+// and writes nothing.
 func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (projections.ReservationView, error) {
 	if !aggregates.ValidID(req.UserID) {
 		return projections.ReservationView{}, fmt.Errorf("user %q: %w", req.UserID, aggregates.ErrInvalid)
@@ -28,14 +92,24 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 	if !ok {
 		return projections.ReservationView{}, fmt.Errorf("date %s of %s: %w", req.DateID, req.ConcertID, aggregates.ErrDateNotFound)
 	}
-	price, ok := date.PriceOf(req.SeatNo)
-	if !ok {
-		return projections.ReservationView{}, fmt.Errorf("seat %d of %s/%s: %w", req.SeatNo, req.ConcertID, req.DateID, aggregates.ErrSeatNotFound)
+	nos := req.SeatNos
+	if len(nos) == 0 {
+		nos = []int{req.SeatNo}
+	} else if nos, err = aggregates.SeatNosOf(nos); err != nil {
+		return projections.ReservationView{}, fmt.Errorf("hold: %w", err)
 	}
-	now := s.clock.Now()
+	var price int64
+	for _, n := range nos {
+		p, ok := date.PriceOf(n)
+		if !ok {
+			return projections.ReservationView{}, fmt.Errorf("seat %d of %s/%s: %w", n, req.ConcertID, req.DateID, aggregates.ErrSeatNotFound)
+		}
+		price += p
+	}
+	ref := dateRef{concertID: req.ConcertID, dateID: req.DateID}
 	resID := idFor(meta, "reservation")
 	if meta.ReplayOnly {
-		r, _, err := s.reservations.Load(ctx, resID)
+		r, err := s.reservation(ctx, ref, resID)
 		if err != nil {
 			return projections.ReservationView{}, err
 		}
@@ -44,39 +118,35 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 		}
 		return reservationView(r), nil
 	}
-	heldUntil := now.Add(s.cfg.HoldTTL)
-	seatID := aggregates.SeatID(req.ConcertID, req.DateID, req.SeatNo)
-	step := resID + "/hold"
-	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-		return st.DecideHold(aggregates.HoldSeat{ReservationID: resID, UserID: req.UserID, HeldUntil: heldUntil})
-	})
-	if err != nil {
-		return projections.ReservationView{}, fmt.Errorf("hold seat %s: %w", seatID, err)
-	}
-	s.sweeper.track(HeldSeat{ConcertID: req.ConcertID, DateID: req.DateID, SeatNo: req.SeatNo, ReservationID: resID, HeldUntil: heldUntil})
-	held := aggregates.ReservationHeld{
+	now := s.clock.Now()
+	hold := aggregates.HoldSeats{
 		ReservationID: resID, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
-		SeatNo: req.SeatNo, Price: price, HeldAt: now, HeldUntil: heldUntil,
+		SeatNos: nos, Price: price, HeldAt: now, HeldUntil: now.Add(s.cfg.HoldTTL), MaxSeatsPerUser: s.cfg.MaxSeatsPerUser,
 	}
-	step = resID + "/open"
-	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideOpen(held)
+	r, err := s.decideReservation(ctx, meta, ref, resID, resID+"/hold", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideHold(hold)
 	})
 	if err != nil {
-		s.releaseSeat(ctx, meta, seatID, resID, aggregates.ReleaseExpired)
-		return projections.ReservationView{}, fmt.Errorf("open reservation %s: %w", resID, err)
+		return projections.ReservationView{}, fmt.Errorf("hold seats %v of %s: %w", nos, ref.key(), err)
+	}
+	s.resDates.put(resID, ref, 0)
+	if r.Status() == aggregates.ReservationHeldS {
+		s.sweeper.track(HeldSeat{ConcertID: req.ConcertID, DateID: req.DateID, SeatNo: r.Held().SeatNo, ReservationID: resID, HeldUntil: r.Held().HeldUntil})
 	}
 	return reservationView(r), nil
 }
 
-// Cancel cancels a held reservation of its owner and frees the seat. Should freeing the seat
-// fail, the sweeper frees it at heldUntil.
+// Cancel cancels a held reservation of its owner and frees its seats, in one commit.
 func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID string) (projections.ReservationView, error) {
 	if !aggregates.ValidID(reservationID) {
 		return projections.ReservationView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
 	}
+	ref, err := s.dateOf(ctx, reservationID)
+	if err != nil {
+		return projections.ReservationView{}, err
+	}
 	if meta.ReplayOnly {
-		r, _, err := s.reservations.Load(ctx, reservationID)
+		r, err := s.reservation(ctx, ref, reservationID)
 		if err != nil {
 			return projections.ReservationView{}, err
 		}
@@ -85,28 +155,14 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 		}
 		return reservationView(r), nil
 	}
-	step := reservationID + "/cancel"
-	r, _, _, err := s.reservations.Update(ctx, reservationID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")})
+	r, err := s.decideReservation(ctx, meta, ref, reservationID, reservationID+"/cancel", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideCancel(reservationID, aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")})
 	})
 	if err != nil {
 		return projections.ReservationView{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
 	}
-	h := r.Held()
-	s.releaseSeat(ctx, meta, aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo), reservationID, aggregates.ReleaseCancelled)
+	s.sweeper.untrack(reservationID)
 	return reservationView(r), nil
-}
-
-// releaseSeat frees a seat a reservation no longer needs. Failures are logged, not returned:
-// the reservation's own state is already decided, and the sweeper retries at heldUntil.
-func (s *Service) releaseSeat(ctx context.Context, meta Meta, seatID, reservationID, reason string) {
-	step := reservationID + "/release"
-	_, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: reservationID, Reason: reason})
-	})
-	if err != nil {
-		s.slog.Warn("release seat failed; the sweeper will retry", "seat", seatID, "reservation", reservationID, "correlation_id", meta.CorrelationID, "err", err)
-	}
 }
 
 // Pay pays a held reservation with the user's points. See runPayment for the saga.
@@ -130,7 +186,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 		if p.Exists() {
 			switch p.Status() {
 			case aggregates.PaymentStartedS:
-				return s.runPayment(ctx, meta, pid, p.Started())
+				return s.runPayment(ctx, meta, pid, p.Started(), false)
 			case aggregates.PaymentFailedS:
 				return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
 			default:
@@ -141,7 +197,11 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 			return projections.PaymentView{}, fmt.Errorf("pay: %w", ErrTokenExpired)
 		}
 	}
-	r, _, err := s.reservations.Load(ctx, reservationID)
+	ref, err := s.dateOf(ctx, reservationID)
+	if err != nil {
+		return projections.PaymentView{}, err
+	}
+	r, err := s.reservation(ctx, ref, reservationID)
 	if err != nil {
 		return projections.PaymentView{}, err
 	}
@@ -154,29 +214,76 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 		return projections.PaymentView{}, fmt.Errorf("reservation %s is %s: %w", reservationID, r.Status(), aggregates.ErrReservationNotPayable)
 	}
 	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now()}
-	step := pid + "/start"
-	if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(p aggregates.Payment) ([]aggregates.Event, error) {
-		return p.DecideStart(started)
-	}); err != nil {
-		return projections.PaymentView{}, fmt.Errorf("start payment: %w", err)
+	// The payment's record and the reservation's lock do not depend on each other: they go
+	// side by side, one round of commits.
+	var startErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		step := pid + "/start"
+		_, _, _, startErr = s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(p aggregates.Payment) ([]aggregates.Event, error) {
+			return p.DecideStart(started)
+		})
+	})
+	lockErr := s.lock(ctx, meta, ref, started)
+	wg.Wait()
+	if startErr != nil {
+		if lockErr == nil {
+			// Without its record nobody would ever finish this payment, and its lock would
+			// keep every other payment of the reservation out until the hold lapses.
+			if err := s.unlock(ctx, meta, ref, started, aggregates.FailNotPayable); err != nil {
+				s.slog.Warn("a payment without its record keeps its lock until the hold lapses", "payment", pid, "reservation", reservationID, "err", err)
+			}
+		}
+		return projections.PaymentView{}, fmt.Errorf("start payment: %w", startErr)
 	}
-	return s.runPayment(ctx, meta, pid, started)
+	if lockErr != nil && !aggregates.IsRefusal(lockErr) {
+		return projections.PaymentView{}, lockErr
+	}
+	return s.runPayment(ctx, meta, pid, started, lockErr == nil)
 }
 
-// runPayment carries a started payment to its end: lock the reservation for it → debit the
-// wallet → confirm the reservation → sell the seat and revoke the queue token → complete. A
-// failure after the debit reverses it with PointsRefunded. Every step is idempotent (the
-// deciders ignore a repeated step and each append has a dedup ID of payment and step), so
-// recovery calls this again for a payment a crash left STARTED, and it completes or reverses.
-// Infrastructure errors leave the payment STARTED for recovery and are returned as they are;
-// a refusal of any step is final (aggregates.IsRefusal), so it ends the payment FAILED; were
-// it left STARTED, recovery would run into the same refusal every 30 s for ever.
+// lock locks the reservation for one payment, so that of concurrent payments only one debits.
+func (s *Service) lock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted) error {
+	_, err := s.decideReservation(ctx, meta, date, p.ReservationID, p.PaymentID+"/lock", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideStartPayment(p.ReservationID, aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
+	})
+	if err != nil {
+		return fmt.Errorf("lock reservation %s: %w", p.ReservationID, err)
+	}
+	return nil
+}
+
+// unlock releases a payment's lock on its reservation (a no-op if it holds none).
+func (s *Service) unlock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted, reason string) error {
+	_, err := s.decideReservation(ctx, meta, date, p.ReservationID, p.PaymentID+"/abort", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideAbortPayment(p.ReservationID, aggregates.AbortPayment{PaymentID: p.PaymentID, Reason: reason})
+	})
+	if err != nil {
+		return fmt.Errorf("unlock reservation %s: %w", p.ReservationID, err)
+	}
+	return nil
+}
+
+// runPayment carries a started payment to its end, in rounds of commits: the reservation's
+// lock (beside PaymentStarted, in Pay; locked says it is taken) → the debit → the
+// confirmation with the sale of every seat (one commit of the date) → PaymentCompleted beside
+// the queue token's revocation. A failure after the debit reverses it with PointsRefunded.
+// Every step is idempotent (the deciders ignore a repeated step and each append has a dedup
+// ID of payment and step), so recovery calls this again for a payment a crash left STARTED,
+// and it completes or reverses. Infrastructure errors leave the payment STARTED for recovery
+// and are returned as they are; a refusal of any step is final (aggregates.IsRefusal), so it
+// ends the payment FAILED; were it left STARTED, recovery would run into the same refusal
+// every 30 s for ever.
 //
 // pid is the payment aggregate, where the saga records its progress; p is the record it was
 // started with, whose IDs the steps' commands carry. They agree unless the record is damaged
 // (a payment ID missing from it): then a step refuses it and the failure still lands on pid.
-func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggregates.PaymentStarted) (projections.PaymentView, error) {
+func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggregates.PaymentStarted, locked bool) (projections.PaymentView, error) {
 	resID := p.ReservationID
+	ref, err := s.dateOf(ctx, resID)
+	if err != nil && !aggregates.IsRefusal(err) {
+		return projections.PaymentView{}, err
+	}
 	// fail ends the payment: it reverses the debit if there was one and releases the
 	// reservation's lock if this payment holds it (both no-ops otherwise, which matters when
 	// recovery resumes a payment whose debit landed before a crash), then records the failure.
@@ -187,11 +294,10 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		}); err != nil {
 			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
 		}
-		step = pid + "/abort"
-		if _, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-			return st.DecideAbortPayment(aggregates.AbortPayment{PaymentID: p.PaymentID, Reason: reason})
-		}); err != nil {
-			return projections.PaymentView{}, fmt.Errorf("unlock reservation %s: %w", resID, err)
+		if ref != (dateRef{}) {
+			if err := s.unlock(ctx, meta, ref, p, reason); err != nil {
+				return projections.PaymentView{}, err
+			}
 		}
 		step = pid + "/fail"
 		if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
@@ -201,19 +307,21 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		}
 		return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, cause)
 	}
-
-	step := pid + "/lock"
-	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideStartPayment(aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
-	})
 	if err != nil {
-		if aggregates.IsRefusal(err) {
-			return fail(aggregates.FailNotPayable, err)
-		}
-		return projections.PaymentView{}, fmt.Errorf("lock reservation %s: %w", resID, err)
+		// The reservation is unknown: nothing of it can be paid.
+		return fail(aggregates.FailNotPayable, err)
 	}
 
-	step = pid + "/debit"
+	if !locked {
+		if err := s.lock(ctx, meta, ref, p); err != nil {
+			if aggregates.IsRefusal(err) {
+				return fail(aggregates.FailNotPayable, err)
+			}
+			return projections.PaymentView{}, err
+		}
+	}
+
+	step := pid + "/debit"
 	_, _, _, err = s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideDebit(aggregates.Debit{PaymentID: p.PaymentID, Amount: p.Amount})
 	})
@@ -227,9 +335,8 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		return fail(aggregates.FailNotPayable, err)
 	}
 
-	step = pid + "/confirm"
-	r, _, _, err = s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideConfirm(aggregates.Confirm{PaymentID: p.PaymentID, Now: s.clock.Now()})
+	_, err = s.decideReservation(ctx, meta, ref, resID, pid+"/confirm", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideConfirm(resID, aggregates.Confirm{PaymentID: p.PaymentID, Now: s.clock.Now()})
 	})
 	if err != nil {
 		if !aggregates.IsRefusal(err) {
@@ -238,50 +345,30 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		// The hold lapsed or was cancelled while we debited: reverse the debit.
 		return fail(aggregates.FailNotPayable, err)
 	}
+	s.sweeper.untrack(resID)
 
-	// Selling the seat and revoking the queue token touch unrelated aggregates and neither
-	// decides anything for the other: they go side by side, one fsync round instead of two.
-	// Recovery finishes whichever did not land, as after any crash between steps.
-	h := r.Held()
-	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
-	var sellErr error
+	// Completing the payment and revoking the queue token touch unrelated aggregates and
+	// neither decides anything for the other: they go side by side, one round instead of two.
+	// Recovery finishes a payment whose completion did not land. A revocation that did not
+	// land is not retried: the payment is done, and the token only keeps its queue slot until
+	// its active TTL, which ends it anyway.
+	var st aggregates.Payment
+	var completeErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		step := pid + "/sell"
-		if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-			return st.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: p.PaymentID})
-		}); err != nil {
-			sellErr = fmt.Errorf("sell seat %s: %w", seatID, err)
-			return
-		}
-		s.sweeper.untrack(seatID, resID)
+		step := pid + "/complete"
+		now := s.clock.Now()
+		st, _, _, completeErr = s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+			return st.DecideComplete(now)
+		})
 	})
 	revokeErr := s.revokeToken(ctx, meta, p.UserID, pid)
 	wg.Wait()
-	if aggregates.IsRefusal(sellErr) {
-		// The seat is no longer this reservation's, which no step of ours does (something
-		// else wrote to the log). The buyer cannot have it, so the sale is undone: the
-		// confirmation is cancelled (as a refund cancels it) and the debit reversed.
-		s.slog.Error("a confirmed reservation lost its seat; reversing the payment", "payment", pid, "reservation", resID, "seat", seatID, "err", sellErr)
-		step = pid + "/unconfirm"
-		if _, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-			return st.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: p.PaymentID, Now: s.clock.Now()})
-		}); err != nil {
-			return projections.PaymentView{}, fmt.Errorf("cancel reservation %s of an unsold seat: %w", resID, err)
-		}
-		return fail(aggregates.FailNotPayable, fmt.Errorf("%w: %w", aggregates.ErrReservationNotPayable, sellErr))
+	if completeErr != nil {
+		return projections.PaymentView{}, fmt.Errorf("complete payment %s: %w", pid, completeErr)
 	}
-	if err := cmp.Or(sellErr, revokeErr); err != nil {
-		return projections.PaymentView{}, err
-	}
-
-	step = pid + "/complete"
-	now := s.clock.Now()
-	st, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
-		return st.DecideComplete(now)
-	})
-	if err != nil {
-		return projections.PaymentView{}, fmt.Errorf("complete payment %s: %w", pid, err)
+	if revokeErr != nil {
+		s.slog.Warn("a paid user's queue token stays active until its TTL", "payment", pid, "user", p.UserID, "correlation_id", meta.CorrelationID, "err", revokeErr)
 	}
 	return paymentView(st), nil
 }
@@ -304,31 +391,26 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (proj
 	return s.runRefund(ctx, meta, p.Started())
 }
 
-// runRefund carries a refund past its gate: ReservationCancelled{REFUNDED} →
-// PointsRefunded{REFUND} → SeatReleased{REFUNDED} → PaymentRefunded. Each step is a reversal
-// event and idempotent; nothing is deleted. Recovery calls it for a payment left REFUNDING.
+// runRefund carries a refund past its gate: ReservationCancelled{REFUNDED} with the release
+// of its seats (one commit of the date) → PointsRefunded{REFUND} → PaymentRefunded. Each step
+// is a reversal event and idempotent; nothing is deleted. Recovery calls it for a payment
+// left REFUNDING.
 func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (projections.PaymentView, error) {
 	pid, resID := p.PaymentID, p.ReservationID
-	step := pid + "/refund-cancel"
-	r, _, _, err := s.reservations.Update(ctx, resID, step, s.metadata(meta, step), func(st aggregates.Reservation) ([]aggregates.Event, error) {
-		return st.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: pid, Now: s.clock.Now()})
-	})
+	ref, err := s.dateOf(ctx, resID)
 	if err != nil {
+		return projections.PaymentView{}, err
+	}
+	if _, err := s.decideReservation(ctx, meta, ref, resID, pid+"/refund-cancel", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideCancelForRefund(resID, aggregates.CancelForRefund{PaymentID: pid, Now: s.clock.Now()})
+	}); err != nil {
 		return projections.PaymentView{}, fmt.Errorf("cancel reservation %s for refund: %w", resID, err)
 	}
-	step = pid + "/refund-points"
+	step := pid + "/refund-points"
 	if _, _, _, err := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})
 	}); err != nil {
 		return projections.PaymentView{}, fmt.Errorf("refund points of %s: %w", pid, err)
-	}
-	h := r.Held()
-	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
-	step = pid + "/refund-seat"
-	if _, _, _, err := s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: resID, Reason: aggregates.ReleaseRefunded})
-	}); err != nil {
-		return projections.PaymentView{}, fmt.Errorf("release seat %s: %w", seatID, err)
 	}
 	step = pid + "/refunded"
 	st, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
@@ -360,7 +442,7 @@ func reservationView(r aggregates.Reservation) projections.ReservationView {
 	h := r.Held()
 	return projections.ReservationView{
 		ReservationID: h.ReservationID, UserID: h.UserID, ConcertID: h.ConcertID, DateID: h.DateID,
-		SeatNo: h.SeatNo, Price: h.Price, Status: r.Status(), HeldAt: h.HeldAt, HeldUntil: h.HeldUntil,
+		SeatNo: h.SeatNo, SeatNos: r.SeatNos(), Price: h.Price, Status: r.Status(), HeldAt: h.HeldAt, HeldUntil: h.HeldUntil,
 		PaymentID: r.PaymentID(),
 	}
 }

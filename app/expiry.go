@@ -13,11 +13,12 @@ import (
 // sweeper is the durable timer of hold expiry. Its queue is memory only, but it is refilled at
 // start-up from the seats read model (every seat still HELD) and kept current by every
 // SeatHeld this instance appends or sees applied, so a restart never forgets a hold: a hold
-// whose heldUntil passed while the server was down expires at once.
+// whose heldUntil passed while the server was down expires at once. It tracks reservations,
+// not seats: the seats of a reservation expire together, in one commit of their date.
 type sweeper struct {
 	mu      sync.Mutex
 	h       holdHeap
-	live    map[string]time.Time // seatID + "|" + reservationID → heldUntil, for untrack
+	live    map[string]time.Time // reservationID → heldUntil, for untrack
 	changed chan struct{}
 }
 
@@ -25,10 +26,8 @@ func newSweeper() *sweeper {
 	return &sweeper{live: map[string]time.Time{}, changed: make(chan struct{}, 1)}
 }
 
-func holdKey(seatID, resID string) string { return seatID + "|" + resID }
-
 func (w *sweeper) track(h HeldSeat) {
-	k := holdKey(aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
+	k := h.ReservationID
 	w.mu.Lock()
 	if _, ok := w.live[k]; ok {
 		w.mu.Unlock()
@@ -43,9 +42,9 @@ func (w *sweeper) track(h HeldSeat) {
 	}
 }
 
-func (w *sweeper) untrack(seatID, resID string) {
+func (w *sweeper) untrack(resID string) {
 	w.mu.Lock()
-	delete(w.live, holdKey(seatID, resID))
+	delete(w.live, resID)
 	w.mu.Unlock()
 }
 
@@ -56,7 +55,7 @@ func (w *sweeper) due(now time.Time) []HeldSeat {
 	var out []HeldSeat
 	for w.h.Len() > 0 && !w.h[0].HeldUntil.After(now) {
 		h := heap.Pop(&w.h).(HeldSeat)
-		k := holdKey(aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo), h.ReservationID)
+		k := h.ReservationID
 		if _, ok := w.live[k]; ok {
 			delete(w.live, k)
 			out = append(out, h)
@@ -90,41 +89,23 @@ func (s *Service) ExpireDue(ctx context.Context) int {
 	return len(due)
 }
 
-// expire settles one lapsed hold: ReservationExpired (unless it was paid, cancelled or
-// already expired — the reservation's version decides a race with a payment), then frees the
-// seat if the reservation no longer needs it. A hold whose reservation was never opened (a
-// crash between the two steps of Hold) just frees the seat.
+// expire settles one lapsed hold: ReservationExpired and the release of its seats, in one
+// commit of the date, unless it was paid, cancelled or already expired (the date's version
+// decides a race with a payment).
 func (s *Service) expire(ctx context.Context, h HeldSeat) error {
-	seatID := aggregates.SeatID(h.ConcertID, h.DateID, h.SeatNo)
+	ref := dateRef{concertID: h.ConcertID, dateID: h.DateID}
 	meta := Meta{CorrelationID: "expiry/" + h.ReservationID}
-	step := h.ReservationID + "/expire"
-	r, _, _, err := s.reservations.Update(ctx, h.ReservationID, step, s.metadata(meta, step), func(r aggregates.Reservation) ([]aggregates.Event, error) {
-		if !r.Exists() {
-			return nil, nil
-		}
-		return r.DecideExpire(aggregates.Expire{Now: s.clock.Now()})
+	r, err := s.decideReservation(ctx, meta, ref, h.ReservationID, h.ReservationID+"/expire", func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideExpire(h.ReservationID, aggregates.Expire{Now: s.clock.Now()})
 	})
 	if err != nil {
 		return err
 	}
-	reason := aggregates.ReleaseExpired
-	switch {
-	case !r.Exists():
-	case r.Status() == aggregates.ReservationExpiredS:
-	case r.Status() == aggregates.ReservationCancelledS:
-		reason = aggregates.ReleaseCancelled
-	case r.Status() == aggregates.ReservationHeldS:
+	if r.Status() == aggregates.ReservationHeldS {
 		// Not due after all (a clock step back): look again at its heldUntil.
 		s.sweeper.track(HeldSeat{ConcertID: h.ConcertID, DateID: h.DateID, SeatNo: h.SeatNo, ReservationID: h.ReservationID, HeldUntil: r.Held().HeldUntil})
-		return nil
-	default: // CONFIRMED: the payment saga sells the seat.
-		return nil
 	}
-	step = h.ReservationID + "/release"
-	_, _, _, err = s.seats.Update(ctx, seatID, step, s.metadata(meta, step), func(st aggregates.Seat) ([]aggregates.Event, error) {
-		return st.DecideRelease(aggregates.ReleaseSeat{ReservationID: h.ReservationID, Reason: reason})
-	})
-	return err
+	return nil
 }
 
 // runSweeper expires holds as they fall due until ctx ends. It sleeps until the earliest
@@ -170,9 +151,9 @@ func (s *Service) OnEvent(env eventstore.Envelope) {
 	case aggregates.SeatHeld:
 		s.sweeper.track(HeldSeat{ConcertID: c, DateID: d, SeatNo: n, ReservationID: e.ReservationID, HeldUntil: e.HeldUntil})
 	case aggregates.SeatReleased:
-		s.sweeper.untrack(ref, e.ReservationID)
+		s.sweeper.untrack(e.ReservationID)
 	case aggregates.SeatSold:
-		s.sweeper.untrack(ref, e.ReservationID)
+		s.sweeper.untrack(e.ReservationID)
 	}
 }
 

@@ -77,10 +77,27 @@ func (r logReads) PendingPayments(ctx context.Context) ([]string, error) {
 	return out, err
 }
 
+func (r logReads) ReservationDate(ctx context.Context, reservationID string) (string, string, error) {
+	var c, d string
+	err := r.each(ctx, eventstore.TypeReservation, func(id string, ev aggregates.Event) {
+		if h, ok := ev.(aggregates.ReservationHeld); ok && id == reservationID {
+			c, d = h.ConcertID, h.DateID
+		}
+	})
+	if err == nil && c == "" {
+		err = aggregates.ErrReservationNotFound
+	}
+	return c, d, err
+}
+
+// each calls fn with every event of aggregates of type typ, in log order.
 func (r logReads) each(ctx context.Context, typ string, fn func(id string, ev aggregates.Event)) error {
 	for _, stream := range eventstore.StreamsOf(typ) {
 		err := r.log.Replay(ctx, stream, 0, false, func(batch []eventstore.Envelope) error {
 			for _, env := range batch {
+				if env.AggregateType != typ {
+					continue
+				}
 				ev, err := aggregates.Decode(env.Type, env.Data)
 				if err != nil {
 					return err
@@ -190,7 +207,14 @@ func (h *harness) wallet(user string) aggregates.Wallet {
 
 func (h *harness) reservation(id string) aggregates.Reservation {
 	h.t.Helper()
-	r, _, err := h.svc.reservations.Load(h.ctx, id)
+	c, d, err := logReads{h.log}.ReservationDate(h.ctx, id)
+	if errors.Is(err, aggregates.ErrReservationNotFound) {
+		return aggregates.Reservation{}
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r, err := h.svc.reservation(h.ctx, dateRef{concertID: c, dateID: d}, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -199,8 +223,8 @@ func (h *harness) reservation(id string) aggregates.Reservation {
 
 func (h *harness) seat(n int) aggregates.Seat {
 	h.t.Helper()
-	s, _, err := h.svc.seats.Load(h.ctx, aggregates.SeatID("c1", "d1", n))
-	if err != nil {
+	var s aggregates.Seat
+	if err := h.svc.dates.Read(h.ctx, "c1.d1", func(d aggregates.Date) { s = d.Seat(n) }); err != nil {
 		h.t.Fatal(err)
 	}
 	return s
@@ -218,13 +242,17 @@ func (h *harness) payment(id string) aggregates.Payment {
 // countEvents counts the events of one type in an aggregate's history.
 func (h *harness) countEvents(ref eventstore.AggregateRef, typ string) int {
 	h.t.Helper()
-	envs, err := h.log.Load(h.ctx, ref, 0)
+	stored := ref
+	if ref.Type == eventstore.TypeSeat || ref.Type == eventstore.TypeReservation {
+		stored = eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"} // the harness's date
+	}
+	envs, err := h.log.Load(h.ctx, stored, 0)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	n := 0
 	for _, e := range envs {
-		if e.Type == typ {
+		if e.Type == typ && e.AggregateType == ref.Type && e.AggregateID == ref.ID {
 			n++
 		}
 	}

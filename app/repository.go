@@ -38,6 +38,9 @@ type Repository[S any] struct {
 	// whose data dir is locked): then a cached state is the log's state and a refusal made
 	// on it needs no read to be trusted.
 	sole bool
+	// owner, when set, names the aggregate each event belongs to, where that is not the one
+	// the commit is appended to (nil): a date's commits carry seat and reservation events.
+	owner func(id string, ev aggregates.Event) *eventstore.AggregateRef
 }
 
 // lockStripes is how many mutexes serialise commands per aggregate. Unrelated aggregates that
@@ -94,6 +97,25 @@ func (r *Repository[S]) Load(ctx context.Context, id string) (S, uint64, error) 
 	}
 	r.cache.put(id, st, ver)
 	return st, ver, nil
+}
+
+// Read calls fn with the aggregate's current state (as Load finds it) under the aggregate's
+// lock, for states whose maps commits update in place: fn must copy out what it needs and
+// keep nothing of the state.
+func (r *Repository[S]) Read(ctx context.Context, id string, fn func(S)) error {
+	mu := r.lock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	st, ver, ok := r.cache.get(id)
+	if !ok || !r.sole {
+		var err error
+		if st, ver, err = r.catchUp(ctx, id, st, ver); err != nil {
+			return err
+		}
+		r.cache.put(id, st, ver)
+	}
+	fn(st)
+	return nil
 }
 
 // Cached returns the cached state without asking the store; ok is false if none is cached.
@@ -197,7 +219,7 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 				return
 			}
 		}
-		d := r.decideAll(st, live)
+		d := r.decideAll(id, st, live)
 		if len(d.events) == 0 {
 			if !fresh {
 				// The cache may be behind another instance: decide again on the log's state.
@@ -283,7 +305,7 @@ type decisions[S any] struct {
 // is that of its only command with events; a commit of several commands has none, and a
 // retried command is then recognised by its decider (a step already taken is a no-op), as the
 // IDs its events carry are derived from its request.
-func (r *Repository[S]) decideAll(st S, batch []*command[S]) decisions[S] {
+func (r *Repository[S]) decideAll(id string, st S, batch []*command[S]) decisions[S] {
 	var d decisions[S]
 	deciders := 0
 	for _, c := range batch {
@@ -300,7 +322,11 @@ func (r *Repository[S]) decideAll(st S, batch []*command[S]) decisions[S] {
 			if err != nil && d.encodeErr == nil {
 				d.encodeErr = fmt.Errorf("encode %s: %w", ev.EventType(), err)
 			}
-			d.events = append(d.events, eventstore.Event{Type: ev.EventType(), Data: data, Meta: &c.meta})
+			e := eventstore.Event{Type: ev.EventType(), Data: data, Meta: &c.meta}
+			if r.owner != nil {
+				e.Ref = r.owner(id, ev)
+			}
+			d.events = append(d.events, e)
 			st = r.apply(st, ev)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 // admission ticker, expiry sweeper, periodic recovery). It returns once the service is ready;
 // the loops run until ctx ends. Call it after the read models have caught up.
 func (s *Service) Start(ctx context.Context, reads ReadSide) error {
+	s.reads.Store(&reads)
 	queueStream := eventstore.StreamsOf(eventstore.TypeQueueUser)[0]
 	s.queueLoading.Store(true)
 	head, err := s.log.Head(ctx, queueStream)
@@ -132,7 +133,7 @@ func (s *Service) RecoverPayment(ctx context.Context, paymentID string) error {
 	meta := Meta{CorrelationID: "recovery/" + paymentID}
 	switch p.Status() {
 	case aggregates.PaymentStartedS:
-		_, err = s.runPayment(ctx, meta, paymentID, p.Started())
+		_, err = s.runPayment(ctx, meta, paymentID, p.Started(), false)
 	case aggregates.PaymentRefundingS:
 		_, err = s.runRefund(ctx, meta, p.Started())
 	default:

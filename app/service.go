@@ -37,6 +37,9 @@ type Config struct {
 	QueueInterval  time.Duration // --queue-interval
 	QueueActiveTTL time.Duration // --queue-active-ttl
 	TokenSecret    []byte        // --token-secret
+	// MaxSeatsPerUser bounds the seats one user holds or bought on one date
+	// (--max-seats-per-user; 0: no bound).
+	MaxSeatsPerUser int
 }
 
 // Meta carries the correlation of a request into the events it causes.
@@ -92,7 +95,10 @@ type HoldRequest struct {
 	UserID    string
 	ConcertID string
 	DateID    string
-	SeatNo    int
+	// SeatNos are the seats to hold together (1 to aggregates.MaxSeatsPerHold); SeatNo is
+	// the one seat of a single-seat hold when SeatNos is empty.
+	SeatNo  int
+	SeatNos []int
 }
 
 var _ = context.Background

@@ -38,7 +38,7 @@ func BenchmarkAppend(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			for i := range b.N {
-				agg := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: fmt.Sprintf("c1.d1.%d", i)}
+				agg := eventstore.AggregateRef{Type: eventstore.TypeDate, ID: fmt.Sprintf("c1.d%d", i)}
 				if _, err := s.Append(ctx, agg, 0, []eventstore.Event{benchEvent}, fmt.Sprint("h", i), meta); err != nil {
 					b.Fatal(err)
 				}
@@ -63,7 +63,7 @@ func BenchmarkAppend(b *testing.B) {
 					b.RunParallel(func(pb *testing.PB) {
 						for pb.Next() {
 							i := n.Add(1)
-							agg := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: fmt.Sprintf("c1.d1.%d", i)}
+							agg := eventstore.AggregateRef{Type: eventstore.TypeDate, ID: fmt.Sprintf("c1.d%d", i)}
 							if _, err := s.Append(ctx, agg, 0, []eventstore.Event{benchEvent}, fmt.Sprint("h", i), meta); err != nil {
 								b.Error(err)
 								return

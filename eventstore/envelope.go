@@ -46,11 +46,15 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 		if len(data) == 0 {
 			data = json.RawMessage("null")
 		}
+		owner := agg
+		if ev.Ref != nil {
+			owner = *ev.Ref
+		}
 		body.Events[i] = Envelope{
 			EventID:       id.String(),
 			Type:          ev.Type,
-			AggregateType: agg.Type,
-			AggregateID:   agg.ID,
+			AggregateType: owner.Type,
+			AggregateID:   owner.ID,
 			OccurredAt:    at.UTC(),
 			CorrelationID: m.CorrelationID,
 			CausationID:   m.CausationID,

@@ -12,8 +12,9 @@ const (
 	TypeSellOut     = "sellout"     // catalog: the first sell-out of one date (ID "concert.date")
 	TypeQueueUser   = "queueuser"   // queue: one user's tokens (ID userId)
 	TypeQueueGate   = "queuegate"   // queue: the admission watermark (ID "main")
-	TypeSeat        = "seat"        // seats: one seat of one date (ID "concert.date.seatNo")
-	TypeReservation = "reservation" // reservations (ID reservationId)
+	TypeDate        = "date"        // seats: one concert date, its seats and reservations (ID "concert.date")
+	TypeSeat        = "seat"        // one seat of one date (ID "concert.date.seatNo"), in its date's commits
+	TypeReservation = "reservation" // one reservation (ID reservationId), in its date's commits
 	TypePayment     = "payment"     // payments (ID paymentId)
 	TypeWallet      = "wallet"      // wallets: one user's points (ID userId)
 )
@@ -33,8 +34,7 @@ var contexts = map[string]context_{
 	TypeSellOut:     {"CATALOG", "catalog", false},
 	TypeQueueUser:   {"QUEUE", "queue", false},
 	TypeQueueGate:   {"QUEUE", "queue", false},
-	TypeSeat:        {"SEATS", "seats", true},
-	TypeReservation: {"RESERVATIONS", "reservations", true},
+	TypeDate:        {"SEATS", "seats", true},
 	TypePayment:     {"PAYMENTS", "payments", true},
 	TypeWallet:      {"WALLETS", "wallets", true},
 }
@@ -49,7 +49,7 @@ type StreamSpec struct {
 // catalog rely on replaying it before the others.
 func Layout() []StreamSpec {
 	specs := []StreamSpec{{"CATALOG", "catalog.>"}, {"QUEUE", "queue.>"}}
-	for _, c := range []context_{contexts[TypeSeat], contexts[TypeReservation], contexts[TypePayment], contexts[TypeWallet]} {
+	for _, c := range []context_{contexts[TypeDate], contexts[TypePayment], contexts[TypeWallet]} {
 		for p := 0; p < Partitions; p++ {
 			specs = append(specs, StreamSpec{fmt.Sprintf("%s_%d", c.name, p), fmt.Sprintf("%s.%d.>", c.subject, p)})
 		}
@@ -57,8 +57,16 @@ func Layout() []StreamSpec {
 	return specs
 }
 
+// heldIn names, for aggregates whose events travel in another aggregate's commits, the type
+// whose subjects store them: a seat's and a reservation's events are decided and committed
+// with their concert date's.
+var heldIn = map[string]string{TypeSeat: TypeDate, TypeReservation: TypeDate}
+
 // StreamsOf returns the names of the streams that hold aggregates of type typ.
 func StreamsOf(typ string) []string {
+	if t, ok := heldIn[typ]; ok {
+		typ = t
+	}
 	c, ok := contexts[typ]
 	if !ok {
 		return nil
@@ -79,6 +87,9 @@ func StreamsOf(typ string) []string {
 func Place(agg AggregateRef) (stream, subject string, err error) {
 	c, ok := contexts[agg.Type]
 	if !ok {
+		if owner, held := heldIn[agg.Type]; held {
+			return "", "", fmt.Errorf("eventstore: %s events are appended in %s commits, not on a subject of their own", agg.Type, owner)
+		}
 		return "", "", fmt.Errorf("eventstore: unknown aggregate type %q", agg.Type)
 	}
 	if agg.ID == "" || strings.ContainsAny(agg.ID, " *>\t\r\n") || strings.HasPrefix(agg.ID, ".") || strings.HasSuffix(agg.ID, ".") || strings.Contains(agg.ID, "..") {

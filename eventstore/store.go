@@ -44,6 +44,11 @@ type Event struct {
 	// Meta, when set, stands for the append's Metadata for this event: a commit that carries
 	// several commands keeps each one's time, correlation and causation.
 	Meta *Metadata
+	// Ref, when set, names the aggregate the event belongs to, in place of the aggregate the
+	// commit is appended to. A concert date's commit carries the events of its seats and of
+	// its reservations; each keeps its own aggregate, so readers see seat and reservation
+	// events, whichever subject stored them.
+	Ref *AggregateRef
 }
 
 // Metadata travels with every event of one append: when it happened and which request or
@@ -54,10 +59,12 @@ type Metadata struct {
 	CausationID   string
 }
 
-// SchemaVersion is the envelope schema written by this code. Schema 2 stores one message per
-// append (a commit of one or more envelopes); schema 1 stored one message per event and is
-// refused with ErrSchema.
-const SchemaVersion = 2
+// SchemaVersion is the envelope schema written by this code. Schema 3 stores one message per
+// append (a commit of one or more envelopes), and a reservation's events in the commits of
+// its concert date (seats.<p>.date.<concert>.<date>) beside its seats' events. Schema 2 kept
+// seats and reservations on subjects of their own, and schema 1 stored one message per
+// event; both are refused with ErrSchema.
+const SchemaVersion = 3
 
 // Envelope is an event as stored: the payload plus everything needed to place it.
 type Envelope struct {
@@ -85,8 +92,7 @@ type Envelope struct {
 // when it has none) equals expected; otherwise it returns an error wrapping ErrConcurrency and
 // writes nothing. dedupID identifies the append: repeating an append with the same dedupID
 // (a retry after a lost answer) is a success that writes nothing and returns the version the
-// first append produced. Each event is stored as its own message; an append of several events
-// is not atomic, so deciders append one event per aggregate per command.
+// first append produced. An append is one message, so its events are stored atomically.
 //
 // Load returns the aggregate's events with a sequence greater than after, oldest first, without
 // scanning the whole stream. Implementations are safe for concurrent use.

@@ -575,12 +575,32 @@ func (e *Engine) waitFor(ctx context.Context, p *proj, set streamSet) error {
 	return nil
 }
 
+// waitForHeads waits until p has applied every stream of its up to the head the log reports
+// now, appended by whichever process: a read that finds nothing may have run ahead of another
+// instance's write. It costs a request per stream, so it is for misses only.
+func (e *Engine) waitForHeads(ctx context.Context, p *proj) error {
+	targets := make([]uint64, len(p.streams))
+	for i, s := range p.streams {
+		h, err := e.store.Head(ctx, s)
+		if err != nil {
+			return fmt.Errorf("projections: head of %s: %w", s, err)
+		}
+		targets[i] = h
+	}
+	return waitUntil(ctx, p, p.all(), targets)
+}
+
 // waitBehind is waitFor once a stream was found behind.
 func (e *Engine) waitBehind(ctx context.Context, p *proj, set streamSet) error {
 	targets := make([]uint64, len(p.marks))
 	for i, m := range p.marks {
 		targets[i] = m.Load()
 	}
+	return waitUntil(ctx, p, set, targets)
+}
+
+// waitUntil waits until p has applied each stream of set up to its target sequence.
+func waitUntil(ctx context.Context, p *proj, set streamSet, targets []uint64) error {
 	for {
 		ch := p.changed()
 		g := p.current()
@@ -625,7 +645,7 @@ type generation struct {
 
 // formatVersion is the layout of the files written by this code. A file of another version is
 // discarded and rebuilt from the log.
-const formatVersion = 1
+const formatVersion = 2
 
 var (
 	bucketMeta = []byte("meta")

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"strings"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -61,6 +62,7 @@ const (
 type reservationRecord struct {
 	userID, concertID, dateID string
 	seatNo                    int
+	seatNos                   []int
 	price                     int64
 	status                    string
 	heldAt, heldUntil         time.Time
@@ -78,6 +80,10 @@ func (r reservationRecord) encode() []byte {
 	e.time(r.heldAt)
 	e.time(r.heldUntil)
 	e.str(r.paymentID)
+	e.int(int64(len(r.seatNos)))
+	for _, n := range r.seatNos {
+		e.int(int64(n))
+	}
 	return e.b
 }
 
@@ -85,12 +91,25 @@ func decodeReservation(b []byte) (reservationRecord, error) {
 	d := dec{b: b}
 	r := reservationRecord{userID: d.str(), concertID: d.str(), dateID: d.str(), seatNo: int(d.int()), price: d.int(),
 		status: d.str(), heldAt: d.time(), heldUntil: d.time(), paymentID: d.str()}
+	n := d.int()
+	if n < 0 || n > aggregates.MaxSeatsPerHold {
+		d.fail()
+		return r, d.err
+	}
+	r.seatNos = make([]int, n)
+	for i := range r.seatNos {
+		r.seatNos[i] = int(d.int())
+	}
 	return r, d.err
 }
 
 func (r reservationRecord) view(id string) ReservationView {
+	nos := r.seatNos
+	if len(nos) == 0 {
+		nos = []int{r.seatNo}
+	}
 	return ReservationView{ReservationID: id, UserID: r.userID, ConcertID: r.concertID, DateID: r.dateID, SeatNo: r.seatNo,
-		Price: r.price, Status: aggregates.ReservationStatus(r.status), HeldAt: r.heldAt, HeldUntil: r.heldUntil, PaymentID: r.paymentID}
+		SeatNos: nos, Price: r.price, Status: aggregates.ReservationStatus(r.status), HeldAt: r.heldAt, HeldUntil: r.heldUntil, PaymentID: r.paymentID}
 }
 
 // sortableNanos orders instants as unsigned big-endian bytes.
@@ -110,9 +129,11 @@ func newReservationsModel(g *generation) model { return &reservationsModel{g: g}
 
 func (m *reservationsModel) buckets() []string { return []string{bReservations, bByUser} }
 
-// wants skips the payment lock's events, which the view does not show.
+// wants skips the payment lock's events, which the view does not show, and the seat events
+// that share the reservations' streams (their dates' commits).
 func (m *reservationsModel) wants(typ string) bool {
-	return typ != (aggregates.ReservationPaymentStarted{}).EventType() && typ != (aggregates.ReservationPaymentAborted{}).EventType()
+	return strings.HasPrefix(typ, "Reservation") &&
+		typ != (aggregates.ReservationPaymentStarted{}).EventType() && typ != (aggregates.ReservationPaymentAborted{}).EventType()
 }
 
 func (m *reservationsModel) begin(t txn) (batchWriter, error) {
@@ -123,7 +144,7 @@ func (m *reservationsModel) begin(t txn) (batchWriter, error) {
 			if res.Get(id) != nil {
 				return nil
 			}
-			r := reservationRecord{userID: h.UserID, concertID: h.ConcertID, dateID: h.DateID, seatNo: h.SeatNo, price: h.Price,
+			r := reservationRecord{userID: h.UserID, concertID: h.ConcertID, dateID: h.DateID, seatNo: h.SeatNo, seatNos: h.SeatNos, price: h.Price,
 				status: string(aggregates.ReservationHeldS), heldAt: h.HeldAt, heldUntil: h.HeldUntil}
 			if err := byUser.Put(userKey(h.UserID, h.HeldAt, env.AggregateID), []byte{1}); err != nil {
 				return err

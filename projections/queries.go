@@ -173,21 +173,56 @@ func (e *Engine) HeldSeats(ctx context.Context) ([]HeldSeat, error) {
 }
 
 // Reservation returns one reservation, after the reservations projection has applied what this
-// process appended to its stream.
+// process appended to its streams (a reservation is stored in its date's commits, on any of
+// the seat streams).
 func (e *Engine) Reservation(ctx context.Context, reservationID string) (ReservationView, error) {
 	p := e.byName[Reservations]
-	stream, _, err := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: reservationID})
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
+		return ReservationView{}, err
+	}
+	r, found, err := e.reservationRecord(p, reservationID)
 	if err != nil {
+		return ReservationView{}, err
+	}
+	if !found {
 		return ReservationView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
 	}
-	if err := e.waitFor(ctx, p, p.only(stream)); err != nil {
-		return ReservationView{}, err
+	return r.view(reservationID), nil
+}
+
+// ReservationDate returns the concert and date of a reservation, for commands that name a
+// reservation only. One the projection has not applied yet (held through another instance a
+// moment ago) is looked for again once the projection has reached the heads the streams had
+// when asked; one still unknown then does not exist.
+func (e *Engine) ReservationDate(ctx context.Context, reservationID string) (concertID, dateID string, err error) {
+	p := e.byName[Reservations]
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
+		return "", "", err
+	}
+	r, found, err := e.reservationRecord(p, reservationID)
+	if err == nil && !found {
+		if err = e.waitForHeads(ctx, p); err == nil {
+			r, found, err = e.reservationRecord(p, reservationID)
+		}
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if !found {
+		return "", "", fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
+	}
+	return r.concertID, r.dateID, nil
+}
+
+func (e *Engine) reservationRecord(p *proj, reservationID string) (reservationRecord, bool, error) {
+	if !aggregates.ValidID(reservationID) {
+		return reservationRecord{}, false, nil
 	}
 	g := p.acquire()
 	defer p.release(g)
 	var r reservationRecord
 	found := false
-	err = g.db.View(func(tx *bolt.Tx) error {
+	err := g.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket([]byte(bReservations)).Get([]byte(reservationID))
 		if v == nil {
 			return nil
@@ -198,12 +233,9 @@ func (e *Engine) Reservation(ctx context.Context, reservationID string) (Reserva
 		return err
 	})
 	if err != nil {
-		return ReservationView{}, fmt.Errorf("projections: reservation %s: %w", reservationID, err)
+		return r, false, fmt.Errorf("projections: reservation %s: %w", reservationID, err)
 	}
-	if !found {
-		return ReservationView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
-	}
-	return r.view(reservationID), nil
+	return r, found, nil
 }
 
 // UserReservations returns a user's reservations, newest hold first.

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"strings"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -104,6 +105,10 @@ func newSeatsModel(g *generation) model {
 func (m *seatsModel) buckets() []string {
 	return []string{bSeatConcerts, bSeats, bDateCounts, bHeld, bSoldOut, bRecorded}
 }
+
+// wants skips the reservation events that share the seat streams: nothing here reads them,
+// and not decoding them is most of what they would cost.
+func (m *seatsModel) wants(typ string) bool { return !strings.HasPrefix(typ, "Reservation") }
 
 type seatChange struct {
 	dk     string

@@ -45,6 +45,7 @@ type ReservationView struct {
 	ConcertID     string                       `json:"concertId"`
 	DateID        string                       `json:"dateId"`
 	SeatNo        int                          `json:"seatNo"`
+	SeatNos       []int                        `json:"seatNos"`
 	Price         int64                        `json:"price"`
 	Status        aggregates.ReservationStatus `json:"status"`
 	HeldAt        time.Time                    `json:"heldAt"`

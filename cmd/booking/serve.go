@@ -472,6 +472,10 @@ func (r readSide) HeldSeats(ctx context.Context) ([]app.HeldSeat, error) {
 	return out, err
 }
 
+func (r readSide) ReservationDate(ctx context.Context, reservationID string) (string, string, error) {
+	return r.e.ReservationDate(ctx, reservationID)
+}
+
 func (r readSide) PendingPayments(ctx context.Context) ([]string, error) {
 	ps, err := r.e.PendingPayments(ctx)
 	out := make([]string, len(ps))
