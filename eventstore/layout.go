@@ -30,13 +30,13 @@ type context_ struct {
 }
 
 var contexts = map[string]context_{
-	TypeConcert:     {"CATALOG", "catalog", false},
-	TypeSellOut:     {"CATALOG", "catalog", false},
-	TypeQueueUser:   {"QUEUE", "queue", false},
-	TypeQueueGate:   {"QUEUE", "queue", false},
-	TypeDate:        {"SEATS", "seats", true},
-	TypePayment:     {"PAYMENTS", "payments", true},
-	TypeWallet:      {"WALLETS", "wallets", true},
+	TypeConcert:   {"CATALOG", "catalog", false},
+	TypeSellOut:   {"CATALOG", "catalog", false},
+	TypeQueueUser: {"QUEUE", "queue", false},
+	TypeQueueGate: {"QUEUE", "queue", false},
+	TypeDate:      {"SEATS", "seats", true},
+	TypePayment:   {"PAYMENTS", "payments", true},
+	TypeWallet:    {"WALLETS", "wallets", true},
 }
 
 // StreamSpec describes one stream of the layout: its name and its subject filter.

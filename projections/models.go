@@ -1,10 +1,10 @@
 package projections
 
 import (
-	"strings"
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"

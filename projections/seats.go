@@ -1,12 +1,12 @@
 package projections
 
 import (
-	"strings"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
