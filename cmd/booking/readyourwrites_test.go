@@ -19,7 +19,7 @@ import (
 // payment. Each read must show the write, and the seat map and dates every hold acknowledged
 // to anybody before the read began.
 func TestEveryReadAfterOwnWriteSeesItThroughHTTP(t *testing.T) {
-	e := startE2E(t, "--queue-batch=0", "--user-rate-limit=0")
+	e := startE2E(t, "--queue-batch=0", "--user-rate-limit=0", "--max-seats-per-user=0")
 	const users, flowsPerUser, price = 8, 25, 10
 	const seats = users * flowsPerUser
 	e.concert("ryw", seats, price)

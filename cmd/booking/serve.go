@@ -40,6 +40,7 @@ type serveFlags struct {
 	fsync               string
 	groupCommit         bool
 	holdTTL             time.Duration
+	maxSeatsPerUser     int
 	queueBatch          int
 	queueInterval       time.Duration
 	queueActiveTTL      time.Duration
@@ -74,6 +75,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.fsync, "fsync", "always", "always: every acknowledged event is on disk; interval: fsync every 2 minutes")
 	fs.BoolVar(&f.groupCommit, "group-commit", true, "write concurrent appends to a stream as atomic batches, one fsync each (needs nats-server 2.12+)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", 5*time.Minute, "how long a seat is held for payment")
+	fs.IntVar(&f.maxSeatsPerUser, "max-seats-per-user", 8, "seats of one date a user may hold or own at once (HELD and CONFIRMED count; 0: no limit)")
 	fs.IntVar(&f.queueBatch, "queue-batch", 1000, "queue tokens admitted per interval (0: everyone at once)")
 	fs.DurationVar(&f.queueInterval, "queue-interval", 10*time.Second, "queue admission interval")
 	fs.DurationVar(&f.queueActiveTTL, "queue-active-ttl", 10*time.Minute, "how long an active queue token stays valid")
@@ -155,6 +157,9 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	if f.fsync != "always" && f.fsync != "interval" {
 		return nil, fmt.Errorf("--fsync must be always or interval, not %q", f.fsync)
 	}
+	if f.maxSeatsPerUser < 0 {
+		return nil, fmt.Errorf("--max-seats-per-user must be 0 (no limit) or more, not %d", f.maxSeatsPerUser)
+	}
 	loc, err := time.LoadLocation(f.timezone)
 	if err != nil {
 		return nil, fmt.Errorf("--timezone: %w", err)
@@ -207,7 +212,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 
 	svc := app.New(store, app.Config{
 		HoldTTL: f.holdTTL, QueueBatch: f.queueBatch, QueueInterval: f.queueInterval,
-		QueueActiveTTL: f.queueActiveTTL, TokenSecret: secret,
+		QueueActiveTTL: f.queueActiveTTL, TokenSecret: secret, MaxSeatsPerUser: f.maxSeatsPerUser,
 	}, app.Options{Logger: log, Observer: metrics, SingleWriter: len(urls) == 0 && f.natsListen == "",
 		QueueSnapshots: fileSnapshots{path: filepath.Join(f.dataDir, "queue-snapshot")}})
 	s.svc = svc

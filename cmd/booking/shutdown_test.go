@@ -38,7 +38,7 @@ const (
 func shutdownArgs(dir string) []string {
 	return []string{"serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--log-format", "json",
 		"--queue-batch", "0", "--user-rate-limit", "0", "--no-demo", "--admin-token", crashAdmin,
-		"--hold-ttl", "1h", "--request-timeout", shutdownRequestTimeout.String()}
+		"--hold-ttl", "1h", "--request-timeout", shutdownRequestTimeout.String(), "--max-seats-per-user", "0"}
 }
 
 // TestShutdownAfterACrashRestartWithClientsConnected is the scenario: eight clients
