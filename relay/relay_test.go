@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
 
 	"github.com/booking-engine/booking/internal/testclock"
@@ -132,7 +133,8 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 	var facts []eventstore.Envelope
 	for range 4 {
 		res := uuid.NewString()
-		facts = append(facts, appendEvent(t, h, eventstore.TypeReservation, res, "ReservationHeld", map[string]any{"reservationId": res}))
+		date := "c1." + res
+		facts = append(facts, appendDate(t, h, date, holdEvents(date, res, 1)...)[1])
 	}
 
 	var dls []DeadLetter
@@ -226,7 +228,9 @@ func TestARefusedFactIsDeadLetteredAtOnce(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	r := startRelay(t, h, Options{URL: srv.URL, MaxAttempts: 8, Backoff: time.Millisecond, BackoffMax: time.Millisecond})
-	appendEvent(t, h, eventstore.TypeReservation, "r1", "ReservationCancelled", map[string]any{"reason": "CANCELLED"})
+	appendDate(t, h, "c1.d1",
+		aggregates.ReservationCancelled{ReservationID: "r1", Reason: aggregates.ReleaseCancelled},
+		aggregates.SeatReleased{ReservationID: "r1", Reason: aggregates.ReleaseCancelled, SeatNo: 1})
 
 	var dls []DeadLetter
 	eventually(t, 30*time.Second, "the refused fact dead-lettered", func() bool {
