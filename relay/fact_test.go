@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -109,14 +110,33 @@ func TestIsFact(t *testing.T) {
 func TestFactOf(t *testing.T) {
 	at := time.Date(2026, 12, 24, 19, 0, 0, 0, time.UTC)
 	tests := []struct {
-		name string
-		env  eventstore.Envelope
-		want map[string]any
+		name  string
+		env   eventstore.Envelope
+		seats []int
+		want  map[string]any
 	}{
 		{
-			name: "a reservation fact carries its payload, the reservation ID and the version",
-			env:  eventstore.Envelope{AggregateType: eventstore.TypeReservation, AggregateID: "r1", Sequence: 7, Data: json.RawMessage(`{"paymentId":"p1","confirmedAt":"2026-12-24T19:00:00Z"}`)},
-			want: map[string]any{"paymentId": "p1", "confirmedAt": "2026-12-24T19:00:00Z", "reservationId": "r1", "version": float64(7)},
+			name:  "a reservation fact carries its payload, the reservation ID, its seats and the version",
+			env:   eventstore.Envelope{AggregateType: eventstore.TypeReservation, AggregateID: "r1", Sequence: 7, Data: json.RawMessage(`{"paymentId":"p1","confirmedAt":"2026-12-24T19:00:00Z"}`)},
+			seats: []int{3, 4},
+			want:  map[string]any{"paymentId": "p1", "confirmedAt": "2026-12-24T19:00:00Z", "reservationId": "r1", "seatNos": []any{float64(3), float64(4)}, "version": float64(7)},
+		},
+		{
+			name:  "a reservation fact keeps the seats its payload names",
+			env:   eventstore.Envelope{AggregateType: eventstore.TypeReservation, AggregateID: "r1", Sequence: 7, Data: json.RawMessage(`{"seatNo":3,"seatNos":[3,4]}`)},
+			seats: []int{9},
+			want:  map[string]any{"seatNo": float64(3), "seatNos": []any{float64(3), float64(4)}, "reservationId": "r1", "version": float64(7)},
+		},
+		{
+			name: "a reservation fact whose commit names no seats says so with an empty list",
+			env:  eventstore.Envelope{AggregateType: eventstore.TypeReservation, AggregateID: "r1", Sequence: 2, Data: json.RawMessage(`{}`)},
+			want: map[string]any{"reservationId": "r1", "seatNos": []any{}, "version": float64(2)},
+		},
+		{
+			name:  "a payment fact carries no seats",
+			env:   eventstore.Envelope{AggregateType: eventstore.TypePayment, AggregateID: "p1", Sequence: 3, Data: json.RawMessage(`{}`)},
+			seats: []int{3},
+			want:  map[string]any{"paymentId": "p1", "version": float64(3)},
 		},
 		{
 			name: "a payment fact carries the payment ID",
@@ -126,7 +146,7 @@ func TestFactOf(t *testing.T) {
 		{
 			name: "the aggregate's own ID wins over a payload field of the same name",
 			env:  eventstore.Envelope{AggregateType: eventstore.TypeReservation, AggregateID: "r1", Sequence: 1, Data: json.RawMessage(`{"reservationId":"other"}`)},
-			want: map[string]any{"reservationId": "r1", "version": float64(1)},
+			want: map[string]any{"reservationId": "r1", "seatNos": []any{}, "version": float64(1)},
 		},
 		{
 			name: "an empty payload still yields the ID and version",
@@ -142,7 +162,7 @@ func TestFactOf(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.env.EventID, tt.env.Type, tt.env.OccurredAt = "e1", "T", at.In(time.FixedZone("KST", 9*3600))
-			f, err := factOf(tt.env)
+			f, err := factOf(tt.env, tt.seats)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,6 +183,57 @@ func TestFactOf(t *testing.T) {
 			}
 			if len(top) != 4 || string(top["eventId"]) != `"e1"` || string(top["type"]) != `"T"` || string(top["occurredAt"]) != `"2026-12-24T19:00:00Z"` || top["data"] == nil {
 				t.Errorf("body = %s, want exactly eventId, type, occurredAt (UTC) and data", body)
+			}
+		})
+	}
+}
+
+func TestSeatNosOf(t *testing.T) {
+	seat := func(typ, res string, no int) eventstore.Envelope {
+		return eventstore.Envelope{Type: typ, AggregateType: eventstore.TypeSeat, AggregateID: "c1.d1." + strconv.Itoa(no), Data: json.RawMessage(`{"reservationId":"` + res + `","seatNo":` + strconv.Itoa(no) + `}`)}
+	}
+	reservation := func(typ, res string) eventstore.Envelope {
+		return eventstore.Envelope{Type: typ, AggregateType: eventstore.TypeReservation, AggregateID: res, Data: json.RawMessage(`{"reservationId":"` + res + `","seatNo":99}`)}
+	}
+	tests := []struct {
+		name    string
+		commit  []eventstore.Envelope
+		want    map[string][]int
+		wantErr bool
+	}{
+		{
+			name:   "a confirmation's commit names every seat it sold, ascending",
+			commit: []eventstore.Envelope{reservation("ReservationConfirmed", "r1"), seat("SeatSold", "r1", 7), seat("SeatSold", "r1", 3), seat("SeatSold", "r1", 4)},
+			want:   map[string][]int{"r1": {3, 4, 7}},
+		},
+		{
+			name:   "the seats of two reservations in one commit are kept apart",
+			commit: []eventstore.Envelope{seat("SeatHeld", "r1", 1), reservation("ReservationHeld", "r1"), seat("SeatReleased", "r2", 2), reservation("ReservationExpired", "r2")},
+			want:   map[string][]int{"r1": {1}, "r2": {2}},
+		},
+		{
+			name:   "a reservation event's own seat fields are not taken for seat events",
+			commit: []eventstore.Envelope{reservation("ReservationPaymentStarted", "r1")},
+			want:   nil,
+		},
+		{
+			name: "a seat event that does not decode is left out and reported",
+			commit: []eventstore.Envelope{
+				seat("SeatReleased", "r1", 1),
+				{Type: "SeatReleased", AggregateType: eventstore.TypeSeat, EventID: "bad", Data: json.RawMessage(`[]`)},
+			},
+			want:    map[string][]int{"r1": {1}},
+			wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := seatNosOf(tt.commit)
+			if (err != nil) != tt.wantErr {
+				t.Errorf("seatNosOf error = %v, want an error: %v", err, tt.wantErr)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("seatNosOf = %v, want %v", got, tt.want)
 			}
 		})
 	}

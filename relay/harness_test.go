@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
 )
 
@@ -67,13 +70,15 @@ func (h *testJetStream) stop() {
 // current version, and returns it as stored.
 func appendEvent(t testing.TB, h *testJetStream, aggType, aggID, eventType string, payload any) eventstore.Envelope {
 	t.Helper()
-	return appendCommit(t, h, aggType, aggID, typed{eventType, payload})[0]
+	return appendCommit(t, h, aggType, aggID, typed{typ: eventType, payload: payload})[0]
 }
 
-// typed is one event to append: its type and payload.
+// typed is one event to append: its type, its payload and, in a concert date's commit, the
+// seat or reservation it belongs to.
 type typed struct {
 	typ     string
 	payload any
+	ref     *eventstore.AggregateRef
 }
 
 // appendCommit appends events to an aggregate as one commit, at the aggregate's current
@@ -86,7 +91,7 @@ func appendCommit(t testing.TB, h *testJetStream, aggType, aggID string, events 
 		if err != nil {
 			t.Fatal(err)
 		}
-		batch[i] = eventstore.Event{Type: e.typ, Data: data}
+		batch[i] = eventstore.Event{Type: e.typ, Data: data, Ref: e.ref}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -110,31 +115,70 @@ func appendCommit(t testing.TB, h *testJetStream, aggType, aggID string, events 
 	return stored
 }
 
-// appendBookings appends n reservations that are held and confirmed, with their completed
-// payments, plus the saga's internal events that are not facts. Every other reservation is
-// one commit holding two facts and an internal event between them, the shape of a group
-// commit. It returns the facts.
+// appendDate appends events to a concert date (ID "concert.date") as one commit, the way the
+// service stores a date's decisions: each event is owned by the seat or the reservation it is
+// about, so a reservation's events travel in its date's commits, among seat events.
+func appendDate(t testing.TB, h *testJetStream, date string, events ...aggregates.Event) []eventstore.Envelope {
+	t.Helper()
+	batch := make([]typed, len(events))
+	for i, ev := range events {
+		batch[i] = typed{typ: ev.EventType(), payload: ev}
+		if n, ok := aggregates.EventSeatNo(ev); ok {
+			batch[i].ref = &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: date + "." + strconv.Itoa(n)}
+		} else if id, ok := aggregates.EventReservationID(ev); ok {
+			batch[i].ref = &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
+		}
+	}
+	return appendCommit(t, h, eventstore.TypeDate, date, batch...)
+}
+
+// holdEvents are the events of one hold of seats on a date by one reservation, as
+// Date.DecideHold commits them: SeatHeld per seat, then ReservationHeld.
+func holdEvents(date, res string, seats ...int) []aggregates.Event {
+	concert, dateID, _ := strings.Cut(date, ".")
+	var evs []aggregates.Event
+	for _, n := range seats {
+		evs = append(evs, aggregates.SeatHeld{ReservationID: res, UserID: "u1", SeatNo: n})
+	}
+	return append(evs, aggregates.ReservationHeld{
+		ReservationID: res, UserID: "u1", ConcertID: concert, DateID: dateID,
+		SeatNo: seats[0], SeatNos: seats, Price: 1000 * int64(len(seats)),
+	})
+}
+
+// appendBookings appends n reservations, each on a date of its own, that are held and
+// confirmed, with their completed payments, plus the saga's internal events and the seat
+// events that are not facts. Every other reservation holds two seats and is one date commit
+// holding the hold, the payment's lock and the confirmation (the shape of a group commit):
+// two facts among seat events and an internal event. It returns the facts.
 func appendBookings(t testing.TB, h *testJetStream, n int) []eventstore.Envelope {
 	t.Helper()
 	var facts []eventstore.Envelope
 	for i := range n {
 		res, pay := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
-		held := typed{"ReservationHeld", map[string]any{"reservationId": res, "userId": "u1", "concertId": "c1", "dateId": "d1", "seatNo": i + 1, "price": 1000}}
-		locked := typed{"ReservationPaymentStarted", map[string]any{"paymentId": pay}}
-		confirmed := typed{"ReservationConfirmed", map[string]any{"paymentId": pay}}
+		date := "c1." + res
+		started := map[string]any{"paymentId": pay, "reservationId": res, "amount": 1000}
+		locked := aggregates.ReservationPaymentStarted{ReservationID: res, PaymentID: pay}
+		confirmed := aggregates.ReservationConfirmed{ReservationID: res, PaymentID: pay}
 		if i%2 == 0 {
-			appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", map[string]any{"paymentId": pay, "reservationId": res, "amount": 1000})
-			c := appendCommit(t, h, eventstore.TypeReservation, res, held, locked, confirmed)
-			facts = append(facts, c[0], c[2])
+			appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", started)
+			evs := append(holdEvents(date, res, 1, 2), locked, confirmed, sold(res, pay, 1), sold(res, pay, 2))
+			c := appendDate(t, h, date, evs...)
+			facts = append(facts, c[2], c[4])
 		} else {
-			facts = append(facts, appendCommit(t, h, eventstore.TypeReservation, res, held)...)
-			appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", map[string]any{"paymentId": pay, "reservationId": res, "amount": 1000})
-			appendCommit(t, h, eventstore.TypeReservation, res, locked)
-			facts = append(facts, appendCommit(t, h, eventstore.TypeReservation, res, confirmed)...)
+			facts = append(facts, appendDate(t, h, date, holdEvents(date, res, 1)...)[1])
+			appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", started)
+			appendDate(t, h, date, locked)
+			facts = append(facts, appendDate(t, h, date, confirmed, sold(res, pay, 1))[0])
 		}
 		facts = append(facts, appendEvent(t, h, eventstore.TypePayment, pay, "PaymentCompleted", map[string]any{}))
 	}
 	return facts
+}
+
+// sold is the sale of one seat of a reservation paid for, as Date.DecideConfirm commits it.
+func sold(res, pay string, seat int) aggregates.Event {
+	return aggregates.SeatSold{ReservationID: res, PaymentID: pay, SeatNo: seat}
 }
 
 // eventually polls cond until it holds or the deadline passes.

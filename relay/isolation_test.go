@@ -92,11 +92,16 @@ func BenchmarkAppend(b *testing.B) {
 				appendBookings(b, h, 4)
 			}
 			ctx := context.Background()
-			data := []byte(`{"reservationId":"r"}`)
+			seat, held := []byte(`{"reservationId":"r","seatNo":1}`), []byte(`{"reservationId":"r","seatNos":[1]}`)
 			for i := 0; b.Loop(); i++ {
-				// One append as a hold makes it: a new aggregate's first event, at version 0.
-				agg := eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: "r" + strconv.Itoa(i)}
-				if _, err := h.store.Append(ctx, agg, 0, []eventstore.Event{{Type: "ReservationHeld", Data: data}}, agg.ID, eventstore.Metadata{}); err != nil {
+				// One append as a hold makes it: the first commit of a date, at version 0, with
+				// the seat's and the reservation's event.
+				agg := eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d" + strconv.Itoa(i)}
+				events := []eventstore.Event{
+					{Type: "SeatHeld", Data: seat, Ref: &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: agg.ID + ".1"}},
+					{Type: "ReservationHeld", Data: held, Ref: &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: "r" + strconv.Itoa(i)}},
+				}
+				if _, err := h.store.Append(ctx, agg, 0, events, agg.ID, eventstore.Metadata{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,9 +1,11 @@
 // Package relay delivers reservation and payment facts to the external data platform after
 // they are committed, and is the home of a mock platform for local runs and tests.
 //
-// The event log is the outbox: a durable JetStream pull consumer on every reservation and
-// payment stream reads committed events, so the relay never sits in a request's path, and a
-// restart (of the relay or of the server) resumes from the consumer's acknowledged position.
+// The event log is the outbox: a durable JetStream pull consumer on every stream that holds
+// reservation or payment events (SEATS_*, where a concert date's commits carry its
+// reservations' events beside its seats', and PAYMENTS_*) reads committed events, so the relay
+// never sits in a request's path, and a restart (of the relay or of the server) resumes from
+// the consumer's acknowledged position.
 // Each fact is POSTed with Idempotency-Key: <eventId>; delivery is at least once, and the key
 // lets the platform make it exactly once in effect.
 //
@@ -40,8 +42,8 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// ConsumerName is the durable consumer the relay creates on each reservation and payment
-// stream. Instances of the service share it, so they share the work.
+// ConsumerName is the durable consumer the relay creates on each stream of reservation and
+// payment events. Instances of the service share it, so they share the work.
 const ConsumerName = "data-platform-relay"
 
 // Defaults for the zero values of Options.
@@ -155,7 +157,8 @@ func (o *Options) applyDefaults() error {
 	return nil
 }
 
-// streams are the streams whose events may be facts.
+// streams are the streams whose events may be facts: the date streams (SEATS_*), whose
+// commits hold reservation events among seat events, and the payment streams.
 func streams() []string {
 	return append(eventstore.StreamsOf(eventstore.TypeReservation), eventstore.StreamsOf(eventstore.TypePayment)...)
 }
@@ -330,8 +333,8 @@ func (r *Relay) fetchLoop(ctx context.Context, stream string, c jetstream.Consum
 }
 
 // consume pulls facts one at a time. One at a time keeps at most one fetched fact per stream
-// waiting for a delivery slot, which is what AckWait is sized for; events that are not facts
-// are acknowledged without taking a slot. The iterator is always ended by draining rather than
+// waiting for a delivery slot, which is what AckWait is sized for; commits without facts
+// (seat events and the saga's internal steps only) are acknowledged without taking a slot. The iterator is always ended by draining rather than
 // stopping, so a message already on its way is dispatched (or, at shutdown, handed back)
 // instead of vanishing until AckWait. It returns nil when it ended the iterator for idling.
 func (r *Relay) consume(ctx context.Context, stream string, it jetstream.MessagesContext) error {
@@ -377,16 +380,26 @@ func (r *Relay) dispatch(ctx context.Context, stream string, msg jetstream.Msg) 
 		return
 	}
 	var facts []pendingFact
+	var seats map[string][]int
+	seatsRead := false
 	for _, env := range envs {
 		if !IsFact(env.Type) {
-			continue
+			continue // seat events and the saga's internal steps
 		}
 		if env.AggregateID == "" {
-			if ref, ok := eventstore.RefFromSubject(msg.Subject()); ok {
+			// A date's subject names no reservation, so it cannot stand in for one.
+			if ref, ok := eventstore.RefFromSubject(msg.Subject()); ok && idKeys[ref.Type] != "" {
 				env.AggregateType, env.AggregateID = ref.Type, ref.ID
 			}
 		}
-		f, err := factOf(env)
+		if env.AggregateType == eventstore.TypeReservation && !seatsRead {
+			// Read once per commit, and only for commits with a reservation fact.
+			seatsRead = true
+			if seats, err = seatNosOf(envs); err != nil {
+				r.log.Error("relay: a seat event of a commit not readable, its facts lack that seat", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
+			}
+		}
+		f, err := factOf(env, seats[env.AggregateID])
 		if err != nil {
 			r.log.Error("relay: fact not encodable, skipped", "stream", stream, "seq", env.Sequence, "eventId", env.EventID, "err", err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
 
 	"github.com/booking-engine/booking/internal/testclock"
@@ -132,7 +134,8 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 	var facts []eventstore.Envelope
 	for range 4 {
 		res := uuid.NewString()
-		facts = append(facts, appendEvent(t, h, eventstore.TypeReservation, res, "ReservationHeld", map[string]any{"reservationId": res}))
+		date := "c1." + res
+		facts = append(facts, appendDate(t, h, date, holdEvents(date, res, 1)...)[1])
 	}
 
 	var dls []DeadLetter
@@ -226,7 +229,9 @@ func TestARefusedFactIsDeadLetteredAtOnce(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	r := startRelay(t, h, Options{URL: srv.URL, MaxAttempts: 8, Backoff: time.Millisecond, BackoffMax: time.Millisecond})
-	appendEvent(t, h, eventstore.TypeReservation, "r1", "ReservationCancelled", map[string]any{"reason": "CANCELLED"})
+	appendDate(t, h, "c1.d1",
+		aggregates.ReservationCancelled{ReservationID: "r1", Reason: aggregates.ReleaseCancelled},
+		aggregates.SeatReleased{ReservationID: "r1", Reason: aggregates.ReleaseCancelled, SeatNo: 1})
 
 	var dls []DeadLetter
 	eventually(t, 30*time.Second, "the refused fact dead-lettered", func() bool {
@@ -391,4 +396,61 @@ func TestFactsStillArriveAfterIdleFetchLoopsRenewTheirIterators(t *testing.T) {
 	eventually(t, 30*time.Second, "every idle fetch loop renewed twice", func() bool { return r.renewals.Load() >= int64(2*len(streams())) })
 	facts := appendBookings(t, h, 5)
 	eventually(t, 30*time.Second, "the facts delivered", func() bool { return platform.Stats().Unique == len(facts) })
+}
+
+// A multi-seat reservation's facts each name all of its seats, although only ReservationHeld
+// lists them: the confirmation and the refund's cancellation take them from the seat events
+// of their own commits. Seat events travel in the same commits and become no facts; a second
+// reservation sharing the hold's commit keeps its own seat.
+func TestAMultiSeatBookingsFactsEachCarryAllItsSeatsAndSeatEventsBecomeNoFacts(t *testing.T) {
+	h := newJetStream(t)
+	platform := startMock(t, MockOptions{})
+	const date, res, other, pay = "c1.d1", "r1", "r2", "p1"
+	seats := []int{3, 4, 7}
+
+	hold := appendDate(t, h, date, append(holdEvents(date, res, seats...), holdEvents(date, other, 9)...)...)
+	appendEvent(t, h, eventstore.TypePayment, pay, "PaymentStarted", map[string]any{"paymentId": pay, "reservationId": res, "amount": 3000})
+	appendDate(t, h, date, aggregates.ReservationPaymentStarted{ReservationID: res, PaymentID: pay})
+	confirm := appendDate(t, h, date, aggregates.ReservationConfirmed{ReservationID: res, PaymentID: pay}, sold(res, pay, 4), sold(res, pay, 3), sold(res, pay, 7))
+	completed := appendEvent(t, h, eventstore.TypePayment, pay, "PaymentCompleted", map[string]any{})
+	appendEvent(t, h, eventstore.TypePayment, pay, "PaymentRefundStarted", map[string]any{})
+	var released []aggregates.Event
+	for _, n := range seats {
+		released = append(released, aggregates.SeatReleased{ReservationID: res, Reason: aggregates.ReleaseRefunded, SeatNo: n})
+	}
+	cancel := appendDate(t, h, date, append([]aggregates.Event{aggregates.ReservationCancelled{ReservationID: res, Reason: aggregates.ReleaseRefunded, PaymentID: pay}}, released...)...)
+	refunded := appendEvent(t, h, eventstore.TypePayment, pay, "PaymentRefunded", map[string]any{})
+
+	// hold: SeatHeld 3, 4, 7, ReservationHeld r1, SeatHeld 9, ReservationHeld r2.
+	want := map[string][]int{hold[3].EventID: seats, hold[5].EventID: {9}, confirm[0].EventID: seats, cancel[0].EventID: seats, completed.EventID: nil, refunded.EventID: nil}
+	startRelay(t, h, Options{URL: platform.URL(), Backoff: time.Millisecond, BackoffMax: 5 * time.Millisecond})
+	// Settled too: every commit acknowledged, those without facts included.
+	eventually(t, 30*time.Second, "the facts at the platform and every commit settled", func() bool {
+		return platform.Stats().Unique == len(want) && allSettled(t, h)
+	})
+
+	for _, e := range platform.Events() {
+		seatsWanted, ok := want[e.EventID]
+		if !ok {
+			t.Errorf("%s %s reached the platform but is not one of the facts", e.Type, e.EventID)
+			continue
+		}
+		var data struct {
+			ReservationID string `json:"reservationId"`
+			PaymentID     string `json:"paymentId"`
+			SeatNos       []int  `json:"seatNos"`
+		}
+		if err := json.Unmarshal(e.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case seatsWanted == nil && (data.PaymentID != pay || data.SeatNos != nil):
+			t.Errorf("%s = %s, want payment %s and no seats", e.Type, e.Data, pay)
+		case seatsWanted != nil && !slices.Equal(data.SeatNos, seatsWanted):
+			t.Errorf("%s of %s carries seats %v, want %v", e.Type, data.ReservationID, data.SeatNos, seatsWanted)
+		}
+	}
+	if s := platform.Stats(); s.Received != len(want) {
+		t.Errorf("stats %+v: want exactly the %d facts, each once", s, len(want))
+	}
 }
