@@ -2,7 +2,6 @@ package aggregates
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -17,10 +16,21 @@ const (
 	MaxTitleLen     = 200
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ValidID reports whether s is a valid user, concert or date ID.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a valid user, concert or date ID: 1 to 64 characters of
+// [A-Za-z0-9_-]. A loop, not a regexp: every command checks several IDs, and the regexp was
+// 2% of a flash sale's CPU.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // PriceRange sets the price of seats From..To (inclusive) of a date.
 type PriceRange struct {

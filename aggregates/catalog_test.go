@@ -163,3 +163,28 @@ func TestSellOut(t *testing.T) {
 func withRequest(e ConcertCreated, id string) ConcertCreated { e.RequestID = id; return e }
 
 func withRequestCmd(c CreateConcert, id string) CreateConcert { c.RequestID = id; return c }
+
+func TestValidIDAcceptsOnlyTheContractsPattern(t *testing.T) {
+	tests := []struct {
+		name string
+		id   string
+		want bool
+	}{
+		{"letters, digits, dash and underscore are an ID", "Concert_2026-a", true},
+		{"one character is an ID", "a", true},
+		{"64 characters are an ID", strings.Repeat("x", 64), true},
+		{"65 characters are not", strings.Repeat("x", 65), false},
+		{"the empty string is not", "", false},
+		{"a dot is not allowed (it separates a date's ID parts)", "c1.d1", false},
+		{"a space is not allowed", "c 1", false},
+		{"a wildcard is not allowed (it would widen a subject)", "c*", false},
+		{"non-ASCII letters are not allowed", "café", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ValidID(tt.id); got != tt.want {
+				t.Fatalf("ValidID(%q) = %v, want %v", tt.id, got, tt.want)
+			}
+		})
+	}
+}

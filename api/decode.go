@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/booking-engine/booking/aggregates"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -26,7 +28,7 @@ import (
 // validID reports whether s is 1–64 characters of [A-Za-z0-9_-]: the pattern of userId,
 // concertId and dateId (contract) and, bounded the same way, of the opaque reservationId and
 // paymentId. (A loop: this runs several times per request, and a regexp costs ten times more.)
-func validID(s string) bool { return validChars(s, 64, "_-") }
+func validID(s string) bool { return aggregates.ValidID(s) }
 
 // validName reports whether s is 1–128 characters of [A-Za-z0-9_.:-]: operator-facing names
 // of projections and dead letters.
