@@ -461,6 +461,17 @@ func (c *apiClient) hold(user, token, concert string, seat int, headers ...strin
 		append([]string{"Queue-Token", token}, headers...)...)
 }
 
+// holdSeats asks for several seats of date d1 of concert in one reservation (one seat: the
+// single-seat form, as most clients send it).
+func (c *apiClient) holdSeats(user, token, concert string, seats []int, headers ...string) (apiReply, error) {
+	if len(seats) == 1 {
+		return c.hold(user, token, concert, seats[0], headers...)
+	}
+	return c.call("POST", "/api/v1/reservations",
+		map[string]any{"userId": user, "concertId": concert, "dateId": "d1", "seatNos": seats},
+		append([]string{"Queue-Token", token}, headers...)...)
+}
+
 // seatStatuses returns the seat map of date d1 of concert: seat number → status.
 func (c *apiClient) seatStatuses(concert string) (map[int]string, error) {
 	r, err := c.call("GET", "/api/v1/concerts/"+concert+"/dates/d1/seats", nil)

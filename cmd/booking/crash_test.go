@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,13 +156,13 @@ type crashUser struct {
 
 type crashHold struct {
 	concert string
-	seat    int
+	seats   []int // ascending; every other hold takes two seats in one reservation
 }
 
 // crashRequest is a request whose answer a kill cut off, kept to be repeated as it was.
 type crashRequest struct {
 	concert string
-	seat    int
+	seats   []int
 	key     string
 	token   string
 }
@@ -274,22 +275,27 @@ func (l *crashLedger) work(t *testing.T, c *apiClient, userID, concert string, r
 			token = "" // a completed payment revokes the token
 		default:
 			next++
-			seat := seatFor(userID, next)
-			if seat > crashSeats {
+			seats := []int{seatFor(userID, next)}
+			if next%2 == 0 && seatFor(userID, next+1) <= crashSeats {
+				// Two seats in one reservation: a kill must never leave one of them behind.
+				next++
+				seats = append(seats, seatFor(userID, next))
+			}
+			if seats[0] > crashSeats {
 				return
 			}
-			req := crashRequest{concert: concert, seat: seat, key: key, token: token}
-			r, err := c.hold(userID, token, concert, seat, "Idempotency-Key", key)
+			req := crashRequest{concert: concert, seats: seats, key: key, token: token}
+			r, err := c.holdSeats(userID, token, concert, seats, "Idempotency-Key", key)
 			if err != nil || unknownOutcome(r) {
-				l.count(func() { u.holdsCut[concert+"/"+strconv.Itoa(seat)] = req; l.acks.holdsCut++ })
+				l.count(func() { u.holdsCut[holdKey(concert, seats[0])] = req; l.acks.holdsCut++ })
 				return
 			}
 			if r.status != 201 || r.str("reservationId") == "" {
-				t.Errorf("hold of seat %d by %s: %s", seat, userID, r)
+				t.Errorf("hold of seats %v by %s: %s", seats, userID, r)
 				return
 			}
 			rid := r.str("reservationId")
-			l.count(func() { u.holds[rid] = crashHold{concert: concert, seat: seat}; l.acks.holds++ })
+			l.count(func() { u.holds[rid] = crashHold{concert: concert, seats: seats}; l.acks.holds++ })
 			unpaid = append(unpaid, rid)
 		}
 	}
@@ -308,6 +314,9 @@ func unknownOutcome(r apiReply) bool {
 
 // unavailableAnswers counts the 503s the crash test's clients got, for its summary.
 var unavailableAnswers atomic.Int64
+
+// holdKey names a hold by its concert and first seat.
+func holdKey(concert string, seat int) string { return concert + "/" + strconv.Itoa(seat) }
 
 // seatFor spreads the workers over distinct seats: worker w takes w+1, w+1+W, ...
 func seatFor(userID string, n int) int {
@@ -334,7 +343,7 @@ func (l *crashLedger) retryInFlight(c *apiClient) error {
 			u.holdRetried[k] = true
 			req := u.holdsCut[k]
 			r, err := retryWhileUnavailable(func() (apiReply, error) {
-				return c.hold(u.id, req.token, req.concert, req.seat, "Idempotency-Key", req.key)
+				return c.holdSeats(u.id, req.token, req.concert, req.seats, "Idempotency-Key", req.key)
 			})
 			if err != nil {
 				return fmt.Errorf("retry of the hold of %s: %w", k, err)
@@ -342,7 +351,7 @@ func (l *crashLedger) retryInFlight(c *apiClient) error {
 			switch {
 			case r.status == 201:
 				l.count(func() {
-					u.holds[r.str("reservationId")] = crashHold{concert: req.concert, seat: req.seat}
+					u.holds[r.str("reservationId")] = crashHold{concert: req.concert, seats: req.seats}
 					l.acks.retried++
 				})
 			case r.status == 409 && r.str("code") == "SEAT_UNAVAILABLE":
@@ -417,6 +426,7 @@ type crashReservation struct {
 	ReservationID string `json:"reservationId"`
 	ConcertID     string `json:"concertId"`
 	SeatNo        int    `json:"seatNo"`
+	SeatNos       []int  `json:"seatNos"`
 	Price         int64  `json:"price"`
 	Status        string `json:"status"`
 	PaymentID     string `json:"paymentId"`
@@ -519,10 +529,10 @@ func (l *crashLedger) checkUser(c *apiClient, u *crashUser, seats map[string]map
 	for rid, h := range holds {
 		res, ok := shown[rid]
 		if !ok {
-			return fmt.Errorf("hold %s of seat %s/%d acknowledged to %s with 201 is lost", rid, h.concert, h.seat, u.id)
+			return fmt.Errorf("hold %s of seats %s/%v acknowledged to %s with 201 is lost", rid, h.concert, h.seats, u.id)
 		}
-		if res.ConcertID != h.concert || res.SeatNo != h.seat {
-			return fmt.Errorf("reservation %s shows seat %s/%d, the hold was for %s/%d", rid, res.ConcertID, res.SeatNo, h.concert, h.seat)
+		if res.ConcertID != h.concert || !slices.Equal(res.SeatNos, h.seats) {
+			return fmt.Errorf("reservation %s shows seats %s/%v, the hold was for %s/%v", rid, res.ConcertID, res.SeatNos, h.concert, h.seats)
 		}
 		if pid, ok := paid[rid]; ok && (res.Status != "CONFIRMED" || res.PaymentID != pid) {
 			return fmt.Errorf("reservation %s paid with 201 by %s is %s (payment %q)", rid, pid, res.Status, res.PaymentID)
@@ -538,20 +548,23 @@ func (l *crashLedger) checkUser(c *apiClient, u *crashUser, seats map[string]map
 	var confirmedSum int64
 	confirmedBy := map[string]string{} // paymentId → reservationId
 	for rid, res := range shown {
-		k := res.ConcertID + "/" + strconv.Itoa(res.SeatNo)
+		k := holdKey(res.ConcertID, res.SeatNo)
 		if _, ok := holds[rid]; !ok && !cut[k] {
-			return fmt.Errorf("reservation %s of %s on seat %s was never asked for", rid, u.id, k)
+			return fmt.Errorf("reservation %s of %s on seats %s/%v was never asked for", rid, u.id, res.ConcertID, res.SeatNos)
 		}
 		want := map[string]string{"HELD": "HELD", "CONFIRMED": "SOLD"}[res.Status]
 		if want == "" {
 			continue
 		}
-		if prev := owner[k]; prev != "" {
-			return fmt.Errorf("seat %s is taken by two live reservations: %s and %s", k, prev, rid)
-		}
-		owner[k] = rid
-		if got := seats[res.ConcertID][res.SeatNo]; got != want {
-			return fmt.Errorf("seat %s of reservation %s (%s) is %s, want %s", k, rid, res.Status, got, want)
+		for _, n := range res.SeatNos {
+			sk := holdKey(res.ConcertID, n)
+			if prev := owner[sk]; prev != "" {
+				return fmt.Errorf("seat %s is taken by two live reservations: %s and %s", sk, prev, rid)
+			}
+			owner[sk] = rid
+			if got := seats[res.ConcertID][n]; got != want {
+				return fmt.Errorf("seat %s of reservation %s (%s, seats %v) is %s, want %s", sk, rid, res.Status, res.SeatNos, got, want)
+			}
 		}
 		if res.Status == "CONFIRMED" {
 			confirmedSum += res.Price
