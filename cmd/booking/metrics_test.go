@@ -427,12 +427,12 @@ func TestEventCounters(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"a hold after the start counts", env("RESERVATIONS_1", 11, aggregates.ReservationHeld{ReservationID: "r"}), "booking_holds_total", nil, 1},
-		{"an event at the start head is history", env("RESERVATIONS_1", 10, aggregates.ReservationHeld{ReservationID: "r"}), "booking_holds_total", nil, 0},
-		{"an event of a stream that was empty at start counts", env("RESERVATIONS_2", 1, aggregates.ReservationHeld{ReservationID: "r"}), "booking_holds_total", nil, 1},
-		{"an expiry counts as an expired hold", env("RESERVATIONS_1", 12, aggregates.ReservationExpired{}), "booking_holds_expired_total", nil, 1},
-		{"an owner's cancellation counts as a cancelled hold", env("RESERVATIONS_1", 12, aggregates.ReservationCancelled{Reason: aggregates.ReleaseCancelled}), "booking_holds_cancelled_total", nil, 1},
-		{"a refund's cancellation is not a cancelled hold", env("RESERVATIONS_1", 12, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded}), "booking_holds_cancelled_total", nil, 0},
+		{"a hold after the start counts", env("SEATS_1", 11, aggregates.ReservationHeld{ReservationID: "r"}), "booking_holds_total", nil, 1},
+		{"an event at the start head is history", env("SEATS_1", 10, aggregates.ReservationHeld{ReservationID: "r"}), "booking_holds_total", nil, 0},
+		{"an event of a stream that was empty at start counts", env("SEATS_2", 1, aggregates.ReservationHeld{ReservationID: "r"}), "booking_holds_total", nil, 1},
+		{"an expiry counts as an expired hold", env("SEATS_1", 12, aggregates.ReservationExpired{}), "booking_holds_expired_total", nil, 1},
+		{"an owner's cancellation counts as a cancelled hold", env("SEATS_1", 12, aggregates.ReservationCancelled{Reason: aggregates.ReleaseCancelled}), "booking_holds_cancelled_total", nil, 1},
+		{"a refund's cancellation is not a cancelled hold", env("SEATS_1", 12, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded}), "booking_holds_cancelled_total", nil, 0},
 		{"a completed payment counts", env("PAYMENTS_0", 1, aggregates.PaymentCompleted{}), "booking_payments_completed_total", nil, 1},
 		{"a failed payment counts by its reason", env("PAYMENTS_0", 1, aggregates.PaymentFailed{Reason: aggregates.FailNotPayable}), "booking_payments_failed_total", map[string]string{"reason": aggregates.FailNotPayable}, 1},
 		{"an unknown failure reason counts as OTHER", env("PAYMENTS_0", 1, aggregates.PaymentFailed{Reason: "GREMLINS"}), "booking_payments_failed_total", map[string]string{"reason": "OTHER"}, 1},
@@ -444,7 +444,7 @@ func TestEventCounters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			m := newMetrics(reg)
-			m.startHeads = map[string]uint64{"RESERVATIONS_1": 10}
+			m.startHeads = map[string]uint64{"SEATS_1": 10}
 			m.onEvent(tt.event)
 			got, ok := gathered(t, reg, tt.metric, tt.labels)
 			if !ok || got != tt.want {
