@@ -550,3 +550,53 @@ func TestMultiSeatReservationMovesItsSeatsTogether(t *testing.T) {
 		t.Fatalf("the live read models differ from a rebuild:\n%s", diffLines(want, got))
 	}
 }
+
+// laggingStore reports, once lagging names a stream, a head one past that stream's real one:
+// a stream whose newest commits the engine has not applied yet.
+type laggingStore struct {
+	fullStore
+	lagging atomic.Pointer[string]
+}
+
+func (s *laggingStore) Head(ctx context.Context, stream string) (uint64, error) {
+	h, err := s.fullStore.Head(ctx, stream)
+	if l := s.lagging.Load(); l != nil && *l == stream {
+		h++
+	}
+	return h, err
+}
+
+// TestSellOutWaitsForItsDateStreamOnly sells a date out while another seat stream is behind:
+// the date's seats are all in its own commits, on its own stream, so the sell-out is recorded
+// without waiting for the other stream (which, busy with other dates, may never be idle).
+func TestSellOutWaitsForItsDateStreamOnly(t *testing.T) {
+	w := newWorld(t)
+	store := &laggingStore{fullStore: w.store}
+	e := openEngine(t, t.TempDir(), store, w.soldOut)
+	start(t, e)
+	w.must(w.createConcert("c1", "Aurora", date("d1", 2, 1)))
+	w.must(w.charge("u", 10, "c"))
+	own, _, err := eventstore.Place(ref(eventstore.TypeDate, "c1.d1"))
+	w.must(err)
+	for _, s := range eventstore.StreamsOf(eventstore.TypeSeat) {
+		if s != own {
+			store.lagging.Store(&s)
+			break
+		}
+	}
+	w.must(w.holdSeats("r1", "u", "c1", "d1", time.Hour, 1, 2))
+	w.must(w.pay("p1", "r1", "u"))
+	// The ranking does not wait for the log: poll it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ranking, err := e.DailyRanking(context.Background(), epoch)
+		w.must(err)
+		if len(ranking) == 1 && ranking[0].DateID == "d1" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sell-out of c1/d1 on %s was not recorded while %s lagged: ranking %+v", own, *store.lagging.Load(), ranking)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
