@@ -16,8 +16,10 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// benchLog writes n events of a booking-shaped mix (hold, pay, sell, charge) to an embedded
-// JetStream store, published asynchronously in the envelope format the store writes.
+// benchLog writes about n events (a commit more at most) of a booking-shaped mix (hold, pay,
+// sell, charge) to an embedded JetStream store, published asynchronously in the commits the
+// app writes: a hold, a payment's lock and its confirmation with the sale are commits of the
+// seat's date.
 func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 	b.Helper()
 	ctx := context.Background()
@@ -29,18 +31,27 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 	js := store.JetStream()
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	count := 0
-	pub := func(typ, id string, ev aggregates.Event) {
+	// pub publishes one commit of events to agg; a date's events name their seat or
+	// reservation, as the app's commits do.
+	pub := func(typ, id string, evs ...aggregates.Event) {
 		if count >= n {
 			return
 		}
-		count++
-		_, subject, err := eventstore.Place(eventstore.AggregateRef{Type: typ, ID: id})
+		count += len(evs)
+		agg := eventstore.AggregateRef{Type: typ, ID: id}
+		_, subject, err := eventstore.Place(agg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		data, _ := aggregates.Encode(ev)
-		ref := eventstore.AggregateRef{Type: typ, ID: id}
-		env, err := eventstore.EncodeCommit(ref, []eventstore.Event{{Type: ev.EventType(), Data: data}}, eventstore.Metadata{OccurredAt: at})
+		batch := make([]eventstore.Event, len(evs))
+		for i, ev := range evs {
+			data, _ := aggregates.Encode(ev)
+			batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
+			if typ == eventstore.TypeDate {
+				batch[i].Ref = eventOwner(id, ev)
+			}
+		}
+		env, err := eventstore.EncodeCommit(agg, batch, eventstore.Metadata{OccurredAt: at})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -60,18 +71,18 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 	for i := 0; count < n; i++ {
 		at = at.Add(time.Millisecond)
 		c, d, s := i%concerts, (i/concerts)%dates, 1+(i/(concerts*dates))%seats
-		seat := fmt.Sprintf("c%d.d%d.%d", c, d, s)
+		dk := fmt.Sprintf("c%d.d%d", c, d)
 		// Reservation and payment IDs are UUIDv7, as the app makes them.
 		res, pay, user := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String(), fmt.Sprintf("u%d", i%5000)
 		pub(eventstore.TypeWallet, user, aggregates.PointsCharged{Amount: 100, Reference: res})
-		pub(eventstore.TypeSeat, seat, aggregates.SeatHeld{ReservationID: res, UserID: user, HeldUntil: at.Add(5 * time.Minute)})
-		pub(eventstore.TypeReservation, res, aggregates.ReservationHeld{ReservationID: res, UserID: user, ConcertID: fmt.Sprintf("c%d", c),
-			DateID: fmt.Sprintf("d%d", d), SeatNo: s, Price: 100, HeldAt: at, HeldUntil: at.Add(5 * time.Minute)})
+		pub(eventstore.TypeDate, dk, aggregates.SeatHeld{ReservationID: res, UserID: user, HeldUntil: at.Add(5 * time.Minute), SeatNo: s},
+			aggregates.ReservationHeld{ReservationID: res, UserID: user, ConcertID: fmt.Sprintf("c%d", c),
+				DateID: fmt.Sprintf("d%d", d), SeatNo: s, SeatNos: []int{s}, Price: 100, HeldAt: at, HeldUntil: at.Add(5 * time.Minute)})
 		pub(eventstore.TypePayment, pay, aggregates.PaymentStarted{PaymentID: pay, ReservationID: res, UserID: user, Amount: 100, StartedAt: at})
-		pub(eventstore.TypeReservation, res, aggregates.ReservationPaymentStarted{PaymentID: pay})
+		pub(eventstore.TypeDate, dk, aggregates.ReservationPaymentStarted{ReservationID: res, PaymentID: pay})
 		pub(eventstore.TypeWallet, user, aggregates.PointsDebited{Amount: 100, PaymentID: pay})
-		pub(eventstore.TypeReservation, res, aggregates.ReservationConfirmed{PaymentID: pay, ConfirmedAt: at})
-		pub(eventstore.TypeSeat, seat, aggregates.SeatSold{ReservationID: res, PaymentID: pay})
+		pub(eventstore.TypeDate, dk, aggregates.ReservationConfirmed{ReservationID: res, PaymentID: pay, ConfirmedAt: at},
+			aggregates.SeatSold{ReservationID: res, PaymentID: pay, SeatNo: s})
 		pub(eventstore.TypePayment, pay, aggregates.PaymentCompleted{CompletedAt: at})
 	}
 	select {
@@ -199,11 +210,11 @@ func BenchmarkSeatsApply(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				n := 1 + i%seats
 				seq++
-				if _, err := g.apply("SEATS_0", env(seq, n, aggregates.SeatHeld{ReservationID: "r", UserID: "u", HeldUntil: at})); err != nil {
+				if _, err := g.apply("SEATS_0", env(seq, n, aggregates.SeatHeld{ReservationID: "r", UserID: "u", HeldUntil: at, SeatNo: n})); err != nil {
 					b.Fatal(err)
 				}
 				seq++
-				if _, err := g.apply("SEATS_0", env(seq, n, aggregates.SeatReleased{ReservationID: "r", Reason: aggregates.ReleaseCancelled})); err != nil {
+				if _, err := g.apply("SEATS_0", env(seq, n, aggregates.SeatReleased{ReservationID: "r", Reason: aggregates.ReleaseCancelled, SeatNo: n})); err != nil {
 					b.Fatal(err)
 				}
 			}

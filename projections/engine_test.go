@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,13 +114,21 @@ func TestRedeliveredBatchesAreSkipped(t *testing.T) {
 	}
 }
 
-// TestReadYourWrites checks that a lookup right after an append sees it.
-func TestReadYourWrites(t *testing.T) {
+// liveWorld returns a world followed by a started engine, and a context for the test's
+// queries.
+func liveWorld(t *testing.T) (*world, *Engine, context.Context) {
+	t.Helper()
 	w := newWorld(t)
 	e := openEngine(t, t.TempDir(), w.store, nil)
 	start(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return w, e, ctx
+}
+
+// TestReadYourWrites checks that a lookup right after an append sees it.
+func TestReadYourWrites(t *testing.T) {
+	w, e, ctx := liveWorld(t)
 	w.must(w.createConcert("c1", "Aurora", date("d1", 200, 10)))
 	for i := range 100 {
 		w.tick(time.Millisecond)
@@ -442,5 +452,151 @@ func TestStatusReportsLag(t *testing.T) {
 		if s.Lag != 0 || s.Checkpoint != s.Head {
 			t.Fatalf("status once ready: %+v", st)
 		}
+	}
+}
+
+// TestMultiSeatReservationMovesItsSeatsTogether follows reservations of several seats through
+// hold, payment, refund, expiry and cancellation on a live engine: the reservation's view
+// lists all its seats, and each of them shows HELD, SOLD or AVAILABLE in the seat map as the
+// reservation moves, while a neighbour's seat stays as it was.
+func TestMultiSeatReservationMovesItsSeatsTogether(t *testing.T) {
+	w, e, ctx := liveWorld(t)
+	w.must(w.createConcert("c1", "Aurora", date("d1", 8, 100, aggregates.PriceRange{From: 1, To: 2, Price: 300})))
+	w.must(w.charge("alice", 10_000, "top-up"))
+	w.must(w.hold("neighbour", "bob", "c1", "d1", 8, time.Hour))
+	tests := []struct {
+		name    string
+		do      func() error
+		wantErr error
+		res     string
+		status  aggregates.ReservationStatus
+		nos     []int
+		price   int64
+		seats   string // seats 1 to 8: Available, Held, Sold
+	}{
+		{"a hold of seats 5, 2 and 3 holds all three in one reservation",
+			func() error { return w.holdSeats("r1", "alice", "c1", "d1", 5*time.Minute, 5, 2, 3) }, nil,
+			"r1", aggregates.ReservationHeldS, []int{2, 3, 5}, 300 + 100 + 100, "AHHAHAAH"},
+		{"a hold of one of its seats and a free one is refused and holds neither",
+			func() error { return w.holdSeats("r2", "carol", "c1", "d1", 5*time.Minute, 4, 5) }, aggregates.ErrSeatUnavailable,
+			"r1", aggregates.ReservationHeldS, []int{2, 3, 5}, 500, "AHHAHAAH"},
+		{"paying for it sells all three seats",
+			func() error { return w.pay("p1", "r1", "alice") }, nil,
+			"r1", aggregates.ReservationConfirmedS, []int{2, 3, 5}, 500, "ASSASAAH"},
+		{"refunding it makes all three seats available",
+			func() error { return w.refund("p1") }, nil,
+			"r1", aggregates.ReservationCancelledS, []int{2, 3, 5}, 500, "AAAAAAAH"},
+		{"a hold of seats 4 and 1 holds both",
+			func() error { return w.holdSeats("r3", "alice", "c1", "d1", 5*time.Minute, 4, 1) }, nil,
+			"r3", aggregates.ReservationHeldS, []int{1, 4}, 400, "HAAHAAAH"},
+		{"its expiry makes both seats available",
+			func() error { w.tick(6 * time.Minute); return w.expire("r3") }, nil,
+			"r3", aggregates.ReservationExpiredS, []int{1, 4}, 400, "AAAAAAAH"},
+		{"a hold of seats 6 and 7 holds both",
+			func() error { return w.holdSeats("r4", "alice", "c1", "d1", 5*time.Minute, 6, 7) }, nil,
+			"r4", aggregates.ReservationHeldS, []int{6, 7}, 200, "AAAAAHHH"},
+		{"its cancellation makes both seats available",
+			func() error { return w.cancel("r4", "alice") }, nil,
+			"r4", aggregates.ReservationCancelledS, []int{6, 7}, 200, "AAAAAAAH"},
+	}
+	letter := map[aggregates.SeatStatus]byte{aggregates.SeatAvailable: 'A', aggregates.SeatHeldS: 'H', aggregates.SeatSoldS: 'S'}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+			r, err := e.Reservation(ctx, tt.res)
+			w.must(err)
+			if r.Status != tt.status || fmt.Sprint(r.SeatNos) != fmt.Sprint(tt.nos) || r.SeatNo != tt.nos[0] || r.Price != tt.price {
+				t.Fatalf("reservation %s: %+v, want %s of seats %v (first %d) for %d", tt.res, r, tt.status, tt.nos, tt.nos[0], tt.price)
+			}
+			mine, err := e.UserReservations(ctx, "alice")
+			w.must(err)
+			if len(mine) == 0 || mine[0].ReservationID != tt.res || fmt.Sprint(mine[0].SeatNos) != fmt.Sprint(tt.nos) {
+				t.Fatalf("alice's reservations, newest first: %+v", mine)
+			}
+			seats, err := e.Seats(ctx, "c1", "d1")
+			w.must(err)
+			got := make([]byte, len(seats))
+			for i, s := range seats {
+				got[i] = letter[s.Status]
+			}
+			if string(got) != tt.seats {
+				t.Fatalf("seat map %s, want %s", got, tt.seats)
+			}
+			held, err := e.HeldSeats(ctx)
+			w.must(err)
+			var heldNos []int
+			for _, h := range held {
+				if h.ReservationID == tt.res {
+					heldNos = append(heldNos, h.SeatNo)
+				}
+			}
+			sort.Ints(heldNos)
+			if tt.status == aggregates.ReservationHeldS && fmt.Sprint(heldNos) != fmt.Sprint(tt.nos) || tt.status != aggregates.ReservationHeldS && len(heldNos) > 0 {
+				t.Fatalf("held seats of %s (for the expiry sweeper): %v", tt.res, heldNos)
+			}
+			dates, err := e.Dates(ctx, "c1")
+			w.must(err)
+			if want := strings.Count(tt.seats, "A"); dates[0].AvailableSeats != want {
+				t.Fatalf("%d seats available, want %d", dates[0].AvailableSeats, want)
+			}
+			snap := takeSnapshot(t, e, w.store)
+			snap.checkSeatsJSON(t)
+			snap.checkReservationSeats(t)
+		})
+	}
+	if got, want := takeSnapshot(t, e, w.store).json(t), rebuiltSnapshot(t, w.store); !bytes.Equal(got, want) {
+		t.Fatalf("the live read models differ from a rebuild:\n%s", diffLines(want, got))
+	}
+}
+
+// laggingStore reports, once lagging names a stream, a head one past that stream's real one:
+// a stream whose newest commits the engine has not applied yet.
+type laggingStore struct {
+	fullStore
+	lagging atomic.Pointer[string]
+}
+
+func (s *laggingStore) Head(ctx context.Context, stream string) (uint64, error) {
+	h, err := s.fullStore.Head(ctx, stream)
+	if l := s.lagging.Load(); l != nil && *l == stream {
+		h++
+	}
+	return h, err
+}
+
+// TestSellOutWaitsForItsDateStreamOnly sells a date out while another seat stream is behind:
+// the date's seats are all in its own commits, on its own stream, so the sell-out is recorded
+// without waiting for the other stream (which, busy with other dates, may never be idle).
+func TestSellOutWaitsForItsDateStreamOnly(t *testing.T) {
+	w := newWorld(t)
+	store := &laggingStore{fullStore: w.store}
+	e := openEngine(t, t.TempDir(), store, w.soldOut)
+	start(t, e)
+	w.must(w.createConcert("c1", "Aurora", date("d1", 2, 1)))
+	w.must(w.charge("u", 10, "c"))
+	own, _, err := eventstore.Place(ref(eventstore.TypeDate, "c1.d1"))
+	w.must(err)
+	for _, s := range eventstore.StreamsOf(eventstore.TypeSeat) {
+		if s != own {
+			store.lagging.Store(&s)
+			break
+		}
+	}
+	w.must(w.holdSeats("r1", "u", "c1", "d1", time.Hour, 1, 2))
+	w.must(w.pay("p1", "r1", "u"))
+	// The ranking does not wait for the log: poll it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ranking, err := e.DailyRanking(context.Background(), epoch)
+		w.must(err)
+		if len(ranking) == 1 && ranking[0].DateID == "d1" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sell-out of c1/d1 on %s was not recorded while %s lagged: ranking %+v", own, *store.lagging.Load(), ranking)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

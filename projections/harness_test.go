@@ -251,3 +251,27 @@ func (s snapshot) checkSeatsJSON(t testing.TB) {
 		}
 	}
 }
+
+// checkReservationSeats checks that the seat maps agree with the reservations: every seat of a
+// HELD reservation shows HELD and every seat of a CONFIRMED one SOLD, however many it has.
+// (The seats of an ended reservation may be held again by another.)
+func (s snapshot) checkReservationSeats(t testing.TB) {
+	t.Helper()
+	for id, r := range s.Reservations {
+		v, ok := r.(ReservationView)
+		if !ok {
+			continue
+		}
+		want := map[aggregates.ReservationStatus]aggregates.SeatStatus{
+			aggregates.ReservationHeldS: aggregates.SeatHeldS, aggregates.ReservationConfirmedS: aggregates.SeatSoldS}[v.Status]
+		if want == "" {
+			continue
+		}
+		seats := s.Seats[v.ConcertID+"/"+v.DateID]
+		for _, n := range v.SeatNos {
+			if n < 1 || n > len(seats) || seats[n-1].Status != want {
+				t.Fatalf("reservation %s is %s, but its seat %d of %v is not %s in the seat map %v", id, v.Status, n, v.SeatNos, want, seats)
+			}
+		}
+	}
+}

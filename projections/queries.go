@@ -83,7 +83,7 @@ func (e *Engine) Dates(ctx context.Context, concertID string) ([]DateView, error
 	for i, d := range c.Dates {
 		ids[i] = d.DateID
 	}
-	// Seats of a date are spread over every seat stream: wait for all of them.
+	// The dates of a concert are spread over the seat streams: wait for all of them.
 	p := e.byName[Seats]
 	if err := e.waitFor(ctx, p, p.all()); err != nil {
 		return nil, fmt.Errorf("projections: dates of %s: %w", concertID, err)
@@ -105,8 +105,10 @@ func (e *Engine) Dates(ctx context.Context, concertID string) ([]DateView, error
 }
 
 // seatMap returns a date's cached seat map once the seats projection has applied what this
-// process appended: the concert (CATALOG) and every seat stream, since the seats of one date
-// are spread over all of them.
+// process appended: the concert (CATALOG) and every seat stream. A date's seats are all in its
+// own commits, on one stream, so waiting for that one would do; all of them costs two atomic
+// loads per stream when nothing is pending, and naming the date's stream would cost a
+// formatted subject per read.
 func (e *Engine) seatMap(ctx context.Context, concertID, dateID string) (*seatMap, error) {
 	p := e.byName[Seats]
 	if err := e.waitFor(ctx, p, p.all()); err != nil {

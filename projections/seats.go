@@ -93,8 +93,8 @@ type seatsModel struct {
 	mapsMu sync.RWMutex
 	maps   map[string]*seatMap // dateKey → cached seat map, only dates somebody read
 
-	// unsettled is set while a detection waits for the other seat streams to pass its time:
-	// every commit then wakes the sell-out recorder.
+	// unsettled is set while a detection waits for its date's stream to pass its time: every
+	// commit then wakes the sell-out recorder.
 	unsettled atomic.Bool
 }
 
@@ -254,9 +254,11 @@ func (b *seatsBatch) apply(env *eventstore.Envelope, ev aggregates.Event) error 
 }
 
 // dropSpuriousMark forgets an unconfirmed detection of dk when a seat turns out to have been
-// released before the detected moment: the date only looked sold out because that release,
-// on another seat stream, had not been applied yet. A release after the moment is a refund of
-// a date that did sell out, and leaves the detection alone.
+// released before the detected moment. A date's seat events are applied in the order of its
+// commits, so this takes a release stamped by a clock behind the one that stamped the last
+// sale (another instance's); it dates from seat subjects spread over every seat stream, when
+// a release on another stream could be applied late. A release after the moment is a refund
+// of a date that did sell out, and leaves the detection alone.
 func (b *seatsBatch) dropSpuriousMark(dk string, releasedAt time.Time) error {
 	v := b.soldOut.Get([]byte(dk))
 	if v == nil {
@@ -341,7 +343,7 @@ func (m *seatsModel) dateInfo(tx *bolt.Tx, dk string, pending map[string]*dateIn
 
 // markIfSoldOut leaves a detection for the sell-out recorder when every seat of dk is sold and
 // the catalog has no sell-out of it yet. soldOutAt is the latest sale of the date's seats: the
-// moment the last seat went, whatever order the seat streams were applied in.
+// moment the last seat went.
 func (m *seatsModel) markIfSoldOut(tx *bolt.Tx, dk string, c dateCount, pending map[string]*dateInfo) (bool, error) {
 	in, err := m.dateInfo(tx, dk, pending)
 	if err != nil || in == nil || c.sold < int64(in.spec.SeatCount) {
@@ -374,11 +376,13 @@ func (m *seatsModel) markIfSoldOut(tx *bolt.Tx, dk string, c dateCount, pending 
 	return true, tx.Bucket([]byte(bSoldOut)).Put(key, soldOutMark{at: at}.encode())
 }
 
-// goLive runs once the seats of every stream are applied up to the heads seen at start: only
-// now is the view of a date consistent across its seat streams (while catching up, one stream
-// may be far ahead of another and show a date sold out that never was). It detects every
+// goLive runs once the seats of every stream are applied up to the heads seen at start. While
+// catching up nothing is detected: the catalog, which records the sell-outs, may lag the seat
+// streams, and every past sell-out would be handed to the hook again. It detects every
 // sell-out that is not recorded yet; from now on each batch checks the dates it sold seats of.
-// In live operation the streams lag one another by milliseconds, which bounds the same risk.
+// (A date's seat events are all in its own commits, on one stream applied in order, so every
+// state of a date the model shows was a true one; with a subject per seat, spread over all
+// the seat streams, a date could look sold out while catching up and never have been.)
 func (m *seatsModel) goLive() error {
 	marked := false
 	m.g.writeMu.Lock()
@@ -609,7 +613,7 @@ func (m *seatsModel) heldSeats() ([]HeldSeat, error) {
 	return out, err
 }
 
-// soldOutMark is a detected sell-out not yet recorded. It is confirmed once every seat stream
+// soldOutMark is a detected sell-out not yet recorded. It is confirmed once its date's stream
 // was seen past its time with the date still sold out.
 type soldOutMark struct {
 	concertID, dateID string
@@ -648,7 +652,7 @@ func (m *seatsModel) marks() ([]soldOutMark, error) {
 	return out, err
 }
 
-// confirm marks a detection as standing, once every seat stream has passed its moment (so no
+// confirm marks a detection as standing, once its date's stream has passed its moment (so no
 // release before it can still come). It returns false when the detection is gone meanwhile.
 func (m *seatsModel) confirm(mk soldOutMark) (bool, error) {
 	m.g.writeMu.Lock()

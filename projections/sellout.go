@@ -36,7 +36,7 @@ func (e *Engine) recordSellOutsLoop(ctx context.Context) {
 			retry = time.After(delay)
 			delay = min(delay*2, most)
 		case waiting:
-			// Commits wake the recorder while a detection waits for the seat streams; a
+			// Commits wake the recorder while a detection waits for its date's stream; a
 			// short timer covers a log that went quiet meanwhile.
 			retry, delay = time.After(first), first
 		default:
@@ -46,7 +46,7 @@ func (e *Engine) recordSellOutsLoop(ctx context.Context) {
 }
 
 // recordSellOuts confirms and records every pending detection. It reports whether none failed,
-// and whether some still wait for the seat streams to pass their moment.
+// and whether some still wait for their date's stream to pass their moment.
 func (e *Engine) recordSellOuts(ctx context.Context) (done, waiting bool) {
 	p := e.byName[Seats]
 	g := p.acquire()
@@ -63,7 +63,7 @@ func (e *Engine) recordSellOuts(ctx context.Context) (done, waiting bool) {
 			return false, waiting
 		}
 		if !mk.confirmed {
-			settled, err := e.seatStreamsPassed(ctx, g, mk.at)
+			settled, err := e.dateStreamPassed(ctx, g, mk.concertID, mk.dateID, mk.at)
 			if err != nil {
 				e.log.Warn("checking a sell-out detection", "concertId", mk.concertID, "dateId", mk.dateID, "err", err)
 				done = false
@@ -100,22 +100,23 @@ func (e *Engine) recordSellOuts(ctx context.Context) (done, waiting bool) {
 	return done, waiting
 }
 
-// seatStreamsPassed reports whether g has applied, on every seat stream, everything that
-// happened up to at: the stream either has an applied event at or after at, or nothing left
-// to apply. Seat events of one date live on several streams applied independently, so a date
-// can look sold out on one stream before another stream's earlier release is applied.
-func (e *Engine) seatStreamsPassed(ctx context.Context, g *generation, at time.Time) (bool, error) {
-	for _, s := range eventstore.StreamsOf(eventstore.TypeSeat) {
-		if v := g.lastAt[s]; v != nil && v.Load() >= at.UnixNano() {
-			continue
-		}
-		h, err := e.store.Head(ctx, s)
-		if err != nil {
-			return false, fmt.Errorf("head of %s: %w", s, err)
-		}
-		if g.checkpoint(s) < h {
-			return false, nil
-		}
+// dateStreamPassed reports whether g has applied, on the stream of a date's commits,
+// everything that happened up to at: the stream either has an applied event at or after at,
+// or nothing left to apply. A date's seat events are all in its own commits, on one stream
+// applied in order, so a detection made while applying it saw a true state of the date; the
+// wait only keeps a detection whose moment a clock of another instance put ahead of the
+// stream's newest event until the stream gets there.
+func (e *Engine) dateStreamPassed(ctx context.Context, g *generation, concertID, dateID string, at time.Time) (bool, error) {
+	s, _, err := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeDate, ID: concertID + "." + dateID})
+	if err != nil {
+		return false, fmt.Errorf("stream of date %s/%s: %w", concertID, dateID, err)
 	}
-	return true, nil
+	if v := g.lastAt[s]; v != nil && v.Load() >= at.UnixNano() {
+		return true, nil
+	}
+	h, err := e.store.Head(ctx, s)
+	if err != nil {
+		return false, fmt.Errorf("head of %s: %w", s, err)
+	}
+	return g.checkpoint(s) >= h, nil
 }

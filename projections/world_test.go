@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,9 @@ import (
 )
 
 // world writes valid histories: every command is decided by the aggregates' deciders on the
-// state folded from the log, and appended with the version it read, as the app does.
+// state folded from the log, and appended with the version it read, as the app does. Seats and
+// reservations are decided on their concert date (aggregates.Date) and appended in the date's
+// commits, each event naming its seat or reservation (eventstore.Event.Ref).
 type world struct {
 	t     testing.TB
 	store fullStore
@@ -24,11 +27,21 @@ type world struct {
 	now   time.Time
 	// payDelay passes between a payment's debit and its confirmation.
 	payDelay time.Duration
-	order    []eventstore.Envelope // every appended envelope, in append order (for the golden file)
+	order    []loggedEvent // every appended event, in append order (for the golden file)
+	// dateOf is the date (its aggregate ID, "concert.date") of every reservation held, as the app remembers
+	// it: a command naming a reservation only is decided on its date.
+	dateOf map[string]string
 	// sold and sellOuts are the truth about sell-outs, kept as the seat events are appended:
-	// the seats sold per date, and every moment a date became sold out.
+	// the seats sold per date, and every moment a date became sold out (by dateKey).
 	sold     map[string]map[int]bool
 	sellOuts map[string][]time.Time
+}
+
+// loggedEvent is one appended event and the aggregate whose commit stored it: a seat's or a
+// reservation's event is stored in its date's commit.
+type loggedEvent struct {
+	eventstore.Envelope
+	Commit eventstore.AggregateRef
 }
 
 // fullStore is what the tests write to and the engine reads.
@@ -40,7 +53,7 @@ type fullStore interface {
 var epoch = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 
 func newWorld(t testing.TB) *world {
-	w := &world{t: t, now: epoch, sold: map[string]map[int]bool{}, sellOuts: map[string][]time.Time{}}
+	w := &world{t: t, now: epoch, dateOf: map[string]string{}, sold: map[string]map[int]bool{}, sellOuts: map[string][]time.Time{}}
 	w.store = eventstore.NewMemStore(eventstore.WithMemClock(w.clock))
 	return w
 }
@@ -67,6 +80,18 @@ func (w *world) load(ref eventstore.AggregateRef) ([]aggregates.Event, uint64) {
 	return evs, v
 }
 
+// eventOwner names the seat or the reservation an event of a date's commit is about, as the
+// app's dateEventOwner does.
+func eventOwner(dateAgg string, ev aggregates.Event) *eventstore.AggregateRef {
+	if n, ok := aggregates.EventSeatNo(ev); ok {
+		return &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: seatIDOf(dateAgg, n)}
+	}
+	if id, ok := aggregates.EventReservationID(ev); ok {
+		return &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
+	}
+	return nil
+}
+
 // append appends the events decided for ref at version v, as one commit.
 func (w *world) append(ref eventstore.AggregateRef, v uint64, evs []aggregates.Event) error {
 	if len(evs) == 0 {
@@ -79,25 +104,32 @@ func (w *world) append(ref eventstore.AggregateRef, v uint64, evs []aggregates.E
 			w.t.Fatalf("encode: %v", err)
 		}
 		batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
+		if ref.Type == eventstore.TypeDate {
+			batch[i].Ref = eventOwner(ref.ID, ev)
+		}
 	}
 	if _, err := w.store.Append(context.Background(), ref, v, batch, "", eventstore.Metadata{OccurredAt: w.clock()}); err != nil {
 		return err
 	}
 	got, _ := w.store.Load(context.Background(), ref, v)
 	w.mu.Lock()
-	w.order = append(w.order, got...)
+	for _, env := range got {
+		w.order = append(w.order, loggedEvent{Envelope: env, Commit: ref})
+	}
 	w.mu.Unlock()
-	if ref.Type == eventstore.TypeSeat {
+	if ref.Type == eventstore.TypeDate {
 		for _, ev := range evs {
-			w.track(ref.ID, ev)
+			if n, ok := aggregates.EventSeatNo(ev); ok {
+				w.track(ref.ID, n, ev)
+			}
 		}
 	}
 	return nil
 }
 
-func (w *world) track(id string, ev aggregates.Event) {
-	dk, n, _ := parseSeatID(id)
-	c, d := splitDateKey(dk)
+func (w *world) track(id string, n int, ev aggregates.Event) {
+	c, d, _ := strings.Cut(id, ".")
+	dk := dateKey(c, d)
 	if w.sold[dk] == nil {
 		w.sold[dk] = map[int]bool{}
 	}
@@ -124,7 +156,7 @@ func (w *world) must(err error) {
 
 func ref(typ, id string) eventstore.AggregateRef { return eventstore.AggregateRef{Type: typ, ID: id} }
 
-func seatID(c, d string, n int) string { return fmt.Sprintf("%s.%s.%d", c, d, n) }
+func seatIDOf(dateAgg string, n int) string { return fmt.Sprintf("%s.%d", dateAgg, n) }
 
 // loadAs folds the events of one aggregate into its state with apply, and returns its version.
 func loadAs[S any](w *world, typ, id string, apply func(S, aggregates.Event) S) (S, uint64) {
@@ -136,12 +168,31 @@ func loadAs[S any](w *world, typ, id string, apply func(S, aggregates.Event) S) 
 	return s, v
 }
 
-func (w *world) seat(c, d string, n int) (aggregates.Seat, uint64) {
-	return loadAs(w, eventstore.TypeSeat, seatID(c, d, n), aggregates.Seat.Apply)
+// date folds the commits of a date (dateAgg is its aggregate ID, "concert.date") into the
+// state its commands decide on.
+func (w *world) date(dateAgg string) (aggregates.Date, uint64) {
+	return loadAs(w, eventstore.TypeDate, dateAgg, aggregates.Date.Apply)
 }
 
-func (w *world) reservation(id string) (aggregates.Reservation, uint64) {
-	return loadAs(w, eventstore.TypeReservation, id, aggregates.Reservation.Apply)
+// decideDate decides one command on a date and appends what it decided as one commit.
+func (w *world) decideDate(dateAgg string, decide func(aggregates.Date) ([]aggregates.Event, error)) error {
+	d, v := w.date(dateAgg)
+	evs, err := decide(d)
+	if err != nil {
+		return err
+	}
+	return w.append(ref(eventstore.TypeDate, dateAgg), v, evs)
+}
+
+// reservation returns a reservation held through the world and the key of its date.
+func (w *world) reservation(id string) (aggregates.Reservation, string) {
+	dateAgg, ok := w.dateOf[id]
+	if !ok {
+		return aggregates.Reservation{}, ""
+	}
+	d, _ := w.date(dateAgg)
+	r, _ := d.Reservation(id)
+	return r, dateAgg
 }
 
 func (w *world) payment(id string) (aggregates.Payment, uint64) {
@@ -169,7 +220,14 @@ func date(id string, seats int, price int64, ranges ...aggregates.PriceRange) ag
 	return aggregates.DateSpec{DateID: id, StartsAt: epoch.AddDate(0, 1, 0), SeatCount: seats, Price: price, SeatPrices: ranges}
 }
 
+// hold holds one seat for a new reservation.
 func (w *world) hold(resID, user, c, d string, n int, ttl time.Duration) error {
+	return w.holdSeats(resID, user, c, d, ttl, n)
+}
+
+// holdSeats holds several seats of a date for one new reservation, in one commit of the date:
+// a SeatHeld per seat and the ReservationHeld, or nothing.
+func (w *world) holdSeats(resID, user, c, d string, ttl time.Duration, nos ...int) error {
 	concert := w.concert(c)
 	if !concert.Exists() {
 		return aggregates.ErrConcertNotFound
@@ -178,26 +236,29 @@ func (w *world) hold(resID, user, c, d string, n int, ttl time.Duration) error {
 	if !ok {
 		return aggregates.ErrDateNotFound
 	}
-	price, ok := spec.PriceOf(n)
-	if !ok {
-		return aggregates.ErrSeatNotFound
+	nos, err := aggregates.SeatNosOf(nos)
+	if err != nil {
+		return err
+	}
+	var price int64
+	for _, n := range nos {
+		p, ok := spec.PriceOf(n)
+		if !ok {
+			return aggregates.ErrSeatNotFound
+		}
+		price += p
 	}
 	now := w.clock()
-	s, v := w.seat(c, d, n)
-	evs, err := s.DecideHold(aggregates.HoldSeat{ReservationID: resID, UserID: user, HeldUntil: now.Add(ttl)})
+	dateAgg := c + "." + d
+	err = w.decideDate(dateAgg, func(date aggregates.Date) ([]aggregates.Event, error) {
+		return date.DecideHold(aggregates.HoldSeats{ReservationID: resID, UserID: user, ConcertID: c, DateID: d,
+			SeatNos: nos, Price: price, HeldAt: now, HeldUntil: now.Add(ttl)})
+	})
 	if err != nil {
 		return err
 	}
-	if err := w.append(ref(eventstore.TypeSeat, seatID(c, d, n)), v, evs); err != nil {
-		return err
-	}
-	r, rv := w.reservation(resID)
-	evs, err = r.DecideOpen(aggregates.ReservationHeld{ReservationID: resID, UserID: user, ConcertID: c, DateID: d, SeatNo: n,
-		Price: price, HeldAt: now, HeldUntil: now.Add(ttl)})
-	if err != nil {
-		return err
-	}
-	return w.append(ref(eventstore.TypeReservation, resID), rv, evs)
+	w.dateOf[resID] = dateAgg
+	return nil
 }
 
 func (w *world) charge(user string, amount int64, reference string) error {
@@ -226,9 +287,11 @@ func (w *world) chargeInOneCommit(user, reference string, amounts ...int64) erro
 	return w.append(ref(eventstore.TypeWallet, user), v, all)
 }
 
-// pay runs the payment saga as the app does.
+// pay runs the payment saga as the app does: PaymentStarted, the reservation's lock (a commit
+// of its date), the debit, the confirmation with the sale of every seat (one commit of the
+// date), PaymentCompleted. A refused step ends the payment FAILED, reversing a debit.
 func (w *world) pay(payID, resID, user string) error {
-	r, rv := w.reservation(resID)
+	r, dateAgg := w.reservation(resID)
 	if !r.Exists() {
 		return aggregates.ErrReservationNotFound
 	}
@@ -237,47 +300,40 @@ func (w *world) pay(payID, resID, user string) error {
 	evs, err := p.DecideStart(aggregates.PaymentStarted{PaymentID: payID, ReservationID: resID, UserID: user, Amount: held.Price, StartedAt: w.clock()})
 	w.must(err)
 	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
-	fail := func(reason string) error {
-		r, rv := w.reservation(resID)
-		evs, err := r.DecideAbortPayment(aggregates.AbortPayment{PaymentID: payID, Reason: reason})
-		w.must(err)
-		w.must(w.append(ref(eventstore.TypeReservation, resID), rv, evs))
+	fail := func(reason string) {
+		w.must(w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+			return d.DecideAbortPayment(resID, aggregates.AbortPayment{PaymentID: payID, Reason: reason})
+		}))
 		p, pv := w.payment(payID)
-		evs, err = p.DecideFail(reason, w.clock())
+		evs, err := p.DecideFail(reason, w.clock())
 		w.must(err)
 		w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
-		return nil
 	}
-	evs, err = r.DecideStartPayment(aggregates.StartPayment{PaymentID: payID, UserID: user, Now: w.clock()})
-	if err != nil {
-		_ = fail(aggregates.FailNotPayable)
+	if err := w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideStartPayment(resID, aggregates.StartPayment{PaymentID: payID, UserID: user, Now: w.clock()})
+	}); err != nil {
+		fail(aggregates.FailNotPayable)
 		return err
 	}
-	w.must(w.append(ref(eventstore.TypeReservation, resID), rv, evs))
 	wl, wv := w.wallet(user)
 	evs, err = wl.DecideDebit(aggregates.Debit{PaymentID: payID, Amount: held.Price})
 	if errors.Is(err, aggregates.ErrInsufficientPoints) {
-		_ = fail(aggregates.FailInsufficientPoints)
+		fail(aggregates.FailInsufficientPoints)
 		return err
 	}
 	w.must(err)
 	w.must(w.append(ref(eventstore.TypeWallet, user), wv, evs))
 	w.tick(w.payDelay)
-	r, rv = w.reservation(resID)
-	evs, err = r.DecideConfirm(aggregates.Confirm{PaymentID: payID, Now: w.clock()})
-	if err != nil {
+	if err := w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideConfirm(resID, aggregates.Confirm{PaymentID: payID, Now: w.clock()})
+	}); err != nil {
 		wl, wv := w.wallet(user)
 		evs, err2 := wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundReversal})
 		w.must(err2)
 		w.must(w.append(ref(eventstore.TypeWallet, user), wv, evs))
-		_ = fail(aggregates.FailNotPayable)
+		fail(aggregates.FailNotPayable)
 		return err
 	}
-	w.must(w.append(ref(eventstore.TypeReservation, resID), rv, evs))
-	s, sv := w.seat(held.ConcertID, held.DateID, held.SeatNo)
-	evs, err = s.DecideSell(aggregates.SellSeat{ReservationID: resID, PaymentID: payID})
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypeSeat, seatID(held.ConcertID, held.DateID, held.SeatNo)), sv, evs))
 	p, pv = w.payment(payID)
 	evs, err = p.DecideComplete(w.clock())
 	w.must(err)
@@ -301,37 +357,30 @@ func (w *world) startRefundOnly(payID string) {
 	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
 }
 
-func (w *world) releaseSeat(resID, reason string) {
-	r, _ := w.reservation(resID)
-	h := r.Held()
-	s, sv := w.seat(h.ConcertID, h.DateID, h.SeatNo)
-	evs, err := s.DecideRelease(aggregates.ReleaseSeat{ReservationID: resID, Reason: reason})
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypeSeat, seatID(h.ConcertID, h.DateID, h.SeatNo)), sv, evs))
-}
-
+// expire expires a lapsed hold and frees its seats, in one commit of its date.
 func (w *world) expire(resID string) error {
-	r, rv := w.reservation(resID)
-	evs, err := r.DecideExpire(aggregates.Expire{Now: w.clock()})
-	if err != nil || len(evs) == 0 {
-		return err
+	dateAgg, ok := w.dateOf[resID]
+	if !ok {
+		return aggregates.ErrReservationNotFound
 	}
-	w.must(w.append(ref(eventstore.TypeReservation, resID), rv, evs))
-	w.releaseSeat(resID, aggregates.ReleaseExpired)
-	return nil
+	return w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideExpire(resID, aggregates.Expire{Now: w.clock()})
+	})
 }
 
+// cancel cancels a hold at its owner's request and frees its seats, in one commit of its date.
 func (w *world) cancel(resID, user string) error {
-	r, rv := w.reservation(resID)
-	evs, err := r.DecideCancel(aggregates.Cancel{UserID: user, Now: w.clock()})
-	if err != nil {
-		return err
+	dateAgg, ok := w.dateOf[resID]
+	if !ok {
+		return aggregates.ErrReservationNotFound
 	}
-	w.must(w.append(ref(eventstore.TypeReservation, resID), rv, evs))
-	w.releaseSeat(resID, aggregates.ReleaseCancelled)
-	return nil
+	return w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideCancel(resID, aggregates.Cancel{UserID: user, Now: w.clock()})
+	})
 }
 
+// refund runs the refund saga as the app does: the gate, the reservation's cancellation with
+// the release of its seats (one commit of its date), the points back, PaymentRefunded.
 func (w *world) refund(payID string) error {
 	p, pv := w.payment(payID)
 	evs, err := p.DecideRefund(w.clock())
@@ -340,15 +389,13 @@ func (w *world) refund(payID string) error {
 	}
 	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
 	st := p.Started()
-	r, rv := w.reservation(st.ReservationID)
-	evs, err = r.DecideCancelForRefund(aggregates.CancelForRefund{PaymentID: payID, Now: w.clock()})
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypeReservation, st.ReservationID), rv, evs))
+	w.must(w.decideDate(w.dateOf[st.ReservationID], func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideCancelForRefund(st.ReservationID, aggregates.CancelForRefund{PaymentID: payID, Now: w.clock()})
+	}))
 	wl, wv := w.wallet(st.UserID)
 	evs, err = wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundRefund})
 	w.must(err)
 	w.must(w.append(ref(eventstore.TypeWallet, st.UserID), wv, evs))
-	w.releaseSeat(st.ReservationID, aggregates.ReleaseRefunded)
 	p, pv = w.payment(payID)
 	evs, err = p.DecideFinishRefund(w.clock())
 	w.must(err)
@@ -375,16 +422,29 @@ func (w *world) soldOut(ctx context.Context, c, d string, at time.Time) error {
 	return err
 }
 
-// writeLog writes the envelopes in append order, one JSON object a line.
-func writeLog(path string, envs []eventstore.Envelope) error {
+// logLine is one event of a recorded log: its envelope, its position in its commit (0 starts
+// a commit) and, when its commit was appended to another aggregate than its own (a seat's or
+// a reservation's event in its date's commit), that aggregate as "type/id".
+type logLine struct {
+	eventstore.Envelope
+	Index  int    `json:"index,omitempty"`
+	Commit string `json:"commit,omitempty"`
+}
+
+// writeLog writes the events in append order, one JSON object a line.
+func writeLog(path string, events []loggedEvent) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(f)
 	enc := json.NewEncoder(bw)
-	for _, env := range envs {
-		if err := enc.Encode(env); err != nil {
+	for _, ev := range events {
+		line := logLine{Envelope: ev.Envelope, Index: ev.Envelope.Index}
+		if own := ref(ev.AggregateType, ev.AggregateID); own != ev.Commit {
+			line.Commit = ev.Commit.String()
+		}
+		if err := enc.Encode(line); err != nil {
 			return err
 		}
 	}
@@ -394,8 +454,8 @@ func writeLog(path string, envs []eventstore.Envelope) error {
 	return f.Close()
 }
 
-// loadLog appends a recorded log to a fresh store in the recorded order, which reproduces its
-// stream sequences.
+// loadLog appends a recorded log to a fresh store commit by commit, in the recorded order,
+// which reproduces its stream sequences.
 func loadLog(t testing.TB, path string) *eventstore.MemStore {
 	t.Helper()
 	f, err := os.Open(path)
@@ -405,23 +465,48 @@ func loadLog(t testing.TB, path string) *eventstore.MemStore {
 	defer f.Close()
 	store := eventstore.NewMemStore()
 	versions := map[eventstore.AggregateRef]uint64{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var env eventstore.Envelope
-		if err := json.Unmarshal(sc.Bytes(), &env); err != nil {
-			t.Fatal(err)
+	var commit eventstore.AggregateRef
+	var events []eventstore.Event
+	flush := func() {
+		if len(events) == 0 {
+			return
 		}
-		r := eventstore.AggregateRef{Type: env.AggregateType, ID: env.AggregateID}
-		v, err := store.Append(context.Background(), r, versions[r], []eventstore.Event{{Type: env.Type, Data: env.Data}}, "",
-			eventstore.Metadata{OccurredAt: env.OccurredAt, CorrelationID: env.CorrelationID, CausationID: env.CausationID})
+		v, err := store.Append(context.Background(), commit, versions[commit], events, "", eventstore.Metadata{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		versions[r] = v
+		versions[commit], events = v, nil
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line logLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatal(err)
+		}
+		env := line.Envelope
+		own := ref(env.AggregateType, env.AggregateID)
+		if line.Index == 0 {
+			flush()
+			commit = own
+			if line.Commit != "" {
+				typ, id, ok := strings.Cut(line.Commit, "/")
+				if !ok {
+					t.Fatalf("commit %q is not type/id", line.Commit)
+				}
+				commit = ref(typ, id)
+			}
+		}
+		ev := eventstore.Event{Type: env.Type, Data: env.Data,
+			Meta: &eventstore.Metadata{OccurredAt: env.OccurredAt, CorrelationID: env.CorrelationID, CausationID: env.CausationID}}
+		if own != commit {
+			ev.Ref = &own
+		}
+		events = append(events, ev)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
+	flush()
 	return store
 }
