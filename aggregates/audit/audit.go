@@ -804,7 +804,7 @@ func (a *Auditor) checkReservations(out *sink) {
 				}
 			}
 			for _, sid := range res.seats {
-				if heldFor[sid] && !hasSeat(sid) {
+				if slices.Contains(heldFor, sid) && !hasSeat(sid) {
 					out.flag(violation, CheckReservationSeat, rref, nil,
 						fmt.Sprintf("HELD, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(TypeSeat, sid))
 				}
@@ -851,32 +851,26 @@ func (a *Auditor) checkReservations(out *sink) {
 // checkMoves checks that the seat events for an opened reservation are in the commits of the
 // reservation's own events: held in the commit that opened it, sold in the one that confirmed
 // it, released in the one that ended it. It returns the listed seats that were held for it in
-// the commit that opened it.
-func (a *Auditor) checkMoves(out *sink, rid string, res *resState) map[string]bool {
+// the commit that opened it. A reservation has a few seats: slices beat maps here.
+func (a *Auditor) checkMoves(out *sink, rid string, res *resState) (heldFor []string) {
 	rref := Ref(TypeReservation, rid)
-	listed := make(map[string]bool, len(res.seats))
-	for _, sid := range res.seats {
-		listed[sid] = true
+	moves := a.movesOf[rid]
+	movedAnywhere := func(kind moveKind, sid string) bool {
+		return slices.ContainsFunc(moves, func(m seatMove) bool { return m.kind == kind && m.seat == sid })
 	}
-	heldFor := map[string]bool{}
-	moved := map[moveKind]map[string]bool{} // kind → seats with such an event for rid, in any commit
-	soldIn := map[string]bool{}             // seats sold in the commit that confirmed rid
-	for _, m := range a.movesOf[rid] {
-		if moved[m.kind] == nil {
-			moved[m.kind] = map[string]bool{}
-		}
-		moved[m.kind][m.seat] = true
+	var soldIn []string // seats sold in the commit that confirmed rid
+	for _, m := range moves {
 		sref := Ref(TypeSeat, m.seat)
 		switch m.kind {
 		case moveHeld:
 			switch {
 			case m.in != res.openedIn:
 				// Reported by checkOrphanHolds.
-			case !listed[m.seat]:
+			case !slices.Contains(res.seats, m.seat):
 				out.flag(violation, CheckReservationSeat, rref, m.in.at(),
 					fmt.Sprintf("lists seats %s but also held seat %s", strings.Join(res.seats, " "), m.seat), sref)
 			default:
-				heldFor[m.seat] = true
+				heldFor = append(heldFor, m.seat)
 				if m.user != res.held.UserID {
 					out.flag(violation, CheckReservationSeat, rref, m.in.at(),
 						fmt.Sprintf("seat %s held for user %s, reservation opened for user %s", m.seat, m.user, res.held.UserID), sref)
@@ -890,7 +884,7 @@ func (a *Auditor) checkMoves(out *sink, rid string, res *resState) map[string]bo
 				out.flag(violation, CheckReservationSeatsApart, rref, m.in.at(),
 					fmt.Sprintf("seat %s sold at %s, apart from the confirmation at %s", m.seat, m.in, res.confirmedIn), sref)
 			default:
-				soldIn[m.seat] = true
+				soldIn = append(soldIn, m.seat)
 			}
 		case moveReleased:
 			switch {
@@ -904,11 +898,11 @@ func (a *Auditor) checkMoves(out *sink, rid string, res *resState) map[string]bo
 		}
 	}
 	for _, sid := range res.seats {
-		if !moved[moveHeld][sid] {
+		if !movedAnywhere(moveHeld, sid) {
 			out.flag(violation, CheckReservationSeat, rref, nil, fmt.Sprintf("opened for seat %s, which was never held for it", sid), Ref(TypeSeat, sid))
 		}
 		// A sale of the seat in another commit is reported above, where it happened.
-		if res.confirmedIn != (commit{}) && !soldIn[sid] && !moved[moveSold][sid] {
+		if res.confirmedIn != (commit{}) && !slices.Contains(soldIn, sid) && !movedAnywhere(moveSold, sid) {
 			out.flag(violation, CheckReservationSeatsApart, rref, res.confirmedIn.at(),
 				fmt.Sprintf("confirmed at %s without selling its seat %s", res.confirmedIn, sid), Ref(TypeSeat, sid))
 		}
