@@ -1,12 +1,22 @@
 // Package audit checks an event log against the invariants of the booking engine: no seat
-// held or sold twice at once, every wallet's ledger balanced and never negative, every debit
-// paid for or reversed, every CONFIRMED reservation paid by exactly one COMPLETED payment,
-// every lapsed or cancelled hold released.
+// held or sold twice at once, no seat in two live reservations, a reservation's seats moving
+// together with it, every wallet's ledger balanced and never negative, every debit paid for or
+// reversed, every CONFIRMED reservation paid by exactly one COMPLETED payment, every lapsed or
+// cancelled hold released.
 //
 // It is pure: it is fed decoded events with their envelope metadata and produces a Report.
 // Streams are independent, so events arrive in stream order per stream but in no particular
 // order across streams: the checks within one aggregate run as its events arrive, and the
 // checks that join aggregates run in Report, once everything has been read.
+//
+// A concert date is one consistency boundary: each command on it is one commit of the date's
+// stream, holding the events of its seats and reservations, each with its own envelope
+// aggregate (seat/… or reservation/…). So a hold's SeatHeld and ReservationHeld share a
+// sequence (Index orders them), a confirmation sells its seats in its own commit, and an
+// expiry, cancellation or refund releases them in its own. The checks that join a seat and a
+// reservation compare commits (stream and sequence) rather than trust any order between
+// commits; and since every event of a date is in one stream, the check that needs time (a
+// seat in two live reservations at once) runs as the events arrive.
 package audit
 
 import (
@@ -55,9 +65,9 @@ type Options struct {
 	// for a log at rest (after a shutdown or a recovery), where nothing should be in flight;
 	// turn it on to audit a live server.
 	AllowInFlight bool
-	// Now is when the audit runs. A cancelled hold frees its seat at the latest at heldUntil
-	// (the expiry sweeper retries a failed release then), so a seat still held by a cancelled
-	// reservation before its heldUntil is a warning. The zero time makes it a violation.
+	// Now is when the audit runs: a reservation still HELD at or after its heldUntil is
+	// reported as a lapsed hold (a warning: the expiry sweeper settles it, on the next start
+	// for a log at rest). The zero time leaves that check out.
 	Now time.Time
 }
 
@@ -78,17 +88,39 @@ type Auditor struct {
 	wallets      map[string]*walletState
 
 	// Cross-aggregate facts, keyed by the saga's ID.
-	heldBy     map[string][]seatHold // reservation → the holds of seats for it
+	movesOf    map[string][]seatMove // reservation → the seat events for it
+	liveIn     map[string][]string   // seat → the reservations listing it that were live when last seen
 	debits     map[string][]ledgerEntry
 	refunds    map[string][]ledgerEntry
 	paymentsOf map[string][]string // reservation → payments started for it
 }
 
-type seatHold struct {
-	seat, user string
-	stream     string
-	seq        uint64
+// commit names one append: the events of a commit share stream and sequence.
+type commit struct {
+	stream string
+	seq    uint64
 }
+
+func commitOf(r *Record) commit { return commit{r.Stream, r.Sequence} }
+
+func (c commit) String() string { return fmt.Sprintf("%s:%d", c.stream, c.seq) }
+
+func (c commit) at() *Record { return &Record{Stream: c.stream, Sequence: c.seq} }
+
+// seatMove is a seat event for a reservation.
+type seatMove struct {
+	seat, user string
+	kind       moveKind
+	in         commit
+}
+
+type moveKind int
+
+const (
+	moveHeld     moveKind = iota // SeatHeld
+	moveSold                     // SeatSold
+	moveReleased                 // SeatReleased
+)
 
 type ledgerEntry struct {
 	wallet string
@@ -111,6 +143,10 @@ type resState struct {
 	stream        string
 	opened        bool
 	held          aggregates.ReservationHeld
+	seats         []string // the seat IDs it lists
+	openedIn      commit
+	confirmedIn   commit // zero until confirmed
+	endedIn       commit // zero until expired or cancelled
 	status        aggregates.ReservationStatus
 	lock          string
 	confirmedBy   string
@@ -159,7 +195,8 @@ func New(opts Options) *Auditor {
 		reservations: map[string]*resState{},
 		payments:     map[string]*payState{},
 		wallets:      map[string]*walletState{},
-		heldBy:       map[string][]seatHold{},
+		movesOf:      map[string][]seatMove{},
+		liveIn:       map[string][]string{},
 		debits:       map[string][]ledgerEntry{},
 		refunds:      map[string][]ledgerEntry{},
 		paymentsOf:   map[string][]string{},
@@ -250,7 +287,7 @@ func (a *Auditor) addSeat(r Record) {
 			a.found.flag(violation, CheckSeatDoubleHold, ref, &r, msg, Ref(TypeReservation, s.reservation), Ref(TypeReservation, ev.ReservationID))
 		}
 		*s = seatState{stream: s.stream, status: aggregates.SeatHeldS, reservation: ev.ReservationID, heldUntil: ev.HeldUntil, since: r.Sequence}
-		a.heldBy[ev.ReservationID] = append(a.heldBy[ev.ReservationID], seatHold{seat: id, user: ev.UserID, stream: r.Stream, seq: r.Sequence})
+		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, user: ev.UserID, kind: moveHeld, in: commitOf(&r)})
 	case aggregates.SeatSold:
 		switch {
 		case s.status == aggregates.SeatSoldS:
@@ -267,6 +304,7 @@ func (a *Auditor) addSeat(r Record) {
 			s.since = r.Sequence
 		}
 		s.status, s.reservation, s.soldPayment = aggregates.SeatSoldS, ev.ReservationID, ev.PaymentID
+		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, kind: moveSold, in: commitOf(&r)})
 	case aggregates.SeatReleased:
 		switch {
 		case s.status == "":
@@ -281,6 +319,7 @@ func (a *Auditor) addSeat(r Record) {
 				Ref(TypeReservation, ev.ReservationID))
 		}
 		*s = seatState{stream: s.stream, since: r.Sequence}
+		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, kind: moveReleased, in: commitOf(&r)})
 	default:
 		a.foreign(r)
 	}
@@ -309,7 +348,9 @@ func (a *Auditor) addReservation(r Record) {
 		if ev.ReservationID != id {
 			bad("ReservationHeld names reservation %s", ev.ReservationID)
 		}
-		s.opened, s.held, s.status = true, ev, aggregates.ReservationHeldS
+		s.opened, s.held, s.status, s.openedIn = true, ev, aggregates.ReservationHeldS, commitOf(&r)
+		s.seats = seatsOf(ev)
+		a.claimSeats(r, id)
 	case aggregates.ReservationPaymentStarted:
 		switch {
 		case s.opened && s.status != aggregates.ReservationHeldS:
@@ -330,12 +371,12 @@ func (a *Auditor) addReservation(r Record) {
 		case s.opened && s.lock != ev.PaymentID:
 			bad("confirmed by payment %s, which did not hold the lock (lock %q)", ev.PaymentID, s.lock)
 		}
-		s.status, s.confirmedBy, s.lock = aggregates.ReservationConfirmedS, ev.PaymentID, ""
+		s.status, s.confirmedBy, s.lock, s.confirmedIn = aggregates.ReservationConfirmedS, ev.PaymentID, "", commitOf(&r)
 	case aggregates.ReservationExpired:
 		if s.opened && s.status != aggregates.ReservationHeldS {
 			bad("expired while %s", s.status)
 		}
-		s.status, s.lock = aggregates.ReservationExpiredS, ""
+		s.status, s.lock, s.endedIn = aggregates.ReservationExpiredS, "", commitOf(&r)
 	case aggregates.ReservationCancelled:
 		switch ev.Reason {
 		case aggregates.ReleaseCancelled:
@@ -350,8 +391,47 @@ func (a *Auditor) addReservation(r Record) {
 			bad("cancelled with unknown reason %q", ev.Reason)
 		}
 		s.status, s.lock, s.cancelReason, s.cancelPayment = aggregates.ReservationCancelledS, "", ev.Reason, ev.PaymentID
+		s.endedIn = commitOf(&r)
 	default:
 		a.foreign(r)
+	}
+}
+
+// seatsOf returns the seat IDs a reservation lists: SeatNos, or SeatNo for an event written
+// before reservations had several seats.
+func seatsOf(h aggregates.ReservationHeld) []string {
+	nos := h.SeatNos
+	if len(nos) == 0 {
+		nos = []int{h.SeatNo}
+	}
+	ids := make([]string, len(nos))
+	for i, n := range nos {
+		ids[i] = aggregates.SeatID(h.ConcertID, h.DateID, n)
+	}
+	return ids
+}
+
+// live reports whether a reservation keeps its seats from others: HELD or CONFIRMED.
+func live(s *resState) bool {
+	return s != nil && (s.status == aggregates.ReservationHeldS || s.status == aggregates.ReservationConfirmedS)
+}
+
+// claimSeats records that reservation id, just opened, lists its seats, and flags each seat
+// that a reservation still live lists too. Every event of a date is in the date's stream, so
+// the order they arrive in is the order they happened in.
+func (a *Auditor) claimSeats(r Record, id string) {
+	for _, sid := range a.reservations[id].seats {
+		var still []string
+		for _, other := range a.liveIn[sid] {
+			if other == id || !live(a.reservations[other]) {
+				continue
+			}
+			still = append(still, other)
+			a.found.flag(violation, CheckSeatTwoReservations, Ref(TypeSeat, sid), &r,
+				fmt.Sprintf("listed by reservation %s while reservation %s, %s, lists it", id, other, a.reservations[other].status),
+				Ref(TypeReservation, other), Ref(TypeReservation, id))
+		}
+		a.liveIn[sid] = append(still, id)
 	}
 }
 
@@ -547,6 +627,7 @@ func (a *Auditor) crossCheck(out *sink) {
 	a.checkDebits(out)
 	a.checkPayments(out)
 	a.checkReservations(out)
+	a.checkOrphanHolds(out)
 	a.checkSeats(out)
 }
 
@@ -677,8 +758,9 @@ func (a *Auditor) checkPayments(out *sink) {
 	}
 }
 
-// checkReservations: every CONFIRMED reservation has exactly one COMPLETED payment and its seat
-// SOLD; no payment lock is left behind; every expired or cancelled hold released its seat.
+// checkReservations: every CONFIRMED reservation has exactly one COMPLETED payment and its
+// seats SOLD; no payment lock is left behind; every expired or cancelled reservation released
+// its seats; a reservation's seats move with it and end in one state.
 func (a *Auditor) checkReservations(out *sink) {
 	for _, rid := range sortedKeys(a.reservations) {
 		res := a.reservations[rid]
@@ -686,9 +768,6 @@ func (a *Auditor) checkReservations(out *sink) {
 		if !res.opened {
 			continue // reported as it was read
 		}
-		seatID := aggregates.SeatID(res.held.ConcertID, res.held.DateID, res.held.SeatNo)
-		sref := Ref(TypeSeat, seatID)
-		seat := a.seats[seatID]
 
 		var paid []string // payments of this reservation that took its money and kept it
 		for _, pid := range a.paymentsOf[rid] {
@@ -706,25 +785,12 @@ func (a *Auditor) checkReservations(out *sink) {
 				fmt.Sprintf("%d payments completed: %s", len(paid), strings.Join(paid, ", ")), related...)
 		}
 
-		// The hold saga holds the seat before it opens the reservation, for the same user.
-		holds := a.heldBy[rid]
-		heldHere := false
-		for _, h := range holds {
-			if h.seat == seatID {
-				heldHere = true
-				if h.user != res.held.UserID {
-					out.flag(violation, CheckReservationSeat, rref, &Record{Stream: h.stream, Sequence: h.seq},
-						fmt.Sprintf("seat %s held for user %s, reservation opened for user %s", seatID, h.user, res.held.UserID), sref)
-				}
-			} else {
-				out.flag(violation, CheckReservationSeat, rref, &Record{Stream: h.stream, Sequence: h.seq},
-					fmt.Sprintf("opened for seat %s but also held seat %s", seatID, h.seat), sref, Ref(TypeSeat, h.seat))
-			}
+		heldFor := a.checkMoves(out, rid, res)
+		a.checkSeatsEndTogether(out, rid, res)
+		hasSeat := func(sid string) bool {
+			s := a.seats[sid]
+			return s != nil && s.reservation == rid && s.status != ""
 		}
-		if !heldHere {
-			out.flag(violation, CheckReservationSeat, rref, nil, fmt.Sprintf("opened for seat %s, which was never held for it", seatID), sref)
-		}
-		hasSeat := seat != nil && seat.reservation == rid && seat.status != ""
 
 		switch res.status {
 		case aggregates.ReservationHeldS:
@@ -737,9 +803,15 @@ func (a *Auditor) checkReservations(out *sink) {
 					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("still locked for payment %s, which is %s", res.lock, p.status), Ref(TypePayment, res.lock))
 				}
 			}
-			if heldHere && !hasSeat {
-				out.flag(violation, CheckReservationSeat, rref, nil,
-					fmt.Sprintf("HELD, but its seat %s is %s", seatID, a.seatDescription(seatID)), sref)
+			for _, sid := range res.seats {
+				if slices.Contains(heldFor, sid) && !hasSeat(sid) {
+					out.flag(violation, CheckReservationSeat, rref, nil,
+						fmt.Sprintf("HELD, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(TypeSeat, sid))
+				}
+			}
+			if !a.opts.Now.IsZero() && !a.opts.Now.Before(res.held.HeldUntil) {
+				out.flag(warning, CheckReservationLapsed, rref, nil,
+					fmt.Sprintf("still HELD, though its hold lapsed at %s; the expiry sweeper settles it", res.held.HeldUntil.UTC().Format(time.RFC3339)))
 			}
 		case aggregates.ReservationConfirmedS:
 			p := a.payments[res.confirmedBy]
@@ -757,36 +829,139 @@ func (a *Auditor) checkReservations(out *sink) {
 			case p.status != aggregates.PaymentCompletedS:
 				out.flag(violation, CheckReservationUnpaid, rref, nil, fmt.Sprintf("CONFIRMED by payment %s, which is %s", res.confirmedBy, p.status), pref)
 			}
-			if seat == nil || seat.status != aggregates.SeatSoldS || seat.reservation != rid {
-				out.flag(violation, CheckReservationNotSold, rref, nil,
-					fmt.Sprintf("CONFIRMED, but its seat %s is %s", seatID, a.seatDescription(seatID)), sref, pref)
+			for _, sid := range res.seats {
+				if s := a.seats[sid]; s == nil || s.status != aggregates.SeatSoldS || s.reservation != rid {
+					out.flag(violation, CheckReservationNotSold, rref, nil,
+						fmt.Sprintf("CONFIRMED, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(TypeSeat, sid), pref)
+				}
 			}
 		case aggregates.ReservationExpiredS, aggregates.ReservationCancelledS:
-			if !hasSeat {
-				continue
-			}
-			sev := violation
-			msg := fmt.Sprintf("still %s, though reservation %s is %s", describeSeat(seat), rid, res.status)
-			switch {
-			case res.status == aggregates.ReservationExpiredS:
-				if seat.status == aggregates.SeatHeldS {
-					sev = inFlight // the expiry saga releases the seat right after
+			// The ending event and the release of the seats are one commit: there is no
+			// moment, in flight or not, when an ended reservation keeps a seat.
+			for _, sid := range res.seats {
+				if hasSeat(sid) {
+					out.flag(violation, CheckSeatNotReleased, Ref(TypeSeat, sid), nil,
+						fmt.Sprintf("still %s, though reservation %s is %s", describeSeat(a.seats[sid]), rid, res.status), rref)
 				}
-			case res.cancelReason == aggregates.ReleaseRefunded:
-				if p := a.payments[res.cancelPayment]; p != nil && p.status == aggregates.PaymentRefundingS {
-					continue // in flight, reported on the payment
-				}
-			case seat.status == aggregates.SeatHeldS && !a.opts.Now.IsZero() && a.opts.Now.Before(seat.heldUntil):
-				sev = warning
-				msg += fmt.Sprintf("; the sweeper frees it at %s", seat.heldUntil.UTC().Format(time.RFC3339))
 			}
-			out.flag(sev, CheckSeatNotReleased, sref, nil, msg, rref)
 		}
 	}
 }
 
-// checkSeats: a SOLD seat's reservation is CONFIRMED by the payment that bought it; a HELD
-// seat's reservation exists; every seat is one of the catalog.
+// checkMoves checks that the seat events for an opened reservation are in the commits of the
+// reservation's own events: held in the commit that opened it, sold in the one that confirmed
+// it, released in the one that ended it. It returns the listed seats that were held for it in
+// the commit that opened it. A reservation has a few seats: slices beat maps here.
+func (a *Auditor) checkMoves(out *sink, rid string, res *resState) (heldFor []string) {
+	rref := Ref(TypeReservation, rid)
+	moves := a.movesOf[rid]
+	movedAnywhere := func(kind moveKind, sid string) bool {
+		return slices.ContainsFunc(moves, func(m seatMove) bool { return m.kind == kind && m.seat == sid })
+	}
+	var soldIn []string // seats sold in the commit that confirmed rid
+	for _, m := range moves {
+		sref := Ref(TypeSeat, m.seat)
+		switch m.kind {
+		case moveHeld:
+			switch {
+			case m.in != res.openedIn:
+				// Reported by checkOrphanHolds.
+			case !slices.Contains(res.seats, m.seat):
+				out.flag(violation, CheckReservationSeat, rref, m.in.at(),
+					fmt.Sprintf("lists seats %s but also held seat %s", strings.Join(res.seats, " "), m.seat), sref)
+			default:
+				heldFor = append(heldFor, m.seat)
+				if m.user != res.held.UserID {
+					out.flag(violation, CheckReservationSeat, rref, m.in.at(),
+						fmt.Sprintf("seat %s held for user %s, reservation opened for user %s", m.seat, m.user, res.held.UserID), sref)
+				}
+			}
+		case moveSold:
+			switch {
+			case res.confirmedIn == commit{}:
+				out.flag(violation, CheckReservationSeatsApart, rref, m.in.at(), fmt.Sprintf("seat %s sold at %s, but the reservation was never confirmed", m.seat, m.in), sref)
+			case m.in != res.confirmedIn:
+				out.flag(violation, CheckReservationSeatsApart, rref, m.in.at(),
+					fmt.Sprintf("seat %s sold at %s, apart from the confirmation at %s", m.seat, m.in, res.confirmedIn), sref)
+			default:
+				soldIn = append(soldIn, m.seat)
+			}
+		case moveReleased:
+			switch {
+			case res.endedIn == commit{}:
+				out.flag(violation, CheckReservationSeatsApart, rref, m.in.at(),
+					fmt.Sprintf("seat %s released at %s while the reservation is %s", m.seat, m.in, res.status), sref)
+			case m.in != res.endedIn:
+				out.flag(violation, CheckReservationSeatsApart, rref, m.in.at(),
+					fmt.Sprintf("seat %s released at %s, apart from the reservation's end (%s) at %s", m.seat, m.in, res.status, res.endedIn), sref)
+			}
+		}
+	}
+	for _, sid := range res.seats {
+		if !movedAnywhere(moveHeld, sid) {
+			out.flag(violation, CheckReservationSeat, rref, nil, fmt.Sprintf("opened for seat %s, which was never held for it", sid), Ref(TypeSeat, sid))
+		}
+		// A sale of the seat in another commit is reported above, where it happened.
+		if res.confirmedIn != (commit{}) && !slices.Contains(soldIn, sid) && !movedAnywhere(moveSold, sid) {
+			out.flag(violation, CheckReservationSeatsApart, rref, res.confirmedIn.at(),
+				fmt.Sprintf("confirmed at %s without selling its seat %s", res.confirmedIn, sid), Ref(TypeSeat, sid))
+		}
+	}
+	return heldFor
+}
+
+// checkSeatsEndTogether: the seats a reservation lists are all HELD by it, all SOLD to it, or
+// all no longer its.
+func (a *Auditor) checkSeatsEndTogether(out *sink, rid string, res *resState) {
+	if len(res.seats) < 2 {
+		return
+	}
+	state := func(sid string) string {
+		if s := a.seats[sid]; s != nil && s.status != "" && s.reservation == rid {
+			return string(s.status)
+		}
+		return "not its"
+	}
+	first := state(res.seats[0])
+	for _, sid := range res.seats[1:] {
+		if state(sid) != first {
+			parts := make([]string, len(res.seats))
+			related := make([]string, len(res.seats))
+			for i, sid := range res.seats {
+				parts[i] = fmt.Sprintf("%s %s", sid, a.seatDescription(sid))
+				related[i] = Ref(TypeSeat, sid)
+			}
+			out.flag(violation, CheckReservationSeatsApart, Ref(TypeReservation, rid), nil,
+				fmt.Sprintf("%s, its seats ended apart: %s", res.status, strings.Join(parts, ", ")), related...)
+			return
+		}
+	}
+}
+
+// checkOrphanHolds: every SeatHeld is in the commit that opens its reservation. The hold of a
+// date's seats and the reservation are one decision and one append, so a hold outside it is
+// a broken writer, not a crash between two steps.
+func (a *Auditor) checkOrphanHolds(out *sink) {
+	for _, rid := range sortedKeys(a.movesOf) {
+		res := a.reservations[rid]
+		for _, m := range a.movesOf[rid] {
+			if m.kind != moveHeld {
+				continue
+			}
+			switch {
+			case res == nil || !res.opened:
+				out.flag(violation, CheckSeatOrphanHold, Ref(TypeSeat, m.seat), m.in.at(),
+					fmt.Sprintf("held for reservation %s, which was never opened", rid), Ref(TypeReservation, rid))
+			case m.in != res.openedIn:
+				out.flag(violation, CheckSeatOrphanHold, Ref(TypeSeat, m.seat), m.in.at(),
+					fmt.Sprintf("held for reservation %s at %s, apart from its opening at %s", rid, m.in, res.openedIn), Ref(TypeReservation, rid))
+			}
+		}
+	}
+}
+
+// checkSeats: a SOLD seat's reservation is CONFIRMED by the payment that bought it; every seat
+// is one of the catalog.
 func (a *Auditor) checkSeats(out *sink) {
 	for _, sid := range sortedKeys(a.seats) {
 		s := a.seats[sid]
@@ -794,25 +969,19 @@ func (a *Auditor) checkSeats(out *sink) {
 		a.checkCatalog(out, sid)
 		rref := Ref(TypeReservation, s.reservation)
 		res := a.reservations[s.reservation]
-		switch s.status {
-		case aggregates.SeatSoldS:
-			switch {
-			case res == nil || !res.opened:
-				out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil, fmt.Sprintf("SOLD to reservation %s, which was never opened", s.reservation), rref)
-			case res.status == aggregates.ReservationConfirmedS && res.confirmedBy == s.soldPayment:
-			case res.status == aggregates.ReservationCancelledS && res.cancelReason == aggregates.ReleaseRefunded:
-				// A refund cancelled the reservation; checkReservations reports the seat it kept.
-			default:
-				out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil,
-					fmt.Sprintf("SOLD to reservation %s by payment %s, but the reservation is %s", s.reservation, s.soldPayment, confirmation(res)),
-					rref, Ref(TypePayment, s.soldPayment))
-			}
-		case aggregates.SeatHeldS:
-			if res == nil || !res.opened {
-				// A crash between the two steps of a hold; the sweeper frees the seat at heldUntil.
-				out.flag(warning, CheckSeatOrphanHold, sref, nil,
-					fmt.Sprintf("HELD until %s by reservation %s, which was never opened", s.heldUntil.UTC().Format(time.RFC3339), s.reservation), rref)
-			}
+		if s.status != aggregates.SeatSoldS {
+			continue
+		}
+		switch {
+		case res == nil || !res.opened:
+			out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil, fmt.Sprintf("SOLD to reservation %s, which was never opened", s.reservation), rref)
+		case res.status == aggregates.ReservationConfirmedS && res.confirmedBy == s.soldPayment:
+		case res.status == aggregates.ReservationCancelledS && res.cancelReason == aggregates.ReleaseRefunded:
+			// A refund cancelled the reservation; checkReservations reports the seat it kept.
+		default:
+			out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil,
+				fmt.Sprintf("SOLD to reservation %s by payment %s, but the reservation is %s", s.reservation, s.soldPayment, confirmation(res)),
+				rref, Ref(TypePayment, s.soldPayment))
 		}
 	}
 }

@@ -18,16 +18,19 @@ const (
 	CheckSeatDoubleSale      = "seat.double-sale"         // sold while already sold
 	CheckSeatSoldWithoutHold = "seat.sold-without-hold"   // sold to a reservation that did not hold it
 	CheckSeatBadRelease      = "seat.bad-release"         // released by a non-holder, or a sale undone without a refund
-	CheckSeatNotReleased     = "seat.not-released"        // an expired or cancelled reservation still has its seat
+	CheckSeatNotReleased     = "seat.not-released"        // an expired or cancelled reservation still has the seat
 	CheckSeatSoldUnconfirmed = "seat.sold-to-unconfirmed" // a SOLD seat whose reservation is not CONFIRMED by that sale
-	CheckSeatOrphanHold      = "seat.orphan-hold"         // held by a reservation that was never opened (warning)
+	CheckSeatOrphanHold      = "seat.orphan-hold"         // held outside the commit that opens its reservation, or for one never opened
+	CheckSeatTwoReservations = "seat.two-reservations"    // listed by a reservation while another live (HELD or CONFIRMED) one lists it
 
 	CheckReservationTransition = "reservation.bad-transition" // an event its state does not allow
-	CheckReservationSeat       = "reservation.seat-mismatch"  // its seat was never held for it, or was lost while HELD
+	CheckReservationSeat       = "reservation.seat-mismatch"  // a seat it lists never held for it, a seat it does not list held for it, or one lost while HELD
+	CheckReservationSeatsApart = "reservation.seats-apart"    // a seat sold or released in another commit than its confirmation or end, or its seats ending in different states
+	CheckReservationLapsed     = "reservation.lapsed-hold"    // still HELD past heldUntil (warning)
 	CheckReservationLock       = "reservation.stuck-lock"     // HELD and locked by a payment that ended
 	CheckReservationUnpaid     = "reservation.unpaid"         // CONFIRMED without a COMPLETED payment
 	CheckReservationPayments   = "reservation.paid-twice"     // more than one payment completed
-	CheckReservationNotSold    = "reservation.seat-not-sold"  // CONFIRMED, but its seat is not SOLD to it
+	CheckReservationNotSold    = "reservation.seat-not-sold"  // CONFIRMED, but a seat of it is not SOLD to it
 
 	CheckPaymentTransition   = "payment.bad-transition"       // an event its state does not allow
 	CheckPaymentInFlight     = "payment.in-flight"            // STARTED or REFUNDING

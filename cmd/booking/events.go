@@ -23,6 +23,12 @@ var aggregateTypes = []string{
 	eventstore.TypeQueueUser, eventstore.TypeConcert, eventstore.TypeSellOut, eventstore.TypeQueueGate,
 }
 
+// logStore reads aggregates and streams: what `events show` needs of the log.
+type logStore interface {
+	eventstore.Store
+	eventstore.Reader
+}
+
 // errNoEvents reports that nothing in the log matched what `events show` was asked for.
 var errNoEvents = errors.New("no events found")
 
@@ -136,7 +142,7 @@ func (f eventFilter) validate() error {
 	}
 	for _, s := range f.streams {
 		if !slices.ContainsFunc(eventstore.Layout(), func(spec eventstore.StreamSpec) bool { return streamMatches(spec.Name, s) }) {
-			return fmt.Errorf("--stream %s: no such stream (streams: CATALOG, QUEUE, SEATS_n, RESERVATIONS_n, PAYMENTS_n, WALLETS_n with n < %d)", s, eventstore.Partitions)
+			return fmt.Errorf("--stream %s: no such stream (streams: CATALOG, QUEUE, SEATS_n, PAYMENTS_n, WALLETS_n with n < %d)", s, eventstore.Partitions)
 		}
 	}
 	return nil
@@ -166,8 +172,8 @@ func (f eventFilter) selectStreams() []string {
 			if typ != "" && t != typ {
 				return false
 			}
-			stream, _, err := eventstore.Place(eventstore.AggregateRef{Type: t, ID: id})
-			return err == nil && stream == spec.Name
+			_, streams, ok := locate(eventstore.AggregateRef{Type: t, ID: id})
+			return ok && slices.Contains(streams, spec.Name)
 		}) {
 			continue
 		}
@@ -254,7 +260,7 @@ func tailEvents(ctx context.Context, r eventstore.Reader, w io.Writer, opts tail
 
 // showAggregate prints the history of every aggregate with this ID (or of the one named by
 // type/ID).
-func showAggregate(ctx context.Context, s eventstore.Store, w io.Writer, arg string, asJSON bool) error {
+func showAggregate(ctx context.Context, s logStore, w io.Writer, arg string, asJSON bool) error {
 	typ, id := aggregateRef(arg)
 	types := aggregateTypes
 	if typ != "" {
@@ -263,12 +269,9 @@ func showAggregate(ctx context.Context, s eventstore.Store, w io.Writer, arg str
 	found := 0
 	for _, t := range types {
 		ref := eventstore.AggregateRef{Type: t, ID: id}
-		if _, _, err := eventstore.Place(ref); err != nil {
-			continue // not an ID of this type
-		}
-		envs, err := s.Load(ctx, ref, 0)
+		envs, err := history(ctx, s, ref)
 		if err != nil {
-			return fmt.Errorf("load %s: %w", ref, err)
+			return err
 		}
 		if len(envs) == 0 {
 			continue
@@ -297,6 +300,67 @@ func showAggregate(ctx context.Context, s eventstore.Store, w io.Writer, arg str
 		return fmt.Errorf("aggregate %s: %w", arg, errNoEvents)
 	}
 	return nil
+}
+
+// locate says where an aggregate's events are: the aggregate whose subject holds them, to
+// load, and the streams they can be in; ok is false for an ID the type cannot have. A seat's
+// events are in its date's commits; a reservation's in the commits of a date its ID does not
+// name, so owner is nil and any SEATS stream may hold them.
+func locate(ref eventstore.AggregateRef) (owner *eventstore.AggregateRef, streams []string, ok bool) {
+	switch ref.Type {
+	case eventstore.TypeSeat:
+		concertID, dateID, _, valid := aggregates.ParseSeatID(ref.ID)
+		if !valid {
+			return nil, nil, false
+		}
+		ref = eventstore.AggregateRef{Type: eventstore.TypeDate, ID: concertID + "." + dateID}
+	case eventstore.TypeReservation:
+		return nil, eventstore.StreamsOf(ref.Type), aggregates.ValidID(ref.ID)
+	}
+	stream, _, err := eventstore.Place(ref)
+	if err != nil {
+		return nil, nil, false
+	}
+	return &ref, []string{stream}, true
+}
+
+// history returns the events of one aggregate, in stream order; none for an ID its type
+// cannot have.
+func history(ctx context.Context, s logStore, ref eventstore.AggregateRef) ([]eventstore.Envelope, error) {
+	owner, streams, ok := locate(ref)
+	if !ok {
+		return nil, nil
+	}
+	if owner != nil && *owner == ref {
+		envs, err := s.Load(ctx, ref, 0)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", ref, err)
+		}
+		return envs, nil
+	}
+	var envs []eventstore.Envelope
+	keep := func(batch []eventstore.Envelope) error {
+		for _, env := range batch {
+			if env.AggregateType == ref.Type && env.AggregateID == ref.ID {
+				envs = append(envs, env)
+			}
+		}
+		return nil
+	}
+	if owner != nil {
+		all, err := s.Load(ctx, *owner, 0)
+		if err != nil {
+			return nil, fmt.Errorf("load %s of %s: %w", *owner, ref, err)
+		}
+		_ = keep(all)
+		return envs, nil
+	}
+	for _, stream := range streams {
+		if err := s.Replay(ctx, stream, 0, false, keep); err != nil {
+			return nil, fmt.Errorf("read stream %s for %s: %w", stream, ref, err)
+		}
+	}
+	return envs, nil
 }
 
 // showCorrelation scans every stream for the events of one correlation ID and prints them in

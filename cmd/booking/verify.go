@@ -21,10 +21,13 @@ import (
 )
 
 const verifyLong = `Audit the event log alone (not the read models): no seat held or sold twice at once,
-every wallet's ledger balanced and never negative, no payment debited twice, no refund of a
-debit twice or of a payment never debited, every debit paid for or reversed, every CONFIRMED
-reservation paid by exactly one COMPLETED payment with its seat SOLD to it, and every expired or
-cancelled hold released its seat.
+no seat in two live reservations, a reservation's seats held, sold and released together with
+it (in one commit of its date) and never left in different states, every wallet's ledger
+balanced and never negative, no payment debited twice, no refund of a debit twice or of a
+payment never debited, every debit paid for or reversed, every CONFIRMED reservation paid by
+exactly one COMPLETED payment with its seats SOLD to it, and every expired or cancelled hold
+released its seats. A hold still HELD past its heldUntil is a warning (the expiry sweeper
+settles it).
 
 Exit status 0 when everything holds, 1 with a report naming the offending aggregates otherwise.
 
