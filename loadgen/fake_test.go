@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,8 @@ type fakeService struct {
 	reservations map[string]fakeReservation
 	paid         int
 	healthz      int // GET /healthz answered (the warm-up)
+	// asked has the seats of every hold request, in the order they arrived.
+	asked []fakeHold
 	// keys counts the POSTs by Idempotency-Key ("" for none).
 	keys map[string]int
 	// handler serves every instance of the fake (see instance); perInstance counts the
@@ -45,6 +48,20 @@ type fakeKnobs struct {
 	acceptEveryHold bool
 	// failPayments answers every payment 500.
 	failPayments bool
+	// holdFirstSeatOnly holds only the first seat of a multi-seat hold and answers 201 with
+	// it (a half-done hold).
+	holdFirstSeatOnly bool
+	// seatsPerUser, when positive, answers 409 SEAT_LIMIT_REACHED to a hold that would give
+	// a user more seats of a date.
+	seatsPerUser int
+}
+
+// fakeHold is what one hold request asked for.
+type fakeHold struct {
+	concert, date string
+	seats         []int
+	// list says the seats came as seatNos, not seatNo.
+	list bool
 }
 
 type fakeDate struct {
@@ -55,9 +72,11 @@ type fakeDate struct {
 }
 
 type fakeReservation struct {
-	user  string
-	price int64
-	paid  bool
+	user          string
+	price         int64
+	paid          bool
+	concert, date string
+	seats         int
 }
 
 func newFakeService(t testing.TB, knobs fakeKnobs) (*fakeService, *httptest.Server) {
@@ -314,17 +333,27 @@ func (f *fakeService) hold(w http.ResponseWriter, r *http.Request) {
 		ConcertID string `json:"concertId"`
 		DateID    string `json:"dateId"`
 		SeatNo    int    `json:"seatNo"`
+		SeatNos   []int  `json:"seatNos"`
 	}
 	if !decode(w, r, &in) {
 		return
 	}
+	seats := in.SeatNos
+	if in.SeatNo != 0 {
+		seats = []int{in.SeatNo}
+	}
+	if (in.SeatNo != 0) == (in.SeatNos != nil) || len(seats) < 1 || len(seats) > 8 {
+		problem(w, 400, "INVALID_REQUEST")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, fakeHold{concert: in.ConcertID, date: in.DateID, seats: seats, list: in.SeatNos != nil})
 	if f.rateLimitHolds {
 		w.Header().Set("Retry-After", "1")
 		problem(w, 429, "RATE_LIMITED")
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if !f.authorise(w, r, in.UserID) {
 		return
 	}
@@ -333,20 +362,60 @@ func (f *fakeService) hold(w http.ResponseWriter, r *http.Request) {
 		problem(w, 404, "DATE_NOT_FOUND")
 		return
 	}
-	if in.SeatNo < 1 || in.SeatNo > d.SeatCount {
-		problem(w, 404, "SEAT_NOT_FOUND")
+	var taken []int
+	for i, n := range seats {
+		if n < 1 || n > d.SeatCount {
+			problem(w, 404, "SEAT_NOT_FOUND")
+			return
+		}
+		if slices.Contains(seats[:i], n) {
+			problem(w, 400, "INVALID_REQUEST")
+			return
+		}
+		if _, held := f.seats[seatKey(in.ConcertID, in.DateID, n)]; held && !f.acceptEveryHold {
+			taken = append(taken, n)
+		}
+	}
+	if len(taken) > 0 {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(409)
+		_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": "Conflict", "status": 409, "code": "SEAT_UNAVAILABLE", "unavailableSeats": taken})
 		return
 	}
-	key := seatKey(in.ConcertID, in.DateID, in.SeatNo)
-	if _, held := f.seats[key]; held && !f.acceptEveryHold {
-		problem(w, 409, "SEAT_UNAVAILABLE")
+	if f.seatsPerUser > 0 && f.owned(in.UserID, in.ConcertID, in.DateID)+len(seats) > f.seatsPerUser {
+		problem(w, 409, "SEAT_LIMIT_REACHED")
 		return
+	}
+	if f.holdFirstSeatOnly {
+		seats = seats[:1]
 	}
 	id := fmt.Sprintf("r%d", len(f.reservations)+1)
-	f.seats[key] = id
-	f.reservations[id] = fakeReservation{user: in.UserID, price: d.Price}
+	for _, n := range seats {
+		f.seats[seatKey(in.ConcertID, in.DateID, n)] = id
+	}
+	nos := slices.Sorted(slices.Values(seats))
+	price := d.Price * int64(len(nos))
+	f.reservations[id] = fakeReservation{user: in.UserID, price: price, concert: in.ConcertID, date: in.DateID, seats: len(nos)}
 	reply(w, 201, map[string]any{"reservationId": id, "userId": in.UserID, "concertId": in.ConcertID, "dateId": in.DateID,
-		"seatNo": in.SeatNo, "price": d.Price, "status": "HELD", "heldUntil": time.Now().Add(5 * time.Minute).Format(time.RFC3339)})
+		"seatNo": nos[0], "seatNos": nos, "price": price, "status": "HELD", "heldUntil": time.Now().Add(5 * time.Minute).Format(time.RFC3339)})
+}
+
+// owned counts the seats the user's reservations hold on a date.
+func (f *fakeService) owned(user, concert, date string) int {
+	n := 0
+	for _, res := range f.reservations {
+		if res.user == user && res.concert == concert && res.date == date {
+			n += res.seats
+		}
+	}
+	return n
+}
+
+// holdsAsked returns the seats of every hold request so far.
+func (f *fakeService) holdsAsked() []fakeHold {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.asked)
 }
 
 func (f *fakeService) pay(w http.ResponseWriter, r *http.Request) {

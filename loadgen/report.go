@@ -179,6 +179,7 @@ svg{display:block;margin:1em 0}.fail{color:#d62728}.warn{color:#b06000}
 <tr><td>duration</td><td>{{printf "%.2f" .R.DurationSec}} s</td></tr>
 <tr><td>requests</td><td>{{.R.Requests}}</td></tr>
 <tr><td>accepted</td><td>{{.R.Accepted}} ({{printf "%.1f" .R.AcceptedPerSec}}/s)</td></tr>
+{{if .R.SeatsPerHold}}<tr><td>seats held ({{.R.SeatsPerHold}} per hold)</td><td>{{.R.SeatsHeld}} ({{printf "%.1f" .R.SeatsHeldPerSec}}/s)</td></tr>{{end}}
 <tr><td>409s / other 4xx / 5xx / no answer</td><td>{{.R.Conflicts409}} / {{.R.Errors4xx}} / {{.R.Errors5xx}} / {{.R.TransportErrors}}</td></tr>
 <tr><td>latency ms p50 / p95 / p99 / p99.9 / max</td><td>{{printf "%.2f" .R.P50Ms}} / {{printf "%.2f" .R.P95Ms}} / {{printf "%.2f" .R.P99Ms}} / {{printf "%.2f" .R.P999Ms}} / {{printf "%.2f" .R.MaxMs}}</td></tr>
 </table>

@@ -26,7 +26,13 @@ type Result struct {
 	// the time it took to sell out, since later requests could not be accepted anyway.
 	AcceptedPerSec float64 `json:"acceptedPerSec"`
 	// Seats is the number of seats on sale (race, flash-sale, booking).
-	Seats           int     `json:"seats"`
+	Seats int `json:"seats"`
+	// SeatsPerHold is how many seats each flash-sale hold asked for; SeatsHeld how many seats
+	// its accepted holds held (Accepted counts the holds), and SeatsHeldPerSec that over the
+	// same time as AcceptedPerSec.
+	SeatsPerHold    int     `json:"seatsPerHold,omitempty"`
+	SeatsHeld       int64   `json:"seatsHeld,omitempty"`
+	SeatsHeldPerSec float64 `json:"seatsHeldPerSec,omitempty"`
 	Users           int     `json:"users,omitempty"`
 	Conflicts409    int64   `json:"conflicts409"`
 	ConflictsPerSec float64 `json:"conflictsPerSec"`
@@ -131,7 +137,7 @@ func interruptedWarning(st ScheduleStats, s Schedule) string {
 // diagnose adds a warning for every kind of answer that says the target is not set up for
 // benchmarking, summed over all steps.
 func (r *Result) diagnose() {
-	var limited, waiting, expired, unavailable int64
+	var limited, waiting, expired, unavailable, seatLimit int64
 	for _, s := range r.Steps {
 		if s.Name == "e2e" {
 			continue // its outcomes repeat those of the failing step
@@ -140,6 +146,7 @@ func (r *Result) diagnose() {
 		waiting += s.TokenNotActive
 		expired += s.Codes["TOKEN_EXPIRED"]
 		unavailable += s.Codes["SERVICE_UNAVAILABLE"]
+		seatLimit += s.Codes["SEAT_LIMIT_REACHED"]
 	}
 	if limited > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d answers were 429 RATE_LIMITED: run the target with --user-rate-limit 0", limited))
@@ -149,6 +156,9 @@ func (r *Result) diagnose() {
 	}
 	if expired > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d answers were TOKEN_EXPIRED: the run outlived --queue-active-ttl, or a token was reused after payment", expired))
+	}
+	if seatLimit > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%d answers were 409 SEAT_LIMIT_REACHED: some users would have passed the target's --max-seats-per-user on a date; more --users spread the seats thinner", seatLimit))
 	}
 	if unavailable > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d answers were 503 SERVICE_UNAVAILABLE: the target lost its event store", unavailable))
@@ -200,7 +210,16 @@ func (r Result) WriteTable(w io.Writer) error {
 			p("sold out after\t%.2fs\n", r.SelloutSec)
 		}
 		p("requests\t%d\n", r.Requests)
-		p("accepted\t%d\t%.1f/s\n", r.Accepted, r.AcceptedPerSec)
+		if r.Scenario == ScenarioFlashSale {
+			per := "seats"
+			if r.SeatsPerHold == 1 {
+				per = "seat"
+			}
+			p("accepted holds\t%d\t%.1f/s\t(%d %s per hold)\n", r.Accepted, r.AcceptedPerSec, r.SeatsPerHold, per)
+			p("seats held\t%d\t%.1f/s\n", r.SeatsHeld, r.SeatsHeldPerSec)
+		} else {
+			p("accepted\t%d\t%.1f/s\n", r.Accepted, r.AcceptedPerSec)
+		}
 		if r.Scenario == ScenarioFlashSale || r.Conflicts409 > 0 {
 			p("409s\t%d\t%.1f/s\n", r.Conflicts409, r.ConflictsPerSec)
 		}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,8 +109,8 @@ func TestFlashSaleSellsEverySeatExactlyOnce(t *testing.T) {
 	if res.Requests != 200 || res.Conflicts409 != 180 {
 		t.Errorf("requests %d, 409s %d; want 200 (1000/s for 200ms), 180", res.Requests, res.Conflicts409)
 	}
-	if f := res.Failed(); len(f) != 0 || len(res.Checks) != 2 {
-		t.Errorf("checks %+v, want two, all ok", res.Checks)
+	if f := res.Failed(); len(f) != 0 || len(res.Checks) != 3 {
+		t.Errorf("checks %+v, want three, all ok", res.Checks)
 	}
 	if res.Errors4xx != 0 || res.Errors5xx != 0 || res.TransportErrors != 0 {
 		t.Errorf("unexpected errors: 4xx %d, 5xx %d, transport %d", res.Errors4xx, res.Errors5xx, res.TransportErrors)
@@ -126,6 +129,162 @@ func TestFlashSaleSpreadsSeatsBeyondOneDateOverSeveralDates(t *testing.T) {
 	}
 	if res.Accepted != res.Requests || res.Errors4xx != 0 {
 		t.Fatalf("accepted %d of %d holds on free seats, 4xx %d; want every hold accepted", res.Accepted, res.Requests, res.Errors4xx)
+	}
+}
+
+func TestFlashSaleWithSeveralSeatsPerHold(t *testing.T) {
+	tests := []struct {
+		name         string
+		seats        int
+		holds        int64 // accepted holds
+		smallestHold int   // seats of the smallest hold asked for
+	}{
+		{name: "holds of four sell twenty seats in five holds", seats: 20, holds: 5, smallestHold: 4},
+		{name: "the last seats of a date are held by a smaller hold", seats: 10, holds: 3, smallestHold: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := newFakeService(t, fakeKnobs{})
+			res, err := FlashSale(context.Background(), testConfig(srv.URL), FlashSaleOptions{Seats: tt.seats, Users: 5, SeatsPerHold: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.SoldOut || res.Accepted != tt.holds || res.SeatsHeld != int64(tt.seats) || res.SeatsPerHold != 4 {
+				t.Fatalf("sold out %v, %d holds holding %d seats (%d per hold); want true, %d holding %d (4)", res.SoldOut, res.Accepted, res.SeatsHeld, res.SeatsPerHold, tt.holds, tt.seats)
+			}
+			if f := res.Failed(); len(f) != 0 || len(res.Checks) != 3 {
+				t.Errorf("checks %+v, want three, all ok", res.Checks)
+			}
+			if res.Errors4xx != 0 || res.Errors5xx != 0 || res.Conflicts409 != res.Requests-tt.holds {
+				t.Errorf("4xx %d, 5xx %d, 409 %d of %d requests; want every hold but the %d accepted refused as taken", res.Errors4xx, res.Errors5xx, res.Conflicts409, res.Requests, tt.holds)
+			}
+			smallest := 4
+			for _, h := range f.holdsAsked() {
+				if !h.list || len(h.seats) > 4 {
+					t.Fatalf("a hold asked for %v (as seatNos: %v); want seatNos of at most 4 seats", h.seats, h.list)
+				}
+				smallest = min(smallest, len(h.seats))
+			}
+			if smallest != tt.smallestHold {
+				t.Errorf("the smallest hold asked for %d seats, want %d", smallest, tt.smallestHold)
+			}
+			var out strings.Builder
+			if err := res.WriteTable(&out); err != nil {
+				t.Fatal(err)
+			}
+			held := regexp.MustCompile(fmt.Sprintf(`(?m)^seats held +%d `, tt.seats))
+			if !held.MatchString(out.String()) || !strings.Contains(out.String(), "(4 seats per hold)") {
+				t.Errorf("the table does not say %d seats held and the seats per hold:\n%s", tt.seats, out.String())
+			}
+		})
+	}
+}
+
+func TestFlashSaleOfSingleSeatsSendsSeatNo(t *testing.T) {
+	f, srv := newFakeService(t, fakeKnobs{})
+	if _, err := FlashSale(context.Background(), testConfig(srv.URL), FlashSaleOptions{Seats: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range f.holdsAsked() {
+		if h.list || len(h.seats) != 1 {
+			t.Fatalf("a single-seat hold asked for %v as seatNos: %v; want seatNo, as clients before seatNos send", h.seats, h.list)
+		}
+	}
+}
+
+func TestFlashSaleChecksFailOnABrokenMultiSeatHold(t *testing.T) {
+	tests := []struct {
+		name  string
+		knobs fakeKnobs
+		check string
+	}{
+		{name: "a hold that holds only some of its seats fails every hold whole", knobs: fakeKnobs{holdFirstSeatOnly: true}, check: "every hold whole"},
+		{name: "holds accepted on held seats fail no seat held twice", knobs: fakeKnobs{acceptEveryHold: true}, check: "no seat held twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv := newFakeService(t, tt.knobs)
+			res, err := FlashSale(context.Background(), testConfig(srv.URL), FlashSaleOptions{Seats: 8, Users: 2, SeatsPerHold: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := res.Failed()
+			if !slices.ContainsFunc(failed, func(c Check) bool { return c.Name == tt.check }) {
+				t.Errorf("failed checks %+v lack %q", failed, tt.check)
+			}
+		})
+	}
+}
+
+func TestFlashSaleWarnsWhenUsersReachTheirSeatLimit(t *testing.T) {
+	_, srv := newFakeService(t, fakeKnobs{seatsPerUser: 8})
+	res, err := FlashSale(context.Background(), testConfig(srv.URL), FlashSaleOptions{Seats: 40, Users: 1, SeatsPerHold: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SeatsHeld != 8 || res.SoldOut {
+		t.Errorf("one user holds %d seats (sold out %v), want its limit of 8", res.SeatsHeld, res.SoldOut)
+	}
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "SEAT_LIMIT_REACHED") {
+		t.Errorf("warnings %q do not name SEAT_LIMIT_REACHED", res.Warnings)
+	}
+}
+
+func TestDefaultFlashSaleUsersKeepWinsPerUserBelowTheSeatLimit(t *testing.T) {
+	tests := []struct {
+		name         string
+		seats, users int
+	}{
+		{name: "a small sale has a user per seat", seats: 200, users: 200},
+		{name: "a sale of 1000 seats has 1000 users", seats: 1000, users: 1000},
+		{name: "a date of 10000 seats has 5000 users", seats: 10_000, users: 5000},
+		{name: "ten dates of 10000 seats have 5000 users, two seats of each date apiece", seats: 100_000, users: 5000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := defaultFlashSaleUsers(tt.seats); got != tt.users {
+				t.Errorf("%d users, want %d", got, tt.users)
+			}
+		})
+	}
+}
+
+func TestSeatPickerHandsOutWholeHoldsOfOneDate(t *testing.T) {
+	tests := []struct {
+		name           string
+		seats, perHold int
+		holds          int
+	}{
+		{name: "blocks of four sell a date of twenty in five holds", seats: 20, perHold: 4, holds: 5},
+		{name: "single seats sell five seats in five holds", seats: 5, perHold: 1, holds: 5},
+		{name: "no hold spans two dates, and the two seats of the last date go in one", seats: 10_002, perHold: 4, holds: 2501},
+		{name: "eight seats per hold leave a smaller last hold of a date", seats: 12, perHold: 8, holds: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newSeatPicker(tt.seats, tt.perHold, 7)
+			holds := 0
+			for soldOut := false; !soldOut; {
+				seats := p.pick()
+				if len(seats) == 0 || len(seats) > tt.perHold || !slices.IsSorted(seats) || len(slices.Compact(slices.Clone(seats))) != len(seats) {
+					t.Fatalf("pick %v: want 1 to %d distinct seats, ascending", seats, tt.perHold)
+				}
+				if first, _ := p.dateOf(seats[0]); seats[len(seats)-1] >= first+maxSeatsPerDate {
+					t.Fatalf("pick %v spans two dates", seats)
+				}
+				soldOut = p.won(seats)
+				if holds++; holds > tt.seats {
+					t.Fatal("never sold out")
+				}
+			}
+			wins, won, doubles := p.counts()
+			if wins != tt.seats || won != tt.holds || holds != tt.holds || doubles != 0 {
+				t.Errorf("%d seats in %d holds (%d doubles), want %d in %d", wins, won, doubles, tt.seats, tt.holds)
+			}
+			if after := p.pick(); len(after) < 1 || len(after) > tt.perHold {
+				t.Errorf("after the sell-out a hold asks for %v, want 1 to %d seats", after, tt.perHold)
+			}
+		})
 	}
 }
 
@@ -152,6 +311,8 @@ func TestFlashSaleRefusesToStart(t *testing.T) {
 		{name: "without an admin token the concert cannot be created", cfg: func(c *Config) { c.AdminToken = "" }, opts: FlashSaleOptions{Seats: 5}, want: ErrAdminTokenRequired},
 		{name: "a wrong admin token is the service's 401", cfg: func(c *Config) { c.AdminToken = "wrong" }, opts: FlashSaleOptions{Seats: 5}, want: ErrUnexpectedStatus},
 		{name: "more seats than a hundred dates can have are refused", opts: FlashSaleOptions{Seats: 1_000_001}, want: ErrBadConfig},
+		{name: "a hold of more seats than the contract allows is refused", opts: FlashSaleOptions{Seats: 20, SeatsPerHold: 9}, want: ErrBadConfig},
+		{name: "a negative number of seats per hold is refused", opts: FlashSaleOptions{Seats: 20, SeatsPerHold: -1}, want: ErrBadConfig},
 		{name: "a zero rate is refused", cfg: func(c *Config) { c.Rate = 0 }, opts: FlashSaleOptions{Seats: 5}, want: ErrBadConfig},
 		{name: "a zero duration is refused", cfg: func(c *Config) { c.Duration = 0 }, opts: FlashSaleOptions{Seats: 5}, want: ErrBadConfig},
 	}
@@ -410,7 +571,7 @@ func TestResultJSONHasTheAgreedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"scenario", "acceptedPerSec", "p50Ms", "p95Ms", "p99Ms", "p999Ms", "errors5xx", "errors4xx",
-		"accepted", "seats", "durationSec", "rate", "inflightCapHits", "steps", "checks"} {
+		"accepted", "seats", "seatsPerHold", "seatsHeld", "durationSec", "rate", "inflightCapHits", "steps", "checks"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}

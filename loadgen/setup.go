@@ -326,15 +326,16 @@ func (s *session) prepareTokens(ctx context.Context, users []string) ([]string, 
 	return tokens, nil
 }
 
-// holdRequest is the body of POST /reservations.
+// holdRequest is the body of POST /reservations: one seat (SeatNo) or several (SeatNos).
 type holdRequest struct {
 	UserID    string `json:"userId"`
 	ConcertID string `json:"concertId"`
 	DateID    string `json:"dateId"`
-	SeatNo    int    `json:"seatNo"`
+	SeatNo    int    `json:"seatNo,omitempty"`
+	SeatNos   []int  `json:"seatNos,omitempty"`
 }
 
-// hold tries to hold one seat through c; out, when non-nil, receives the reservation.
+// hold tries to hold the seats of h through c; out, when non-nil, receives the reservation.
 func (s *session) hold(ctx context.Context, c *Client, token string, h holdRequest, out any) (Response, error) {
 	body, err := json.Marshal(h)
 	if err != nil {

@@ -113,7 +113,20 @@ func newBenchFlashSaleCmd(o *benchOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "flash-sale",
 		Short: "Holds on random free seats of a new concert (dates of up to 10000 seats) at --rate for --duration (needs --admin-token)",
-		Args:  cobra.NoArgs,
+		Long: `Puts --seats seats on sale (one new concert, dates of up to 10000 seats) and, at --rate for
+--duration, holds random seats the run has not won yet; once all are won it keeps holding, so
+the figures also show how fast the service says "sold out".
+
+--seats-per-hold N (1-8) makes each hold ask for N seats of one date at once (seatNos): a block
+of N consecutive seats not won yet, or, once a date has no such block, the free seats nearest
+to one (fewer when the date has fewer left). The table counts accepted holds and the seats they
+hold; the checks are that the accepted holds hold exactly --seats seats, each hold exactly the
+seats it asked for, and no seat is held twice.
+
+The users (--users) take turns; by default there are enough of them that each wins about two
+seats of a date, well below the target's --max-seats-per-user (8 by default). Holds refused
+with SEAT_LIMIT_REACHED are counted among the 409s and reported with a warning.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
 				return loadgen.FlashSale(ctx, cfg, opts)
@@ -121,7 +134,8 @@ func newBenchFlashSaleCmd(o *benchOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&opts.Seats, "seats", 1000, "seats on sale (1-1000000), over dates of at most 10000: 100000 is ten dates")
-	cmd.Flags().IntVar(&opts.Users, "users", 0, "distinct users sending the holds (default min(seats, 1000))")
+	cmd.Flags().IntVar(&opts.Users, "users", 0, "distinct users sending the holds (default min(seats, 1000), and at least half the seats of the largest date)")
+	cmd.Flags().IntVar(&opts.SeatsPerHold, "seats-per-hold", 1, "seats of one date each hold asks for (1-8; more than 1 sends seatNos)")
 	addKeysFlag(cmd, o)
 	return cmd
 }

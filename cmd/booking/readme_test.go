@@ -33,7 +33,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{`"status":"ACTIVE"`, `"balance":200000`, `"status":"HELD"`, `"status":"COMPLETED"`, `"status":"CONFIRMED"`, `"balance":50000`, `"type":"PAYMENT"`} {
+	for _, want := range []string{`"status":"ACTIVE"`, `"balance":200000`, `"status":"HELD"`, `"status":"COMPLETED"`, `"status":"CONFIRMED"`, `"balance":50000`, `"type":"PAYMENT"`,
+		// Bob's hold of seats 7 and 8 is refused whole, naming 7; 12 and 13 are held and paid together.
+		`"code":"SEAT_UNAVAILABLE","unavailableSeats":[7]`, `"seatNo":12,"seatNos":[12,13],"price":240000,"status":"HELD"`, `"amount":240000,"status":"COMPLETED"`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("walkthrough output lacks %s:\n%s", want, out)
 		}

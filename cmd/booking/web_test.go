@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -167,6 +169,55 @@ func seatStatusJS(n int) string {
 	return fmt.Sprintf(`document.querySelector('#seatmap .seat[data-seat="%d"]').dataset.status`, n)
 }
 
+func seatPressedJS(n int) string {
+	return fmt.Sprintf(`(document.querySelector('#seatmap .seat[data-seat="%d"]').getAttribute("aria-pressed") === "true")`, n)
+}
+
+// digits keeps the digits of s: the page formats numbers in the browser's locale.
+func digits(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
+}
+
+// holdWhile clicks the window's hold button and runs meanwhile while the hold request is
+// held back in the browser, before the server sees it: what happens in between is, for the
+// page, something another user did a moment before its hold arrived.
+func (w *window) holdWhile(meanwhile func()) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
+	defer cancel()
+	paused := chromedp.Events(ctx, fetch.RequestPaused)
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/api/v1/reservations", RequestStage: fetch.RequestStageRequest}}}); err != nil {
+		w.t.Fatalf("%s: intercept holds: %v", w.user, err)
+	}
+	w.do(chromedp.Click(chromedp.ID("hold-seat")))
+	released := false
+	for ev, err := range paused {
+		if err != nil {
+			w.t.Fatalf("%s: the hold request never left the page: %v", w.user, err)
+		}
+		if ev.Request.Method != "POST" {
+			continue
+		}
+		meanwhile()
+		if _, err := chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}); err != nil {
+			w.t.Fatalf("%s: let the hold go: %v", w.user, err)
+		}
+		released = true
+		break
+	}
+	if !released {
+		w.t.Fatalf("%s: the hold request never left the page", w.user)
+	}
+	if _, err := chromedp.Call(ctx, fetch.Disable, cdp.Empty{}); err != nil {
+		w.t.Fatalf("%s: stop intercepting: %v", w.user, err)
+	}
+}
+
 // TestTwoBrowsersRaceForOneSeatOnTheLivePage opens the page in two windows of a real browser
 // for two users on a real server. Both join the queue and hold the same seat at once: one
 // wins, and the other window shows that seat HELD within a second without reloading, through
@@ -315,6 +366,49 @@ func TestTwoBrowsersRaceForOneSeatOnTheLivePage(t *testing.T) {
 		chromedp.KeyEvent(kb.Enter),
 	)
 	loser.waitFor("seat 6 picked with the keyboard", `document.activeElement.dataset.seat === "6" && document.activeElement.getAttribute("aria-pressed") === "true"`, 5*time.Second)
+
+	// Several seats in one hold: Space on the next seat adds it to the pick.
+	loser.do(chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(" "))
+	loser.waitFor("seats 6 and 7 picked", seatPressedJS(6)+` && `+seatPressedJS(7)+` && document.getElementById("hold-seat").textContent === "Hold 2 seats"`, 5*time.Second)
+	if got := digits(loser.text("selected-seat")); got != "67300000" {
+		t.Fatalf("the pick reads %q, want seats 6 and 7 for 300000 points in all", loser.text("selected-seat"))
+	}
+	// Carol takes seat 7 while the loser's hold of 6 and 7 is on its way: the hold is refused
+	// whole, names seat 7, and the page marks it and keeps seat 6 picked.
+	loser.holdWhile(func() {
+		e.must(201, e.do("POST", "/api/v1/reservations", map[string]any{"userId": "carol", "concertId": "aurora", "dateId": "d1", "seatNos": []int{7}}, "Queue-Token", carol))
+	})
+	loser.waitFor("the refusal naming seat 7", `document.getElementById("hold-outcome").textContent.includes("seat 7 was just taken") &&
+		document.getElementById("hold-outcome").textContent.includes("SEAT_UNAVAILABLE") &&
+		document.querySelector('#seatmap .seat[data-seat="7"]').dataset.taken === "true" && `+seatPressedJS(6)+` && !`+seatPressedJS(7)+` &&
+		document.getElementById("reservation-status").textContent === "–"`, 10*time.Second)
+	if got := loser.eval(seatStatusJS(6)); got != "AVAILABLE" {
+		t.Fatalf("the refused hold left seat 6 %s", got)
+	}
+	// Seat 8 instead, and the two are held as one reservation with the summed price.
+	loser.do(chromedp.Focus(chromedp.CSS(`#seatmap .seat[tabindex="0"]`)), chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(" "))
+	loser.waitFor("seats 6 and 8 picked", seatPressedJS(6)+` && `+seatPressedJS(8)+` && document.getElementById("hold-seat").textContent === "Hold 2 seats"`, 5*time.Second)
+	loser.do(chromedp.Click(chromedp.ID("hold-seat")))
+	loser.waitFor("one reservation of two seats", `document.getElementById("reservation-status").textContent === "HELD"`, 10*time.Second)
+	if seats, price := loser.text("reservation-seats"), digits(loser.text("reservation-price")); seats != "6, 8" || price != "300000" {
+		t.Fatalf("the reservation shows seats %q for %q points, want 6, 8 for 300000", seats, price)
+	}
+	for _, w := range windows {
+		w.waitFor("both held seats shown HELD", seatStatusJS(6)+` === "HELD" && `+seatStatusJS(8)+` === "HELD"`, 5*time.Second)
+	}
+	loser.waitFor("the held seats marked as the loser's", `document.querySelector('#seatmap .seat[data-seat="8"]').getAttribute("aria-label").endsWith("in your reservation")`, 5*time.Second)
+	loser.do(chromedp.SetValue(chromedp.ID("charge-amount"), "300000"))
+	loser.do(chromedp.Click(chromedp.ID("charge")))
+	loser.waitFor("the loser's balance after charging", `document.getElementById("balance").textContent.replace(/\D/g, "") === "300000"`, 10*time.Second)
+	loser.do(chromedp.Click(chromedp.ID("pay")))
+	loser.waitFor("the two-seat booking confirmed", `document.getElementById("reservation-status").textContent === "CONFIRMED" && !document.getElementById("confirmation").hidden`, 10*time.Second)
+	if got := loser.text("confirmation-text"); !strings.Contains(got, "Seats 6 and 8") || !strings.Contains(got, "COMPLETED") || !strings.Contains(digits(got), "300000") {
+		t.Fatalf("confirmation %q", got)
+	}
+	loser.waitFor("the loser's balance after paying", `document.getElementById("balance").textContent.replace(/\D/g, "") === "0"`, 10*time.Second)
+	for _, w := range windows {
+		w.waitFor("both paid seats shown SOLD", seatStatusJS(6)+` === "SOLD" && `+seatStatusJS(8)+` === "SOLD"`, 5*time.Second)
+	}
 
 	// The operator view in the winner's window: the read models' progress.
 	winner.do(chromedp.Click(chromedp.CSS("#operator > summary")))

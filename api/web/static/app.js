@@ -9,6 +9,8 @@
   const STORE_USER = "booking.userId";
   const STORE_CONCERT = "booking.concertId";
   const STORE_DATE = "booking.dateId";
+  // MAX_PICK is the most seats one hold may ask for (the contract's 1–8 seatNos).
+  const MAX_PICK = 8;
 
   const el = (id) => document.getElementById(id);
   const enc = encodeURIComponent;
@@ -31,7 +33,9 @@
     index: new Map(), // seatNo → position in order
     counts: { AVAILABLE: 0, HELD: 0, SOLD: 0 },
     focusNo: 0, // the seat that takes the map's single tab stop
-    selected: 0,
+    picked: new Set(), // the seats picked for the next hold
+    taken: new Set(), // seats the last hold was refused for, marked until the next hold
+    inflight: new Set(), // seats of a hold on its way: their turning HELD is no news
     reservation: null,
     countdown: 0,
     adminToken: "",
@@ -40,11 +44,14 @@
 
   // ---- talking to the API ----
 
+  // Problem is an error answer; body is the whole problem+json object, for its extension
+  // members (unavailableSeats).
   class Problem extends Error {
-    constructor(status, code, detail) {
+    constructor(status, code, detail, body) {
       super(detail);
       this.status = status;
       this.code = code;
+      this.body = body || {};
     }
   }
 
@@ -89,7 +96,7 @@
       }
     }
     if (!res.ok) {
-      throw new Problem(res.status, (data && data.code) || "HTTP_" + res.status, (data && data.detail) || res.statusText || "The request failed.");
+      throw new Problem(res.status, (data && data.code) || "HTTP_" + res.status, (data && data.detail) || res.statusText || "The request failed.", data);
     }
     return data;
   }
@@ -128,6 +135,15 @@
     return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   }
   const statusWord = (status) => String(status).toLowerCase();
+  // seatList names seats in a sentence: "seat 6", "seats 6 and 8", "seats 6, 7 and 8".
+  function seatList(nos) {
+    const n = [...nos].sort((a, b) => a - b);
+    if (n.length === 1) return `seat ${n[0]}`;
+    return `seats ${n.slice(0, -1).join(", ")} and ${n[n.length - 1]}`;
+  }
+  const upper = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+  // seatsOf is a reservation's seats (seatNos; seatNo from a server before contract v1.1).
+  const seatsOf = (r) => (Array.isArray(r.seatNos) && r.seatNos.length ? r.seatNos : [r.seatNo]);
 
   function store(key, value) {
     try {
@@ -236,7 +252,8 @@
     store(STORE_DATE, S.date);
     linked.delete("concert");
     history.replaceState(null, "", "?" + new URLSearchParams({ concert: S.concert, date: S.date }));
-    select(0);
+    S.taken.clear();
+    clearPick();
     openStream();
     if (S.user && !S.reservation) restoreHold(S.user);
   }
@@ -283,15 +300,30 @@
     };
   }
 
+  // mine tells whether seat n of the shown date is in the user's live reservation.
+  function mine(n) {
+    const r = S.reservation;
+    return !!r && (r.status === "HELD" || r.status === "CONFIRMED") && r.concertId === S.concert && r.dateId === S.date && seatsOf(r).includes(n);
+  }
+
   function seatLabel(v) {
-    return `Seat ${v.seatNo}, ${v.price} points, ${statusWord(v.status)}`;
+    let label = `Seat ${v.seatNo}, ${v.price} points, ${statusWord(v.status)}`;
+    if (mine(v.seatNo)) label += ", in your reservation";
+    else if (S.taken.has(v.seatNo)) label += ", just taken by someone else";
+    return label;
   }
 
   function paintSeat(b, v) {
     b.dataset.status = v.status;
+    b.dataset.mine = mine(v.seatNo) ? "true" : "false";
+    b.dataset.taken = S.taken.has(v.seatNo) ? "true" : "false";
     b.setAttribute("aria-label", seatLabel(v));
     b.title = `Seat ${v.seatNo} · ${fmtPoints(v.price)} · ${statusWord(v.status)}`;
     b.setAttribute("aria-disabled", v.status === "AVAILABLE" ? "false" : "true");
+  }
+
+  function repaintSeats() {
+    for (const { v, b } of S.seats.values()) paintSeat(b, v);
   }
 
   function renderSnapshot(list) {
@@ -316,7 +348,6 @@
       });
       el("seatmap").replaceChildren(frag);
       if (!S.seats.has(S.focusNo)) S.focusNo = S.order.length ? S.order[0] : 0;
-      if (!S.seats.has(S.selected)) S.selected = 0;
     }
     S.counts = { AVAILABLE: 0, HELD: 0, SOLD: 0 };
     for (const v of list) {
@@ -327,9 +358,14 @@
     }
     const f = S.seats.get(S.focusNo);
     if (f) f.b.tabIndex = 0;
-    markSelected();
+    // A pick of a seat that is gone or taken meanwhile (the stream reconnected) is dropped.
+    for (const n of [...S.picked]) {
+      const s = S.seats.get(n);
+      if (!s || s.v.status !== "AVAILABLE") S.picked.delete(n);
+    }
+    markPicked();
     showCounts();
-    showSelected();
+    showPick();
   }
 
   function applySeat(v) {
@@ -342,10 +378,15 @@
       S.counts[was]--;
       S.counts[v.status] = (S.counts[v.status] || 0) + 1;
       showCounts();
-      if (v.seatNo === S.selected) {
-        showSelected();
-        const mine = S.reservation && S.reservation.seatNo === v.seatNo && S.reservation.concertId === S.concert && S.reservation.dateId === S.date;
-        if (!mine) say(`Seat ${v.seatNo} is now ${statusWord(v.status)}.`);
+      if (S.picked.has(v.seatNo) && v.status !== "AVAILABLE") {
+        // A picked seat someone else took cannot be held: drop it from the pick, and say so
+        // unless it is this page's own hold arriving.
+        S.picked.delete(v.seatNo);
+        s.b.setAttribute("aria-pressed", "false");
+        showPick();
+        if (!S.inflight.has(v.seatNo) && !mine(v.seatNo)) {
+          say(`Seat ${v.seatNo} is now ${statusWord(v.status)}: it was taken off your pick.`);
+        }
       }
     }
   }
@@ -355,25 +396,43 @@
     el("seat-counts").textContent = `${c.AVAILABLE} available, ${c.HELD} held, ${c.SOLD} sold`;
   }
 
-  function markSelected() {
-    for (const { v, b } of S.seats.values()) b.setAttribute("aria-pressed", v.seatNo === S.selected ? "true" : "false");
+  function markPicked() {
+    for (const { v, b } of S.seats.values()) b.setAttribute("aria-pressed", S.picked.has(v.seatNo) ? "true" : "false");
   }
 
-  function select(n) {
-    const prev = S.seats.get(S.selected);
-    if (prev) prev.b.setAttribute("aria-pressed", "false");
-    S.selected = n;
-    const cur = S.seats.get(n);
-    if (cur) cur.b.setAttribute("aria-pressed", "true");
+  // togglePick adds seat n to the pick or takes it off; the pick is what "Hold" asks for.
+  function togglePick(n) {
+    const s = S.seats.get(n);
+    if (!s) return;
+    if (S.picked.has(n)) {
+      S.picked.delete(n);
+    } else if (S.picked.size >= MAX_PICK) {
+      say(`One hold takes at most ${MAX_PICK} seats: take a seat off your pick first.`, "error");
+      return;
+    } else {
+      S.picked.add(n);
+    }
+    s.b.setAttribute("aria-pressed", S.picked.has(n) ? "true" : "false");
     el("hold-outcome").textContent = "";
-    showSelected();
+    showPick();
   }
 
-  function showSelected() {
-    const s = S.seats.get(S.selected);
-    el("selected-seat").textContent = s
-      ? `Seat ${s.v.seatNo}: ${fmtPoints(s.v.price)}, ${statusWord(s.v.status)}.`
-      : "No seat picked yet.";
+  function clearPick() {
+    S.picked.clear();
+    markPicked();
+    showPick();
+  }
+
+  // pickedSeats is the pick in seat order.
+  const pickedSeats = () => [...S.picked].sort((a, b) => a - b);
+
+  function showPick() {
+    const nos = pickedSeats();
+    const total = nos.reduce((sum, n) => sum + S.seats.get(n).v.price, 0);
+    el("selected-seat").textContent = nos.length === 0
+      ? `No seat picked yet: pick up to ${MAX_PICK}.`
+      : `${upper(seatList(nos))}: ${fmtPoints(total)}${nos.length > 1 ? " in all" : ""}.`;
+    el("hold-seat").textContent = nos.length === 0 ? "Hold seats" : `Hold ${nos.length} seat${nos.length > 1 ? "s" : ""}`;
     updateButtons();
   }
 
@@ -407,7 +466,7 @@
       say(`Seat ${n} is ${statusWord(s.v.status)}; pick an available seat.`);
       return;
     }
-    select(n);
+    togglePick(n);
   }
 
   function onSeatKey(ev) {
@@ -422,6 +481,12 @@
       case "ArrowUp": j = i - columns(); break;
       case "Home": j = 0; break;
       case "End": j = S.order.length - 1; break;
+      case "Escape":
+        if (S.picked.size) {
+          ev.preventDefault();
+          clearPick();
+        }
+        return;
       default: return;
     }
     ev.preventDefault();
@@ -460,7 +525,7 @@
     if (t.status === "WAITING") {
       S.tokenPoll = setTimeout(pollToken, 1000);
     } else if (t.status === "ACTIVE") {
-      say("It is your turn: you can hold a seat now.");
+      say("It is your turn: you can hold seats now.");
     } else {
       S.token = null;
     }
@@ -511,8 +576,11 @@
   function setReservation(r) {
     S.reservation = r;
     clearInterval(S.countdown);
-    el("reservation-id").textContent = r ? `${r.reservationId} (seat ${r.seatNo}, ${fmtPoints(r.price)})` : "–";
+    el("reservation-id").textContent = r ? r.reservationId : "–";
+    el("reservation-seats").textContent = r ? seatsOf(r).join(", ") : "–";
+    el("reservation-price").textContent = r ? fmtPoints(r.price) : "–";
     el("reservation-status").textContent = r ? r.status : "–";
+    repaintSeats();
     if (r && r.status === "HELD") {
       tick();
       S.countdown = setInterval(tick, 1000);
@@ -550,40 +618,70 @@
   const holding = () => S.reservation && S.reservation.status === "HELD";
 
   function updateButtons() {
-    const s = S.seats.get(S.selected);
-    el("hold-seat").disabled = !s || s.v.status !== "AVAILABLE" || !!holding();
+    el("hold-seat").disabled = S.picked.size === 0 || S.inflight.size > 0 || !!holding();
+    el("clear-pick").disabled = S.picked.size === 0;
     el("cancel-hold").disabled = !holding();
     el("pay").disabled = !holding();
   }
 
+  // holdSeat holds every picked seat in one reservation, all or none.
   async function holdSeat() {
     const u = currentUser();
     if (!u) return;
-    const n = S.selected;
+    const nos = pickedSeats();
+    if (nos.length === 0) return;
     if (!S.token) {
-      say("Join the queue first: holding a seat needs your turn in the queue.", "error");
+      say("Join the queue first: holding seats needs your turn in the queue.", "error");
       el("join-queue").focus();
       return;
     }
-    el("hold-seat").disabled = true;
-    el("hold-outcome").textContent = `Holding seat ${n}…`;
+    const what = seatList(nos);
+    S.taken.clear();
+    repaintSeats();
+    nos.forEach((n) => S.inflight.add(n));
+    updateButtons();
+    el("hold-outcome").textContent = `Holding ${what}…`;
     try {
       const r = await call("POST", "/api/v1/reservations", {
-        body: { userId: u, concertId: S.concert, dateId: S.date, seatNo: n },
+        body: { userId: u, concertId: S.concert, dateId: S.date, seatNos: nos },
         idempotent: true, user: true, token: true,
       });
       el("confirmation").hidden = true;
+      nos.forEach((n) => S.picked.delete(n));
+      markPicked();
       setReservation(r);
-      el("hold-outcome").textContent = `Seat ${n} is held for you. Pay before the time runs out.`;
+      showPick();
+      el("hold-outcome").textContent = `${upper(seatList(seatsOf(r)))} ${seatsOf(r).length > 1 ? "are" : "is"} held for you as one reservation. Pay before the time runs out.`;
     } catch (e) {
-      if (e.code === "SEAT_UNAVAILABLE") {
-        el("hold-outcome").textContent = `Seat ${n} was just taken by someone else (${e.code}). Pick another seat.`;
-      } else {
-        el("hold-outcome").textContent = `Seat ${n} could not be held: ${explain(e)}`;
-        tokenTrouble(e);
-      }
+      holdRefused(e, nos);
     } finally {
+      S.inflight.clear();
       updateButtons();
+    }
+  }
+
+  // holdRefused explains a refused hold; nothing of it was held.
+  function holdRefused(e, nos) {
+    const what = seatList(nos);
+    if (e.code === "SEAT_UNAVAILABLE") {
+      const gone = Array.isArray(e.body.unavailableSeats) && e.body.unavailableSeats.length ? e.body.unavailableSeats : nos;
+      gone.forEach((n) => {
+        S.taken.add(n);
+        S.picked.delete(n);
+      });
+      markPicked();
+      repaintSeats();
+      showPick();
+      const rest = S.picked.size ? " The rest of your pick is kept: hold again, or pick other seats." : " Pick other seats.";
+      el("hold-outcome").textContent =
+        `Nothing was held: ${seatList(gone)} ${gone.length > 1 ? "were" : "was"} just taken by someone else (${e.code}), marked on the map.${rest}`;
+    } else if (e.code === "SEAT_LIMIT_REACHED") {
+      el("hold-outcome").textContent =
+        `Nothing was held: with ${what} you would have more seats of this date than one person may hold or buy (${e.code}). Pick fewer seats.`;
+      say("Seat limit reached: pick fewer seats for this date.", "error");
+    } else {
+      el("hold-outcome").textContent = `${upper(what)} could not be held: ${explain(e)}`;
+      tokenTrouble(e);
     }
   }
 
@@ -594,7 +692,7 @@
     try {
       const now = await call("DELETE", `/api/v1/reservations/${enc(r.reservationId)}`, { user: true, token: true });
       setReservation(now);
-      el("hold-outcome").textContent = `The hold on seat ${r.seatNo} is cancelled.`;
+      el("hold-outcome").textContent = `The hold on ${seatList(seatsOf(r))} is cancelled.`;
     } catch (e) {
       if (!tokenTrouble(e)) say("Could not cancel: " + explain(e), "error");
       updateButtons();
@@ -650,7 +748,7 @@
         idempotent: true, user: true, token: true,
       });
       // A completed payment ends the queue token.
-      dropToken("Used by your payment; join again to book another seat.");
+      dropToken("Used by your payment; join again to book more seats.");
       let now = r;
       try {
         now = await call("GET", `/api/v1/reservations/${enc(r.reservationId)}`, { user: true });
@@ -660,7 +758,7 @@
       setReservation(now);
       const title = S.concerts.get(r.concertId) || r.concertId;
       el("confirmation-text").textContent =
-        `Seat ${r.seatNo} of ${title} (${r.dateId}) is ${now.status}. Payment ${p.paymentId}: ${p.status}, ${fmtPoints(p.amount)}.`;
+        `${upper(seatList(seatsOf(r)))} of ${title} (${r.dateId}) ${seatsOf(r).length > 1 ? "are" : "is"} ${now.status}. Payment ${p.paymentId}: ${p.status}, ${fmtPoints(p.amount)}.`;
       el("confirmation").hidden = false;
       el("hold-outcome").textContent = "";
       say("Payment complete: enjoy the show!");
@@ -668,7 +766,7 @@
       setTimeout(loadRanking, 1500);
     } catch (e) {
       if (e.code === "INSUFFICIENT_POINTS") {
-        say(`Not enough points: the seat costs ${fmtPoints(r.price)}. Charge points, then pay.`, "error");
+        say(`Not enough points: ${seatList(seatsOf(r))} cost${seatsOf(r).length > 1 ? "" : "s"} ${fmtPoints(r.price)}. Charge points, then pay.`, "error");
         el("charge-amount").focus();
       } else if (e.code === "RESERVATION_NOT_PAYABLE") {
         say("This hold can no longer be paid (it ran out or was cancelled).", "error");
@@ -793,6 +891,7 @@
     el("seatmap").addEventListener("keydown", onSeatKey);
     el("join-queue").addEventListener("click", joinQueue);
     el("hold-seat").addEventListener("click", holdSeat);
+    el("clear-pick").addEventListener("click", clearPick);
     el("cancel-hold").addEventListener("click", cancelHold);
     el("charge").addEventListener("click", charge);
     el("pay").addEventListener("click", pay);
