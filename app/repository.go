@@ -248,7 +248,8 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 			return
 		}
 		start := nowMono()
-		newVer, err := r.store.Append(ctx, ref, ver, d.events, d.dedupID, live[0].meta)
+		var note eventstore.AppendNote
+		newVer, err := r.store.Append(eventstore.WithAppendNote(ctx, &note), ref, ver, d.events, d.dedupID, live[0].meta)
 		// Deciding applied the batch's events to the state (Apply reuses its maps): unless the
 		// commit landed, the state is no longer the one at ver.
 		if errors.Is(err, eventstore.ErrConcurrency) {
@@ -271,7 +272,14 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 			return
 		}
 		r.metrics.Appended(r.typ, sinceMono(start))
-		r.cache.put(id, d.state, newVer)
+		if note.Duplicate {
+			// The commit was already in the log, and d.state is the decision made on a state
+			// that did not have it (else the deciders would have made no events): it is not
+			// the aggregate's state, which the next command reads from the log.
+			r.cache.del(id)
+		} else {
+			r.cache.put(id, d.state, newVer)
+		}
 		for _, c := range live {
 			c.answer(updateResult[S]{st: d.state, ver: newVer, evs: c.evs, err: c.err})
 		}

@@ -543,3 +543,37 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 		}
 	}
 }
+
+func TestARetriedHoldAfterARestartLeavesTheDateAsTheLogHasIt(t *testing.T) {
+	for _, sk := range stores {
+		t.Run(sk.name, func(t *testing.T) {
+			log := sk.open(t)
+			h := newHarness(t, log, Config{}, true)
+			h.concert(5, 100)
+			h.charge("u2", 1000)
+			keyed := Meta{RequestKey: "hold-key-1"}
+			if _, err := h.svc.Hold(h.ctx, keyed, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1}); err != nil {
+				t.Fatal(err)
+			}
+			other := h.hold("u2", 2)
+
+			// The same process restarted (nothing cached) receives the first hold again, as a
+			// client repeats a request whose answer it lost: the store recognises its commit.
+			h2 := newHarness(t, log, Config{}, true)
+			if _, err := h2.svc.Hold(h2.ctx, keyed, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1}); err != nil {
+				t.Fatalf("the repeated hold: %v", err)
+			}
+			if err := h2.svc.Start(h2.ctx, logReads{log}); err != nil {
+				t.Fatal(err)
+			}
+			// Had the repeat's own decision been cached as the date, the date would know one
+			// reservation, and u2's would be "not found".
+			if _, err := h2.svc.Pay(h2.ctx, Meta{}, other, "u2"); err != nil {
+				t.Fatalf("paying the other reservation of the date after the repeat: %v", err)
+			}
+			if st := h2.seat(2).Status(); st != aggregates.SeatSoldS {
+				t.Fatalf("seat 2 is %s after its payment, want SOLD", st)
+			}
+		})
+	}
+}

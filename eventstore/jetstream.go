@@ -271,6 +271,9 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 	ack, err := s.appendOne(ctx, stream, subject, expected, body, dedupID)
 	if err == nil {
 		// A duplicate ack carries the sequence the first publish got: the same answer.
+		if ack.Duplicate {
+			noteDuplicate(ctx)
+		}
 		s.track(stream, ack.Sequence)
 		return ack.Sequence, nil
 	}
@@ -283,6 +286,7 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 		msg, gerr := s.directGetOne(ctx, stream, expected+1, subject)
 		switch {
 		case gerr == nil && msg.Header.Get(jetstream.MsgIDHeader) == dedupID:
+			noteDuplicate(ctx)
 			s.track(stream, msg.seq)
 			return msg.seq, nil
 		case gerr != nil && !errors.Is(gerr, jetstream.ErrMsgNotFound):

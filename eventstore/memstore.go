@@ -103,12 +103,14 @@ func (s *MemStore) Append(ctx context.Context, agg AggregateRef, expected uint64
 		// JetStream checks the expected sequence before dedup, so a retry of an append that
 		// went through arrives here with its stale version: recognise our own commit.
 		if v, ok := st.recover(subject, expected, dedupID); ok {
+			noteDuplicate(ctx)
 			s.track(stream, v)
 			return v, nil
 		}
 		return 0, fmt.Errorf("append to %s at version %d (now %d): %w", agg, expected, last, ErrConcurrency)
 	}
 	if seq, dup := st.dedup[dedupID]; dup && dedupID != "" {
+		noteDuplicate(ctx)
 		s.track(stream, seq)
 		return seq, nil
 	}

@@ -101,6 +101,29 @@ type Store interface {
 	Load(ctx context.Context, agg AggregateRef, after uint64) ([]Envelope, error)
 }
 
+// AppendNote receives, for the Appends made with a context from WithAppendNote, what an
+// append's result does not say: Duplicate is set when the store recognised the append as a
+// repeat of an earlier one (same dedup ID) and wrote nothing. The version such an append
+// returns is the earlier commit's, which need not be the aggregate's newest: a caller that
+// decided on a state it had not read (a cache after a restart) must not take its decision
+// for the aggregate's state.
+type AppendNote struct{ Duplicate bool }
+
+type appendNoteKey struct{}
+
+// WithAppendNote returns a context whose Appends fill n. It is a context value, not a result,
+// so that stores wrapped by other stores (tests inject faults that way) still report it.
+func WithAppendNote(ctx context.Context, n *AppendNote) context.Context {
+	return context.WithValue(ctx, appendNoteKey{}, n)
+}
+
+// noteDuplicate records in ctx's AppendNote, if any, that an append was a repeat.
+func noteDuplicate(ctx context.Context) {
+	if n, ok := ctx.Value(appendNoteKey{}).(*AppendNote); ok {
+		n.Duplicate = true
+	}
+}
+
 // Reader reads whole streams, for projections, the relay, audits and tools.
 type Reader interface {
 	// Streams lists the names of every stream of the layout.

@@ -103,6 +103,24 @@ func equal(a, b []string) bool {
 }
 
 func runAppend(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
+	t.Run("a repeated append is noted as a duplicate, at the version before its first attempt or the newest; a new one is not", func(t *testing.T) {
+		s := newStore(t)
+		var first eventstore.AppendNote
+		v1, err := s.Append(eventstore.WithAppendNote(ctxFor(t), &first), concert, 0, []eventstore.Event{ev("A", "1")}, "noted", meta)
+		if err != nil || first.Duplicate {
+			t.Fatalf("first append: version %d, %v, duplicate %v", v1, err, first.Duplicate)
+		}
+		v2 := mustAppend(t, s, concert, v1, "later", ev("A", "2"))
+		// The version a repeat was decided on: the one before its first attempt, or the newest.
+		for _, expected := range []uint64{0, v2} {
+			var again eventstore.AppendNote
+			v, err := s.Append(eventstore.WithAppendNote(ctxFor(t), &again), concert, expected, []eventstore.Event{ev("A", "1")}, "noted", meta)
+			if err != nil || v != v1 || !again.Duplicate {
+				t.Fatalf("repeat at version %d: version %d (first %d), %v, duplicate %v", expected, v, v1, err, again.Duplicate)
+			}
+		}
+	})
+
 	t.Run("events naming their own aggregate are stored in the commit's subject under that aggregate", func(t *testing.T) {
 		s := newStore(t)
 		seatRef := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: seat.ID + ".12"}
