@@ -103,7 +103,7 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	// seat count: 1,000 dates of a flash sale fit, and an evicted one is read back from the log.
 	s.dates = NewRepository(log, eventstore.TypeDate, aggregates.Date.Apply, 1_000, s.clock, s.obs)
 	s.dates.owner = dateEventOwner
-	s.resDates = newStateCache[dateRef](1_000_000)
+	s.resDates = newStateCache[dateRef](200_000)
 	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.clock, s.obs)
 	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
