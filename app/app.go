@@ -117,10 +117,11 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	return s
 }
 
-// metadata names the request (correlation ID) and the step (saga ID and step: causation ID)
-// behind the events of one step. Repository.Update stamps their time.
-func (s *Service) metadata(meta Meta, causation string) eventstore.Metadata {
-	return eventstore.Metadata{CorrelationID: meta.CorrelationID, CausationID: causation}
+// step names one step of this request, such as "<payment>/debit": its dedup ID and its
+// events' causation ID, under the request's correlation ID. Repository.Update stamps their
+// time.
+func (meta Meta) step(name string) step {
+	return step{dedupID: name, meta: eventstore.Metadata{CorrelationID: meta.CorrelationID, CausationID: name}}
 }
 
 // newID returns a fresh UUIDv7: time-ordered, so IDs sort by creation.

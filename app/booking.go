@@ -34,9 +34,9 @@ func dateEventOwner(dateKey string, ev aggregates.Event) *eventstore.AggregateRe
 // may share with other commands of the date, and returns the reservation as that commit left
 // it (as it is, for a no-op). The reservation is copied out while the decision runs under the
 // date's lock: the date's maps are updated in place by later commits.
-func (s *Service) decideReservation(ctx context.Context, meta Meta, date dateRef, resID, step string, decide func(aggregates.Date) ([]aggregates.Event, error)) (aggregates.Reservation, error) {
+func (s *Service) decideReservation(ctx context.Context, date dateRef, resID string, st step, decide func(aggregates.Date) ([]aggregates.Event, error)) (aggregates.Reservation, error) {
 	var res aggregates.Reservation
-	_, _, _, err := s.dates.Update(ctx, date.key(), step, s.metadata(meta, step), func(d aggregates.Date) ([]aggregates.Event, error) {
+	_, err := s.dates.Do(ctx, date.key(), st, func(d aggregates.Date) ([]aggregates.Event, error) {
 		evs, err := decide(d)
 		res, _ = d.Reservation(resID)
 		for _, ev := range evs {
@@ -123,7 +123,7 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 		ReservationID: resID, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
 		SeatNos: nos, Price: price, HeldAt: now, HeldUntil: now.Add(s.cfg.HoldTTL), MaxSeatsPerUser: s.cfg.MaxSeatsPerUser,
 	}
-	r, err := s.decideReservation(ctx, meta, ref, resID, resID+"/hold", func(d aggregates.Date) ([]aggregates.Event, error) {
+	r, err := s.decideReservation(ctx, ref, resID, meta.step(resID+"/hold"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideHold(hold)
 	})
 	if err != nil {
@@ -155,7 +155,7 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 		}
 		return reservationView(r), nil
 	}
-	r, err := s.decideReservation(ctx, meta, ref, reservationID, reservationID+"/cancel", func(d aggregates.Date) ([]aggregates.Event, error) {
+	r, err := s.decideReservation(ctx, ref, reservationID, meta.step(reservationID+"/cancel"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideCancel(reservationID, aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")})
 	})
 	if err != nil {
@@ -219,8 +219,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	var startErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		step := pid + "/start"
-		_, _, _, startErr = s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(p aggregates.Payment) ([]aggregates.Event, error) {
+		_, startErr = s.payments.Do(ctx, pid, meta.step(pid+"/start"), func(p aggregates.Payment) ([]aggregates.Event, error) {
 			return p.DecideStart(started)
 		})
 	})
@@ -244,7 +243,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 
 // lock locks the reservation for one payment, so that of concurrent payments only one debits.
 func (s *Service) lock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted) error {
-	_, err := s.decideReservation(ctx, meta, date, p.ReservationID, p.PaymentID+"/lock", func(d aggregates.Date) ([]aggregates.Event, error) {
+	_, err := s.decideReservation(ctx, date, p.ReservationID, meta.step(p.PaymentID+"/lock"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideStartPayment(p.ReservationID, aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
 	})
 	if err != nil {
@@ -255,7 +254,7 @@ func (s *Service) lock(ctx context.Context, meta Meta, date dateRef, p aggregate
 
 // unlock releases a payment's lock on its reservation (a no-op if it holds none).
 func (s *Service) unlock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted, reason string) error {
-	_, err := s.decideReservation(ctx, meta, date, p.ReservationID, p.PaymentID+"/abort", func(d aggregates.Date) ([]aggregates.Event, error) {
+	_, err := s.decideReservation(ctx, date, p.ReservationID, meta.step(p.PaymentID+"/abort"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideAbortPayment(p.ReservationID, aggregates.AbortPayment{PaymentID: p.PaymentID, Reason: reason})
 	})
 	if err != nil {
@@ -288,8 +287,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 	// reservation's lock if this payment holds it (both no-ops otherwise, which matters when
 	// recovery resumes a payment whose debit landed before a crash), then records the failure.
 	fail := func(reason string, cause error) (projections.PaymentView, error) {
-		step := pid + "/reverse"
-		if _, _, _, err := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+		if _, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/reverse"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 			return w.DecideRefund(aggregates.RefundDebit{PaymentID: p.PaymentID, Reason: aggregates.RefundReversal})
 		}); err != nil {
 			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
@@ -299,8 +297,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 				return projections.PaymentView{}, err
 			}
 		}
-		step = pid + "/fail"
-		if _, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+		if _, err := s.payments.Do(ctx, pid, meta.step(pid+"/fail"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 			return st.DecideFail(reason, s.clock.Now())
 		}); err != nil {
 			return projections.PaymentView{}, fmt.Errorf("fail payment %s: %w", pid, err)
@@ -321,8 +318,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		}
 	}
 
-	step := pid + "/debit"
-	_, _, _, err = s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+	_, err = s.wallets.Do(ctx, p.UserID, meta.step(pid+"/debit"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideDebit(aggregates.Debit{PaymentID: p.PaymentID, Amount: p.Amount})
 	})
 	if err != nil {
@@ -335,7 +331,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		return fail(aggregates.FailNotPayable, err)
 	}
 
-	_, err = s.decideReservation(ctx, meta, ref, resID, pid+"/confirm", func(d aggregates.Date) ([]aggregates.Event, error) {
+	_, err = s.decideReservation(ctx, ref, resID, meta.step(pid+"/confirm"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideConfirm(resID, aggregates.Confirm{PaymentID: p.PaymentID, Now: s.clock.Now()})
 	})
 	if err != nil {
@@ -356,9 +352,8 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 	var completeErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		step := pid + "/complete"
 		now := s.clock.Now()
-		st, _, _, completeErr = s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+		st, completeErr = s.payments.Do(ctx, pid, meta.step(pid+"/complete"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 			return st.DecideComplete(now)
 		})
 	})
@@ -378,8 +373,7 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (proj
 	if !aggregates.ValidID(paymentID) {
 		return projections.PaymentView{}, fmt.Errorf("payment %q: %w", paymentID, aggregates.ErrPaymentNotFound)
 	}
-	step := paymentID + "/refund"
-	p, _, _, err := s.payments.Update(ctx, paymentID, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+	p, err := s.payments.Do(ctx, paymentID, meta.step(paymentID+"/refund"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 		return st.DecideRefundRequest(s.clock.Now(), requestID(meta, "refund"))
 	})
 	if err != nil {
@@ -401,19 +395,17 @@ func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.Payment
 	if err != nil {
 		return projections.PaymentView{}, err
 	}
-	if _, err := s.decideReservation(ctx, meta, ref, resID, pid+"/refund-cancel", func(d aggregates.Date) ([]aggregates.Event, error) {
+	if _, err := s.decideReservation(ctx, ref, resID, meta.step(pid+"/refund-cancel"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideCancelForRefund(resID, aggregates.CancelForRefund{PaymentID: pid, Now: s.clock.Now()})
 	}); err != nil {
 		return projections.PaymentView{}, fmt.Errorf("cancel reservation %s for refund: %w", resID, err)
 	}
-	step := pid + "/refund-points"
-	if _, _, _, err := s.wallets.Update(ctx, p.UserID, step, s.metadata(meta, step), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+	if _, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/refund-points"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})
 	}); err != nil {
 		return projections.PaymentView{}, fmt.Errorf("refund points of %s: %w", pid, err)
 	}
-	step = pid + "/refunded"
-	st, _, _, err := s.payments.Update(ctx, pid, step, s.metadata(meta, step), func(st aggregates.Payment) ([]aggregates.Event, error) {
+	st, err := s.payments.Do(ctx, pid, meta.step(pid+"/refunded"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 		return st.DecideFinishRefund(s.clock.Now())
 	})
 	if err != nil {

@@ -30,7 +30,7 @@ func (s *Service) CreateConcert(ctx context.Context, meta Meta, c NewConcert) (a
 		_, err := aggregates.Concert{}.DecideCreate(cmd)
 		return aggregates.ConcertCreated{}, err
 	}
-	st, _, _, err := s.concerts.Update(ctx, c.ConcertID, "create/"+c.ConcertID, s.metadata(meta, "create/"+c.ConcertID),
+	st, err := s.concerts.Do(ctx, c.ConcertID, meta.step("create/"+c.ConcertID),
 		func(st aggregates.Concert) ([]aggregates.Event, error) { return st.DecideCreate(cmd) })
 	if err != nil {
 		return aggregates.ConcertCreated{}, fmt.Errorf("create concert %s: %w", c.ConcertID, err)
@@ -47,7 +47,8 @@ func (s *Service) RecordSellOut(ctx context.Context, concertID, dateID string, s
 	}
 	id := concertID + "." + dateID
 	cmd := aggregates.RecordSellOut{ConcertID: concertID, DateID: dateID, SoldOutAt: soldOutAt, SalesOpenedAt: c.Created().SalesOpenedAt}
-	_, _, _, err = s.sellouts.Update(ctx, id, "sellout/"+id, s.metadata(Meta{CorrelationID: "sellout/" + id}, "sellout/"+id),
+	// A sell-out is no request's doing: the step is its own correlation.
+	_, err = s.sellouts.Do(ctx, id, Meta{CorrelationID: "sellout/" + id}.step("sellout/"+id),
 		func(st aggregates.SellOut) ([]aggregates.Event, error) { return st.DecideRecord(cmd) })
 	if err != nil {
 		return fmt.Errorf("record sell-out of %s: %w", id, err)

@@ -95,7 +95,7 @@ func (s *Service) ExpireDue(ctx context.Context) int {
 func (s *Service) expire(ctx context.Context, h HeldSeat) error {
 	ref := dateRef{concertID: h.ConcertID, dateID: h.DateID}
 	meta := Meta{CorrelationID: "expiry/" + h.ReservationID}
-	r, err := s.decideReservation(ctx, meta, ref, h.ReservationID, h.ReservationID+"/expire", func(d aggregates.Date) ([]aggregates.Event, error) {
+	r, err := s.decideReservation(ctx, ref, h.ReservationID, meta.step(h.ReservationID+"/expire"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideExpire(h.ReservationID, aggregates.Expire{Now: s.clock.Now()})
 	})
 	if err != nil {

@@ -84,7 +84,7 @@ func queueBehindFirst(t *testing.T, g *gatedStore, repo *Repository[aggregates.W
 		out[i] = make(chan walletResult, 1)
 		go func() {
 			meta := eventstore.Metadata{CorrelationID: fmt.Sprintf("cmd-%d", i)}
-			_, ver, evs, err := repo.Update(context.Background(), id, fmt.Sprintf("d-%d", i), meta, cmds[i])
+			_, ver, evs, err := repo.Update(context.Background(), id, step{dedupID: fmt.Sprintf("d-%d", i), meta: meta}, cmds[i])
 			out[i] <- walletResult{ver, evs, err}
 		}()
 	}
@@ -147,7 +147,7 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			_, _, _, err := repo.Update(context.Background(), "u1", "d-later", eventstore.Metadata{}, charge(4, "c2"))
+			_, err := repo.Do(context.Background(), "u1", step{dedupID: "d-later"}, charge(4, "c2"))
 			done <- err
 		}()
 		select {
@@ -204,14 +204,14 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 		close(g.gate)
 		mine := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
 		other := NewRepository(eventstore.Store(g.MemStore), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		if _, _, _, err := mine.Update(context.Background(), "u1", "a", eventstore.Metadata{}, charge(100, "a")); err != nil {
+		if _, err := mine.Do(context.Background(), "u1", step{dedupID: "a"}, charge(100, "a")); err != nil {
 			t.Fatal(err)
 		}
 		// The other instance spends the points; this one's cache still shows 100.
-		if _, _, _, err := other.Update(context.Background(), "u1", "b", eventstore.Metadata{}, debit(100, "p-other")); err != nil {
+		if _, err := other.Do(context.Background(), "u1", step{dedupID: "b"}, debit(100, "p-other")); err != nil {
 			t.Fatal(err)
 		}
-		_, _, _, err := mine.Update(context.Background(), "u1", "c", eventstore.Metadata{}, debit(100, "p-mine"))
+		_, err := mine.Do(context.Background(), "u1", step{dedupID: "c"}, debit(100, "p-mine"))
 		if !errors.Is(err, aggregates.ErrInsufficientPoints) {
 			t.Fatalf("debit decided on a stale cache: %v, want ErrInsufficientPoints after catching up", err)
 		}
@@ -227,7 +227,7 @@ func TestManyGoroutinesUpdatingOneAggregateLoseNothing(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, _, _, err := repo.Update(context.Background(), "u1", fmt.Sprint(i), eventstore.Metadata{}, charge(1, fmt.Sprint(i))); err != nil {
+					if _, err := repo.Do(context.Background(), "u1", step{dedupID: fmt.Sprint(i)}, charge(1, fmt.Sprint(i))); err != nil {
 						t.Errorf("charge %d: %v", i, err)
 					}
 				}()

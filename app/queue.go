@@ -155,9 +155,8 @@ func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Tok
 		return Token{}, false, fmt.Errorf("user %q: %w", userID, aggregates.ErrInvalid)
 	}
 	tokenID := newID()
-	step := "token/" + tokenID
 	var existing string
-	_, pos, evs, err := s.queueUsers.Update(ctx, userID, step, s.metadata(meta, step), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
+	_, pos, evs, err := s.queueUsers.Update(ctx, userID, meta.step("token/"+tokenID), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
 		_, st, _, _, _, _ := s.queue.status(q.TokenID(), s.clock.Now())
 		existing = q.TokenID()
 		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: s.clock.Now(), CurrentStatus: st})
@@ -191,7 +190,9 @@ func (s *Service) admit(ctx context.Context) error {
 		return nil
 	}
 	wm := s.queue.nextWatermark(budget)
-	_, ver, evs, err := s.gate.Update(ctx, "main", "", s.metadata(Meta{CorrelationID: "admission"}, "admission"), func(a aggregates.Admission) ([]aggregates.Event, error) {
+	// Every advance is a new decision on the watermark, never a repeat: no dedup ID.
+	advance := step{meta: eventstore.Metadata{CorrelationID: "admission", CausationID: "admission"}}
+	_, ver, evs, err := s.gate.Update(ctx, "main", advance, func(a aggregates.Admission) ([]aggregates.Event, error) {
 		return a.DecideAdvance(aggregates.Advance{Watermark: wm, Now: now})
 	})
 	if err != nil {
@@ -250,8 +251,7 @@ func (s *Service) queueLoaded() error {
 }
 
 func (s *Service) revokeToken(ctx context.Context, meta Meta, userID, paymentID string) error {
-	step := paymentID + "/revoke"
-	_, ver, evs, err := s.queueUsers.Update(ctx, userID, step, s.metadata(meta, step), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
+	_, ver, evs, err := s.queueUsers.Update(ctx, userID, meta.step(paymentID+"/revoke"), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
 		return q.DecideRevoke(aggregates.RevokeToken{TokenID: q.TokenID(), Reason: "PAID", Now: s.clock.Now()})
 	})
 	if err != nil {

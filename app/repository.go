@@ -137,11 +137,28 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 	return st, ver, nil
 }
 
+// step is one command's identity in the log: the dedup ID that makes its append safe to
+// repeat and the metadata its events carry. A saga step's dedup ID is also its causation ID
+// (see Meta.step), so the two are made once, together, and cannot drift apart.
+type step struct {
+	dedupID string
+	meta    eventstore.Metadata
+}
+
+// Do decides on the aggregate's state with decide and appends the events it returns, as
+// Update does, and returns the state after the commit. It is the common form: most callers
+// need neither the version nor the events.
+func (r *Repository[S]) Do(ctx context.Context, id string, st step, decide func(S) ([]aggregates.Event, error)) (S, error) {
+	state, _, _, err := r.Update(ctx, id, st, decide)
+	return state, err
+}
+
 // Update decides on the aggregate's state with fn and appends the events it returns with the
 // version the decision was made on. On a concurrent append it catches up and calls fn again,
 // up to a bound. A decision made on a cached state that yields no events or an error is
-// checked against the store first, so a stale cache never answers for the log. dedupID makes
-// the append safe to repeat (saga steps pass IDs derived from the saga and the step).
+// checked against the store first, so a stale cache never answers for the log. The step's
+// dedup ID makes the append safe to repeat (saga steps pass IDs derived from the saga and the
+// step).
 // It returns the state after the commit that holds the events, its version, and the events
 // appended (none for a no-op).
 //
@@ -155,8 +172,8 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 // command's meta.OccurredAt itself as it decides it, under the aggregate's lock: stamped any
 // earlier, concurrent commands of one aggregate could append in another order than they were
 // stamped, and a wallet's history would go back in time.
-func (r *Repository[S]) Update(ctx context.Context, id, dedupID string, meta eventstore.Metadata, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
-	c := &command[S]{ctx: ctx, dedupID: dedupID, meta: meta, decide: fn, done: make(chan updateResult[S], 1)}
+func (r *Repository[S]) Update(ctx context.Context, id string, st step, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
+	c := &command[S]{ctx: ctx, step: st, decide: fn, done: make(chan updateResult[S], 1)}
 	if !r.lanes.join(id, c) {
 		select {
 		case o := <-c.done:
@@ -347,12 +364,11 @@ func (r *Repository[S]) decideAll(id string, st S, batch []*command[S]) decision
 
 // command is one Update waiting for its commit.
 type command[S any] struct {
-	ctx     context.Context
-	dedupID string
-	meta    eventstore.Metadata
-	decide  func(S) ([]aggregates.Event, error)
-	done    chan updateResult[S] // buffered: answered once
-	lead    chan struct{}        // buffered: told once when it leads the next commit; made when it queues
+	ctx context.Context
+	step
+	decide func(S) ([]aggregates.Event, error)
+	done   chan updateResult[S] // buffered: answered once
+	lead   chan struct{}        // buffered: told once when it leads the next commit; made when it queues
 	// evs and err are what the command decided in the commit under way.
 	evs []aggregates.Event
 	err error

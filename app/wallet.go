@@ -15,7 +15,7 @@ func (s *Service) Charge(ctx context.Context, meta Meta, userID string, amount i
 		return projections.WalletView{}, fmt.Errorf("user %q: %w", userID, aggregates.ErrInvalid)
 	}
 	ref := "charge/" + idFor(meta, "charge")
-	w, _, _, err := s.wallets.Update(ctx, userID, ref, s.metadata(meta, ref), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+	w, err := s.wallets.Do(ctx, userID, meta.step(ref), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideCharge(aggregates.Charge{Amount: amount, Reference: ref[len("charge/"):]})
 	})
 	if err != nil {
