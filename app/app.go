@@ -60,7 +60,11 @@ type Service struct {
 	resDates *stateCache[dateRef]
 
 	queue   *queueIndex
-	sweeper *sweeper
+	// queueShared is set once the queue follower runs and other instances may write the
+	// queue: then a token this instance does not know, or knows as waiting, is judged only
+	// after its index caught up with the log.
+	queueShared atomic.Bool
+	sweeper     *sweeper
 	obs     Observer
 	ready   atomic.Bool
 	// queueLoading is set while Start replays the waiting queue: until then a token's

@@ -34,6 +34,7 @@ type queueIndex struct {
 	// it is in the index (own appends may have put later events in too). See queuesnapshot.go.
 	seq     uint64
 	eventID string
+	moved   chan struct{} // closed when seq moves, for waitApplied; nil while nobody waits
 }
 
 type tokenRec struct {
@@ -226,9 +227,17 @@ func (s *Service) CheckToken(ctx context.Context, token string) (string, error) 
 		return "", err
 	}
 	_, st, _, _, _, ok := s.queue.status(c.tokenID, s.clock.Now())
+	if (!ok || st == aggregates.TokenWaiting) && s.queueShared.Load() {
+		// Another instance may have issued or admitted it a moment ago, which this instance's
+		// index has not applied yet: a client whose token another instance shows ACTIVE must
+		// not be told it waits. Catch the index up with the stream's head and look again.
+		if err := s.catchUpQueue(ctx); err != nil {
+			return "", err
+		}
+		_, st, _, _, _, ok = s.queue.status(c.tokenID, s.clock.Now())
+	}
 	if !ok {
-		// Signed by us but not (yet) in this instance's index: another instance issued it a
-		// moment ago. Judge it by its claims alone.
+		// Signed by us but in no index: judge it by its claims alone.
 		var a aggregates.Admission
 		st, _, _ = a.StatusOf(s.queue.policy, c.position, c.issuedAt, false, s.clock.Now())
 	}
@@ -241,6 +250,25 @@ func (s *Service) CheckToken(ctx context.Context, token string) (string, error) 
 		return "", ErrTokenExpired
 	}
 }
+
+// catchUpQueue waits until this instance's queue index has applied the QUEUE stream up to the
+// head it has now, for at most queueCatchUp.
+func (s *Service) catchUpQueue(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, queueCatchUp)
+	defer cancel()
+	head, err := s.log.Head(ctx, eventstore.StreamsOf(eventstore.TypeQueueUser)[0])
+	if err != nil {
+		return fmt.Errorf("queue head: %w", err)
+	}
+	if err := s.queue.waitApplied(ctx, head); err != nil {
+		return fmt.Errorf("waiting queue behind the log: %w: %w", eventstore.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// queueCatchUp bounds how long a token check waits for the queue index to catch up with the
+// log; the follower is milliseconds behind unless the store is in trouble.
+const queueCatchUp = 2 * time.Second
 
 // queueLoaded refuses queue commands while Start is still replaying the queue.
 func (s *Service) queueLoaded() error {

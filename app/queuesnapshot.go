@@ -107,7 +107,32 @@ func (q *queueIndex) restore(s queueSnapshot) {
 func (q *queueIndex) appliedInOrder(env eventstore.Envelope) {
 	q.mu.Lock()
 	q.seq, q.eventID = env.Sequence, env.EventID
+	if q.moved != nil {
+		close(q.moved)
+		q.moved = nil
+	}
 	q.mu.Unlock()
+}
+
+// waitApplied waits until the follower has applied the QUEUE stream up to seq, or ctx ends.
+func (q *queueIndex) waitApplied(ctx context.Context, seq uint64) error {
+	for {
+		q.mu.Lock()
+		if q.seq >= seq {
+			q.mu.Unlock()
+			return nil
+		}
+		if q.moved == nil {
+			q.moved = make(chan struct{})
+		}
+		moved := q.moved
+		q.mu.Unlock()
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // errFound stops a replay once it has read what it looked for.

@@ -577,3 +577,30 @@ func TestARetriedHoldAfterARestartLeavesTheDateAsTheLogHasIt(t *testing.T) {
 		})
 	}
 }
+
+func TestATokenAdmittedThroughOneInstanceIsActiveThroughAnotherAtOnce(t *testing.T) {
+	log := stores[1].open(t) // JetStream: the followers lag behind the appends as in production
+	cfg := Config{QueueBatch: 100, QueueInterval: time.Hour, QueueActiveTTL: time.Hour}
+	a, b := newHarness(t, log, cfg), newHarness(t, log, cfg)
+	for _, h := range []*harness{a, b} {
+		if err := h.svc.Start(h.ctx, logReads{log}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		tok, _, err := a.svc.IssueToken(a.ctx, Meta{}, userN(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.svc.admit(a.ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Instance a shows it ACTIVE; a client may send its next request to b.
+		if st, err := a.svc.TokenStatus(a.ctx, tok.Token); err != nil || st.Status != "ACTIVE" {
+			t.Fatalf("token %d through a: %+v, %v", i, st, err)
+		}
+		if user, err := b.svc.CheckToken(b.ctx, tok.Token); err != nil || user != userN(i) {
+			t.Fatalf("token %d, ACTIVE through a, checked through b: %q, %v", i, user, err)
+		}
+	}
+}
