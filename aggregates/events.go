@@ -242,26 +242,50 @@ func (PointsCharged) EventType() string             { return "PointsCharged" }
 func (PointsDebited) EventType() string             { return "PointsDebited" }
 func (PointsRefunded) EventType() string            { return "PointsRefunded" }
 
-var registry = map[string]func() Event{}
+// registry maps a stored type name to the function that reads that type's payload.
+var registry = map[string]func(data []byte) (Event, error){}
 
-func register(fs ...func() Event) {
-	for _, f := range fs {
-		registry[f().EventType()] = f
+// register makes event type T decodable under the name its EventType method gives. The
+// decoder returns a T value, never a pointer, so that type switches on decoded events match.
+func register[T Event]() {
+	var zero T
+	registry[zero.EventType()] = func(data []byte) (Event, error) {
+		var e T
+		// json/v2's decoder (the code proposed as encoding/json/v2) reads a payload in one
+		// pass, about 2.7 times as fast as encoding/json, which scans it twice: decoding is a
+		// large share of a rebuild's and a restart's work. It reads what encoding/json wrote
+		// the same: exact member names, valid UTF-8, no duplicate names.
+		if err := jsonv2.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		return e, nil
 	}
 }
 
+// Every event type, once: adding an event is a line here and its EventType method above.
 func init() {
-	register(
-		func() Event { return &ConcertCreated{} }, func() Event { return &DateSoldOut{} },
-		func() Event { return &QueueTokenIssued{} }, func() Event { return &QueueTokenRevoked{} }, func() Event { return &QueueAdvanced{} },
-		func() Event { return &SeatHeld{} }, func() Event { return &SeatReleased{} }, func() Event { return &SeatSold{} },
-		func() Event { return &ReservationHeld{} }, func() Event { return &ReservationPaymentStarted{} },
-		func() Event { return &ReservationPaymentAborted{} }, func() Event { return &ReservationConfirmed{} },
-		func() Event { return &ReservationExpired{} }, func() Event { return &ReservationCancelled{} },
-		func() Event { return &PaymentStarted{} }, func() Event { return &PaymentCompleted{} },
-		func() Event { return &PaymentFailed{} }, func() Event { return &PaymentRefundStarted{} }, func() Event { return &PaymentRefunded{} },
-		func() Event { return &PointsCharged{} }, func() Event { return &PointsDebited{} }, func() Event { return &PointsRefunded{} },
-	)
+	register[ConcertCreated]()
+	register[DateSoldOut]()
+	register[QueueTokenIssued]()
+	register[QueueTokenRevoked]()
+	register[QueueAdvanced]()
+	register[SeatHeld]()
+	register[SeatReleased]()
+	register[SeatSold]()
+	register[ReservationHeld]()
+	register[ReservationPaymentStarted]()
+	register[ReservationPaymentAborted]()
+	register[ReservationConfirmed]()
+	register[ReservationExpired]()
+	register[ReservationCancelled]()
+	register[PaymentStarted]()
+	register[PaymentCompleted]()
+	register[PaymentFailed]()
+	register[PaymentRefundStarted]()
+	register[PaymentRefunded]()
+	register[PointsCharged]()
+	register[PointsDebited]()
+	register[PointsRefunded]()
 }
 
 // ErrUnknownEvent reports an event type this code does not know.
@@ -269,70 +293,15 @@ var ErrUnknownEvent = fmt.Errorf("unknown event type")
 
 // Decode turns a stored type name and JSON payload back into an event value (not a pointer).
 func Decode(eventType string, data []byte) (Event, error) {
-	f, ok := registry[eventType]
+	decode, ok := registry[eventType]
 	if !ok {
 		return nil, fmt.Errorf("decode %q: %w", eventType, ErrUnknownEvent)
 	}
-	p := f()
-	// json/v2's decoder (the code proposed as encoding/json/v2) reads a payload in one pass,
-	// about 2.7 times as fast as encoding/json, which scans it twice: decoding is a large
-	// share of a rebuild's and a restart's work. It reads what encoding/json wrote the same:
-	// exact member names, valid UTF-8, no duplicate names.
-	if err := jsonv2.Unmarshal(data, p); err != nil {
+	e, err := decode(data)
+	if err != nil {
 		return nil, fmt.Errorf("decode %q: %w", eventType, err)
 	}
-	return deref(p), nil
-}
-
-// deref returns the value a registry pointer points to, so that type switches match values.
-func deref(p Event) Event {
-	switch e := p.(type) {
-	case *ConcertCreated:
-		return *e
-	case *DateSoldOut:
-		return *e
-	case *QueueTokenIssued:
-		return *e
-	case *QueueTokenRevoked:
-		return *e
-	case *QueueAdvanced:
-		return *e
-	case *SeatHeld:
-		return *e
-	case *SeatReleased:
-		return *e
-	case *SeatSold:
-		return *e
-	case *ReservationHeld:
-		return *e
-	case *ReservationPaymentStarted:
-		return *e
-	case *ReservationPaymentAborted:
-		return *e
-	case *ReservationConfirmed:
-		return *e
-	case *ReservationExpired:
-		return *e
-	case *ReservationCancelled:
-		return *e
-	case *PaymentStarted:
-		return *e
-	case *PaymentCompleted:
-		return *e
-	case *PaymentFailed:
-		return *e
-	case *PaymentRefundStarted:
-		return *e
-	case *PaymentRefunded:
-		return *e
-	case *PointsCharged:
-		return *e
-	case *PointsDebited:
-		return *e
-	case *PointsRefunded:
-		return *e
-	}
-	return p
+	return e, nil
 }
 
 // Encode returns an event's JSON payload.

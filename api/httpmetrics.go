@@ -8,6 +8,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/booking-engine/booking/internal/promreg"
 )
 
 // UnmatchedRoute is the route label of requests that matched no route (unknown paths, wrong
@@ -49,29 +51,13 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		Buckets: httpBuckets,
 	}, []string{"route", "method"})
 	var err error
-	if requests, err = registerShared(reg, requests); err != nil {
-		return nil, err
+	if requests, err = promreg.Shared(reg, requests); err != nil {
+		return nil, fmt.Errorf("api: register HTTP metrics: %w", err)
 	}
-	if duration, err = registerShared(reg, duration); err != nil {
-		return nil, err
+	if duration, err = promreg.Shared(reg, duration); err != nil {
+		return nil, fmt.Errorf("api: register HTTP metrics: %w", err)
 	}
 	return &httpMetrics{requests: requests, duration: duration}, nil
-}
-
-// registerShared registers c, or returns the collector of the same kind already registered
-// under its name.
-func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("api: register HTTP metrics: %w", err)
 }
 
 // useHTTPMetrics installs the HTTP metrics middleware when Deps.Registerer is set. It must be

@@ -113,8 +113,9 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
-		s.concerts.sole, s.sellouts.sole, s.dates.sole = true, true, true
-		s.payments.sole, s.wallets.sole, s.queueUsers.sole, s.gate.sole = true, true, true, true
+		s.concerts.singleWriter, s.sellouts.singleWriter = true, true
+		s.dates.singleWriter, s.payments.singleWriter, s.wallets.singleWriter = true, true, true
+		s.queueUsers.singleWriter, s.gate.singleWriter = true, true
 	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})
 	s.sweeper = newSweeper()

@@ -34,10 +34,10 @@ type Repository[S any] struct {
 	cache   *stateCache[S]
 	clock   Clock
 	metrics Observer
-	// sole is set when this process is the only writer of the log (the embedded server,
-	// whose data dir is locked): then a cached state is the log's state and a refusal made
-	// on it needs no read to be trusted.
-	sole bool
+	// singleWriter is set when this process is the only writer of the log (the embedded
+	// server, whose data dir is locked; Options.SingleWriter): then a cached state is the
+	// log's state and a refusal made on it needs no read to be trusted.
+	singleWriter bool
 	// owner, when set, names the aggregate each event belongs to, where that is not the one
 	// the commit is appended to (nil): a date's commits carry seat and reservation events.
 	owner func(id string, ev aggregates.Event) *eventstore.AggregateRef
@@ -88,7 +88,7 @@ func (r *Repository[S]) Load(ctx context.Context, id string) (S, uint64, error) 
 	mu.Lock()
 	defer mu.Unlock()
 	st, ver, ok := r.cache.get(id)
-	if ok && r.sole {
+	if ok && r.singleWriter {
 		return st, ver, nil
 	}
 	st, ver, err := r.catchUp(ctx, id, st, ver)
@@ -107,7 +107,7 @@ func (r *Repository[S]) Read(ctx context.Context, id string, fn func(S)) error {
 	mu.Lock()
 	defer mu.Unlock()
 	st, ver, ok := r.cache.get(id)
-	if !ok || !r.sole {
+	if !ok || !r.singleWriter {
 		var err error
 		if st, ver, err = r.catchUp(ctx, id, st, ver); err != nil {
 			return err
@@ -222,7 +222,7 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 	// events exist, and a batch of refusals or no-ops is checked against the log before it is
 	// answered.
 	st, ver, cached := r.cache.get(id)
-	fresh := cached && r.sole
+	fresh := cached && r.singleWriter
 	ref := eventstore.AggregateRef{Type: r.typ, ID: id}
 	fail := func(err error) {
 		for _, c := range live {

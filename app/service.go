@@ -5,7 +5,6 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -100,5 +99,3 @@ type HoldRequest struct {
 	SeatNo  int
 	SeatNos []int
 }
-
-var _ = context.Background

@@ -23,13 +23,15 @@ const (
 // aggregates between streams, so it is fixed for the life of a data dir.
 const Partitions = 8
 
-type context_ struct {
+// boundedContext says where the events of one bounded context are stored: the aggregate
+// types of a context share its streams and its first subject token.
+type boundedContext struct {
 	name        string // stream name, or prefix of the partition streams
 	subject     string // first subject token
 	partitioned bool
 }
 
-var contexts = map[string]context_{
+var contexts = map[string]boundedContext{
 	TypeConcert:   {"CATALOG", "catalog", false},
 	TypeSellOut:   {"CATALOG", "catalog", false},
 	TypeQueueUser: {"QUEUE", "queue", false},
@@ -49,7 +51,7 @@ type StreamSpec struct {
 // catalog rely on replaying it before the others.
 func Layout() []StreamSpec {
 	specs := []StreamSpec{{"CATALOG", "catalog.>"}, {"QUEUE", "queue.>"}}
-	for _, c := range []context_{contexts[TypeDate], contexts[TypePayment], contexts[TypeWallet]} {
+	for _, c := range []boundedContext{contexts[TypeDate], contexts[TypePayment], contexts[TypeWallet]} {
 		for p := 0; p < Partitions; p++ {
 			specs = append(specs, StreamSpec{fmt.Sprintf("%s_%d", c.name, p), fmt.Sprintf("%s.%d.>", c.subject, p)})
 		}

@@ -1,10 +1,9 @@
 package relay
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/booking-engine/booking/internal/promreg"
 )
 
 // metrics are the relay's Prometheus series.
@@ -15,6 +14,9 @@ type metrics struct {
 	lag          prometheus.Histogram
 }
 
+// newMetrics makes the relay's series and registers them with reg (none when reg is nil); a
+// registry that already has them (a second relay: a restart inside one process, tests)
+// shares them. It returns the registry's refusal as it is.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
@@ -41,33 +43,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.delivered, err = register(reg, m.delivered); err != nil {
+	if m.delivered, err = promreg.Shared(reg, m.delivered); err != nil {
 		return nil, err
 	}
-	if m.retried, err = register(reg, m.retried); err != nil {
+	if m.retried, err = promreg.Shared(reg, m.retried); err != nil {
 		return nil, err
 	}
-	if m.deadLettered, err = register(reg, m.deadLettered); err != nil {
+	if m.deadLettered, err = promreg.Shared(reg, m.deadLettered); err != nil {
 		return nil, err
 	}
-	if m.lag, err = register(reg, m.lag); err != nil {
+	if m.lag, err = promreg.Shared(reg, m.lag); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under its name: a second
-// relay on one registry (a restart inside one process, tests) shares the existing series.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("relay: register metrics: %w", err)
 }

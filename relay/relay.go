@@ -201,7 +201,7 @@ func New(js jetstream.JetStream, opts Options) (*Relay, error) {
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("relay: register metrics: %w", err)
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = opts.Concurrency

@@ -26,19 +26,7 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
-)
-
-// Aggregate type names as stored in the envelopes. They equal the eventstore.Type* constants;
-// they are repeated here so the rules depend on nothing but the aggregates.
-const (
-	TypeConcert     = "concert"
-	TypeSellOut     = "sellout"
-	TypeQueueUser   = "queueuser"
-	TypeQueueGate   = "queuegate"
-	TypeSeat        = "seat"
-	TypeReservation = "reservation"
-	TypePayment     = "payment"
-	TypeWallet      = "wallet"
+	"github.com/booking-engine/booking/eventstore"
 )
 
 // Record is one stored event, decoded, with where it was stored.
@@ -246,15 +234,15 @@ func (a *Auditor) Add(r Record) {
 		return
 	}
 	switch r.AggregateType {
-	case TypeSeat:
+	case eventstore.TypeSeat:
 		a.addSeat(r)
-	case TypeReservation:
+	case eventstore.TypeReservation:
 		a.addReservation(r)
-	case TypePayment:
+	case eventstore.TypePayment:
 		a.addPayment(r)
-	case TypeWallet:
+	case eventstore.TypeWallet:
 		a.addWallet(r)
-	case TypeConcert:
+	case eventstore.TypeConcert:
 		switch ev := r.Event.(type) {
 		case aggregates.ConcertCreated:
 			a.concerts[ev.ConcertID] = ev
@@ -271,7 +259,7 @@ func (a *Auditor) foreign(r Record) {
 
 func (a *Auditor) addSeat(r Record) {
 	id := r.AggregateID
-	ref := Ref(TypeSeat, id)
+	ref := Ref(eventstore.TypeSeat, id)
 	s := a.seats[id]
 	if s == nil {
 		s = &seatState{stream: r.Stream}
@@ -284,7 +272,7 @@ func (a *Auditor) addSeat(r Record) {
 	case aggregates.SeatHeld:
 		if s.status != "" {
 			msg := fmt.Sprintf("held for reservation %s while %s", ev.ReservationID, holder())
-			a.found.flag(violation, CheckSeatDoubleHold, ref, &r, msg, Ref(TypeReservation, s.reservation), Ref(TypeReservation, ev.ReservationID))
+			a.found.flag(violation, CheckSeatDoubleHold, ref, &r, msg, Ref(eventstore.TypeReservation, s.reservation), Ref(eventstore.TypeReservation, ev.ReservationID))
 		}
 		*s = seatState{stream: s.stream, status: aggregates.SeatHeldS, reservation: ev.ReservationID, heldUntil: ev.HeldUntil, since: r.Sequence}
 		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, user: ev.UserID, kind: moveHeld, in: commitOf(&r)})
@@ -292,13 +280,13 @@ func (a *Auditor) addSeat(r Record) {
 		switch {
 		case s.status == aggregates.SeatSoldS:
 			msg := fmt.Sprintf("sold to reservation %s (payment %s) while already %s", ev.ReservationID, ev.PaymentID, holder())
-			a.found.flag(violation, CheckSeatDoubleSale, ref, &r, msg, Ref(TypeReservation, s.reservation), Ref(TypeReservation, ev.ReservationID))
+			a.found.flag(violation, CheckSeatDoubleSale, ref, &r, msg, Ref(eventstore.TypeReservation, s.reservation), Ref(eventstore.TypeReservation, ev.ReservationID))
 		case s.status == "":
 			a.found.flag(violation, CheckSeatSoldWithoutHold, ref, &r,
-				fmt.Sprintf("sold to reservation %s (payment %s) while AVAILABLE", ev.ReservationID, ev.PaymentID), Ref(TypeReservation, ev.ReservationID))
+				fmt.Sprintf("sold to reservation %s (payment %s) while AVAILABLE", ev.ReservationID, ev.PaymentID), Ref(eventstore.TypeReservation, ev.ReservationID))
 		case s.reservation != ev.ReservationID:
 			msg := fmt.Sprintf("sold to reservation %s (payment %s) while %s", ev.ReservationID, ev.PaymentID, holder())
-			a.found.flag(violation, CheckSeatSoldWithoutHold, ref, &r, msg, Ref(TypeReservation, ev.ReservationID), Ref(TypeReservation, s.reservation))
+			a.found.flag(violation, CheckSeatSoldWithoutHold, ref, &r, msg, Ref(eventstore.TypeReservation, ev.ReservationID), Ref(eventstore.TypeReservation, s.reservation))
 		}
 		if s.reservation != ev.ReservationID {
 			s.since = r.Sequence
@@ -309,14 +297,14 @@ func (a *Auditor) addSeat(r Record) {
 		switch {
 		case s.status == "":
 			a.found.flag(violation, CheckSeatBadRelease, ref, &r,
-				fmt.Sprintf("released for reservation %s while AVAILABLE", ev.ReservationID), Ref(TypeReservation, ev.ReservationID))
+				fmt.Sprintf("released for reservation %s while AVAILABLE", ev.ReservationID), Ref(eventstore.TypeReservation, ev.ReservationID))
 		case s.reservation != ev.ReservationID:
 			msg := fmt.Sprintf("released for reservation %s while %s", ev.ReservationID, holder())
-			a.found.flag(violation, CheckSeatBadRelease, ref, &r, msg, Ref(TypeReservation, ev.ReservationID), Ref(TypeReservation, s.reservation))
+			a.found.flag(violation, CheckSeatBadRelease, ref, &r, msg, Ref(eventstore.TypeReservation, ev.ReservationID), Ref(eventstore.TypeReservation, s.reservation))
 		case s.status == aggregates.SeatSoldS && ev.Reason != aggregates.ReleaseRefunded:
 			a.found.flag(violation, CheckSeatBadRelease, ref, &r,
 				fmt.Sprintf("sold seat released for reservation %s with reason %q: only a refund frees a sold seat", ev.ReservationID, ev.Reason),
-				Ref(TypeReservation, ev.ReservationID))
+				Ref(eventstore.TypeReservation, ev.ReservationID))
 		}
 		*s = seatState{stream: s.stream, since: r.Sequence}
 		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, kind: moveReleased, in: commitOf(&r)})
@@ -327,7 +315,7 @@ func (a *Auditor) addSeat(r Record) {
 
 func (a *Auditor) addReservation(r Record) {
 	id := r.AggregateID
-	ref := Ref(TypeReservation, id)
+	ref := Ref(eventstore.TypeReservation, id)
 	s := a.reservations[id]
 	if s == nil {
 		s = &resState{stream: r.Stream}
@@ -427,9 +415,9 @@ func (a *Auditor) claimSeats(r Record, id string) {
 				continue
 			}
 			still = append(still, other)
-			a.found.flag(violation, CheckSeatTwoReservations, Ref(TypeSeat, sid), &r,
+			a.found.flag(violation, CheckSeatTwoReservations, Ref(eventstore.TypeSeat, sid), &r,
 				fmt.Sprintf("listed by reservation %s while reservation %s, %s, lists it", id, other, a.reservations[other].status),
-				Ref(TypeReservation, other), Ref(TypeReservation, id))
+				Ref(eventstore.TypeReservation, other), Ref(eventstore.TypeReservation, id))
 		}
 		a.liveIn[sid] = append(still, id)
 	}
@@ -437,7 +425,7 @@ func (a *Auditor) claimSeats(r Record, id string) {
 
 func (a *Auditor) addPayment(r Record) {
 	id := r.AggregateID
-	ref := Ref(TypePayment, id)
+	ref := Ref(eventstore.TypePayment, id)
 	s := a.payments[id]
 	if s == nil {
 		s = &payState{stream: r.Stream}
@@ -482,7 +470,7 @@ func (a *Auditor) addPayment(r Record) {
 
 func (a *Auditor) addWallet(r Record) {
 	id := r.AggregateID
-	ref := Ref(TypeWallet, id)
+	ref := Ref(eventstore.TypeWallet, id)
 	w := a.wallets[id]
 	if w == nil {
 		w = &walletState{stream: r.Stream, debited: map[string]int64{}, refunded: map[string]bool{}}
@@ -506,7 +494,7 @@ func (a *Auditor) addWallet(r Record) {
 		a.charged += ev.Amount
 	case aggregates.PointsDebited:
 		if ev.Amount < 0 {
-			a.found.flag(violation, CheckWalletAmount, ref, &r, fmt.Sprintf("debit of %d points for payment %s", ev.Amount, ev.PaymentID), Ref(TypePayment, ev.PaymentID))
+			a.found.flag(violation, CheckWalletAmount, ref, &r, fmt.Sprintf("debit of %d points for payment %s", ev.Amount, ev.PaymentID), Ref(eventstore.TypePayment, ev.PaymentID))
 		}
 		add(-ev.Amount)
 		if _, again := w.debited[ev.PaymentID]; !again {
@@ -518,16 +506,16 @@ func (a *Auditor) addWallet(r Record) {
 		switch {
 		case !debited:
 			a.found.flag(violation, CheckWalletRefundWithoutDebit, ref, &r,
-				fmt.Sprintf("refund of %d points for payment %s, which never debited this wallet", ev.Amount, ev.PaymentID), Ref(TypePayment, ev.PaymentID))
+				fmt.Sprintf("refund of %d points for payment %s, which never debited this wallet", ev.Amount, ev.PaymentID), Ref(eventstore.TypePayment, ev.PaymentID))
 		case w.refunded[ev.PaymentID]:
 			a.found.flag(violation, CheckWalletDoubleRefund, ref, &r,
-				fmt.Sprintf("debit of payment %s refunded again (%d points, reason %s)", ev.PaymentID, ev.Amount, ev.Reason), Ref(TypePayment, ev.PaymentID))
+				fmt.Sprintf("debit of payment %s refunded again (%d points, reason %s)", ev.PaymentID, ev.Amount, ev.Reason), Ref(eventstore.TypePayment, ev.PaymentID))
 		case amount != ev.Amount:
 			a.found.flag(violation, CheckWalletAmount, ref, &r,
-				fmt.Sprintf("refund of %d points for payment %s, which debited %d", ev.Amount, ev.PaymentID, amount), Ref(TypePayment, ev.PaymentID))
+				fmt.Sprintf("refund of %d points for payment %s, which debited %d", ev.Amount, ev.PaymentID, amount), Ref(eventstore.TypePayment, ev.PaymentID))
 		}
 		if ev.Reason != aggregates.RefundReversal && ev.Reason != aggregates.RefundRefund {
-			a.found.flag(violation, CheckWalletAmount, ref, &r, fmt.Sprintf("refund for payment %s with unknown reason %q", ev.PaymentID, ev.Reason), Ref(TypePayment, ev.PaymentID))
+			a.found.flag(violation, CheckWalletAmount, ref, &r, fmt.Sprintf("refund for payment %s with unknown reason %q", ev.PaymentID, ev.Reason), Ref(eventstore.TypePayment, ev.PaymentID))
 		}
 		if debited {
 			w.refunded[ev.PaymentID] = true
@@ -635,14 +623,14 @@ func (a *Auditor) crossCheck(out *sink) {
 func (a *Auditor) checkDebits(out *sink) {
 	for _, pid := range sortedKeys(a.debits) {
 		ds := a.debits[pid]
-		pref := Ref(TypePayment, pid)
+		pref := Ref(eventstore.TypePayment, pid)
 		if len(ds) > 1 {
 			where := make([]string, len(ds))
 			related := make([]string, 0, len(ds))
 			for i, d := range ds {
 				where[i] = fmt.Sprintf("%d points from wallet %s at %s:%d", d.amount, d.wallet, d.stream, d.seq)
-				if !slices.Contains(related, Ref(TypeWallet, d.wallet)) {
-					related = append(related, Ref(TypeWallet, d.wallet))
+				if !slices.Contains(related, Ref(eventstore.TypeWallet, d.wallet)) {
+					related = append(related, Ref(eventstore.TypeWallet, d.wallet))
 				}
 			}
 			out.flag(violation, CheckPaymentDoubleDebit, pref, nil,
@@ -650,7 +638,7 @@ func (a *Auditor) checkDebits(out *sink) {
 		}
 		p := a.payments[pid]
 		for _, d := range ds {
-			wref := Ref(TypeWallet, d.wallet)
+			wref := Ref(eventstore.TypeWallet, d.wallet)
 			at := &Record{Stream: d.stream, Sequence: d.seq}
 			reversed := a.reversed(pid, d.wallet)
 			if p == nil {
@@ -703,9 +691,9 @@ func (a *Auditor) reversed(pid, wallet string) bool {
 func (a *Auditor) checkPayments(out *sink) {
 	for _, pid := range sortedKeys(a.payments) {
 		p := a.payments[pid]
-		pref := Ref(TypePayment, pid)
+		pref := Ref(eventstore.TypePayment, pid)
 		rid := p.started.ReservationID
-		rref := Ref(TypeReservation, rid)
+		rref := Ref(eventstore.TypeReservation, rid)
 		if p.status == "" {
 			out.flag(violation, CheckPaymentTransition, pref, nil, "events of a payment that was never started")
 			continue
@@ -716,11 +704,11 @@ func (a *Auditor) checkPayments(out *sink) {
 			if len(a.debits[pid]) > 0 && !a.reversed(pid, p.started.UserID) {
 				msg += ", debited and not yet paid for"
 			}
-			out.flag(inFlight, CheckPaymentInFlight, pref, nil, msg, rref, Ref(TypeWallet, p.started.UserID))
+			out.flag(inFlight, CheckPaymentInFlight, pref, nil, msg, rref, Ref(eventstore.TypeWallet, p.started.UserID))
 			continue
 		case aggregates.PaymentRefundingS:
 			out.flag(inFlight, CheckPaymentInFlight, pref, nil,
-				fmt.Sprintf("still REFUNDING: reservation %s, user %s", rid, p.started.UserID), rref, Ref(TypeWallet, p.started.UserID))
+				fmt.Sprintf("still REFUNDING: reservation %s, user %s", rid, p.started.UserID), rref, Ref(eventstore.TypeWallet, p.started.UserID))
 			continue
 		case aggregates.PaymentFailedS:
 			continue
@@ -728,7 +716,7 @@ func (a *Auditor) checkPayments(out *sink) {
 		// COMPLETED or REFUNDED: the points were taken, the reservation confirmed.
 		if len(a.debits[pid]) == 0 {
 			out.flag(violation, CheckPaymentWithoutDebit, pref, nil,
-				fmt.Sprintf("%s without any debit (user %s, %d points)", p.status, p.started.UserID, p.started.Amount), Ref(TypeWallet, p.started.UserID))
+				fmt.Sprintf("%s without any debit (user %s, %d points)", p.status, p.started.UserID, p.started.Amount), Ref(eventstore.TypeWallet, p.started.UserID))
 		}
 		res := a.reservations[rid]
 		if res == nil || !res.opened {
@@ -764,7 +752,7 @@ func (a *Auditor) checkPayments(out *sink) {
 func (a *Auditor) checkReservations(out *sink) {
 	for _, rid := range sortedKeys(a.reservations) {
 		res := a.reservations[rid]
-		rref := Ref(TypeReservation, rid)
+		rref := Ref(eventstore.TypeReservation, rid)
 		if !res.opened {
 			continue // reported as it was read
 		}
@@ -779,7 +767,7 @@ func (a *Auditor) checkReservations(out *sink) {
 		if len(paid) > 1 {
 			related := make([]string, len(paid))
 			for i, pid := range paid {
-				related[i] = Ref(TypePayment, pid)
+				related[i] = Ref(eventstore.TypePayment, pid)
 			}
 			out.flag(violation, CheckReservationPayments, rref, nil,
 				fmt.Sprintf("%d payments completed: %s", len(paid), strings.Join(paid, ", ")), related...)
@@ -798,15 +786,15 @@ func (a *Auditor) checkReservations(out *sink) {
 				p := a.payments[res.lock]
 				switch {
 				case p == nil:
-					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("locked for payment %s, which was never started", res.lock), Ref(TypePayment, res.lock))
+					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("locked for payment %s, which was never started", res.lock), Ref(eventstore.TypePayment, res.lock))
 				case p.status != aggregates.PaymentStartedS:
-					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("still locked for payment %s, which is %s", res.lock, p.status), Ref(TypePayment, res.lock))
+					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("still locked for payment %s, which is %s", res.lock, p.status), Ref(eventstore.TypePayment, res.lock))
 				}
 			}
 			for _, sid := range res.seats {
 				if slices.Contains(heldFor, sid) && !hasSeat(sid) {
 					out.flag(violation, CheckReservationSeat, rref, nil,
-						fmt.Sprintf("HELD, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(TypeSeat, sid))
+						fmt.Sprintf("HELD, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(eventstore.TypeSeat, sid))
 				}
 			}
 			if !a.opts.Now.IsZero() && !a.opts.Now.Before(res.held.HeldUntil) {
@@ -815,7 +803,7 @@ func (a *Auditor) checkReservations(out *sink) {
 			}
 		case aggregates.ReservationConfirmedS:
 			p := a.payments[res.confirmedBy]
-			pref := Ref(TypePayment, res.confirmedBy)
+			pref := Ref(eventstore.TypePayment, res.confirmedBy)
 			switch {
 			case p == nil:
 				out.flag(violation, CheckReservationUnpaid, rref, nil, fmt.Sprintf("CONFIRMED by payment %s, which was never started", res.confirmedBy), pref)
@@ -832,7 +820,7 @@ func (a *Auditor) checkReservations(out *sink) {
 			for _, sid := range res.seats {
 				if s := a.seats[sid]; s == nil || s.status != aggregates.SeatSoldS || s.reservation != rid {
 					out.flag(violation, CheckReservationNotSold, rref, nil,
-						fmt.Sprintf("CONFIRMED, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(TypeSeat, sid), pref)
+						fmt.Sprintf("CONFIRMED, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(eventstore.TypeSeat, sid), pref)
 				}
 			}
 		case aggregates.ReservationExpiredS, aggregates.ReservationCancelledS:
@@ -840,7 +828,7 @@ func (a *Auditor) checkReservations(out *sink) {
 			// moment, in flight or not, when an ended reservation keeps a seat.
 			for _, sid := range res.seats {
 				if hasSeat(sid) {
-					out.flag(violation, CheckSeatNotReleased, Ref(TypeSeat, sid), nil,
+					out.flag(violation, CheckSeatNotReleased, Ref(eventstore.TypeSeat, sid), nil,
 						fmt.Sprintf("still %s, though reservation %s is %s", describeSeat(a.seats[sid]), rid, res.status), rref)
 				}
 			}
@@ -853,14 +841,14 @@ func (a *Auditor) checkReservations(out *sink) {
 // it, released in the one that ended it. It returns the listed seats that were held for it in
 // the commit that opened it. A reservation has a few seats: slices beat maps here.
 func (a *Auditor) checkMoves(out *sink, rid string, res *resState) (heldFor []string) {
-	rref := Ref(TypeReservation, rid)
+	rref := Ref(eventstore.TypeReservation, rid)
 	moves := a.movesOf[rid]
 	movedAnywhere := func(kind moveKind, sid string) bool {
 		return slices.ContainsFunc(moves, func(m seatMove) bool { return m.kind == kind && m.seat == sid })
 	}
 	var soldIn []string // seats sold in the commit that confirmed rid
 	for _, m := range moves {
-		sref := Ref(TypeSeat, m.seat)
+		sref := Ref(eventstore.TypeSeat, m.seat)
 		switch m.kind {
 		case moveHeld:
 			switch {
@@ -899,12 +887,12 @@ func (a *Auditor) checkMoves(out *sink, rid string, res *resState) (heldFor []st
 	}
 	for _, sid := range res.seats {
 		if !movedAnywhere(moveHeld, sid) {
-			out.flag(violation, CheckReservationSeat, rref, nil, fmt.Sprintf("opened for seat %s, which was never held for it", sid), Ref(TypeSeat, sid))
+			out.flag(violation, CheckReservationSeat, rref, nil, fmt.Sprintf("opened for seat %s, which was never held for it", sid), Ref(eventstore.TypeSeat, sid))
 		}
 		// A sale of the seat in another commit is reported above, where it happened.
 		if res.confirmedIn != (commit{}) && !slices.Contains(soldIn, sid) && !movedAnywhere(moveSold, sid) {
 			out.flag(violation, CheckReservationSeatsApart, rref, res.confirmedIn.at(),
-				fmt.Sprintf("confirmed at %s without selling its seat %s", res.confirmedIn, sid), Ref(TypeSeat, sid))
+				fmt.Sprintf("confirmed at %s without selling its seat %s", res.confirmedIn, sid), Ref(eventstore.TypeSeat, sid))
 		}
 	}
 	return heldFor
@@ -929,9 +917,9 @@ func (a *Auditor) checkSeatsEndTogether(out *sink, rid string, res *resState) {
 			related := make([]string, len(res.seats))
 			for i, sid := range res.seats {
 				parts[i] = fmt.Sprintf("%s %s", sid, a.seatDescription(sid))
-				related[i] = Ref(TypeSeat, sid)
+				related[i] = Ref(eventstore.TypeSeat, sid)
 			}
-			out.flag(violation, CheckReservationSeatsApart, Ref(TypeReservation, rid), nil,
+			out.flag(violation, CheckReservationSeatsApart, Ref(eventstore.TypeReservation, rid), nil,
 				fmt.Sprintf("%s, its seats ended apart: %s", res.status, strings.Join(parts, ", ")), related...)
 			return
 		}
@@ -950,11 +938,11 @@ func (a *Auditor) checkOrphanHolds(out *sink) {
 			}
 			switch {
 			case res == nil || !res.opened:
-				out.flag(violation, CheckSeatOrphanHold, Ref(TypeSeat, m.seat), m.in.at(),
-					fmt.Sprintf("held for reservation %s, which was never opened", rid), Ref(TypeReservation, rid))
+				out.flag(violation, CheckSeatOrphanHold, Ref(eventstore.TypeSeat, m.seat), m.in.at(),
+					fmt.Sprintf("held for reservation %s, which was never opened", rid), Ref(eventstore.TypeReservation, rid))
 			case m.in != res.openedIn:
-				out.flag(violation, CheckSeatOrphanHold, Ref(TypeSeat, m.seat), m.in.at(),
-					fmt.Sprintf("held for reservation %s at %s, apart from its opening at %s", rid, m.in, res.openedIn), Ref(TypeReservation, rid))
+				out.flag(violation, CheckSeatOrphanHold, Ref(eventstore.TypeSeat, m.seat), m.in.at(),
+					fmt.Sprintf("held for reservation %s at %s, apart from its opening at %s", rid, m.in, res.openedIn), Ref(eventstore.TypeReservation, rid))
 			}
 		}
 	}
@@ -965,9 +953,9 @@ func (a *Auditor) checkOrphanHolds(out *sink) {
 func (a *Auditor) checkSeats(out *sink) {
 	for _, sid := range sortedKeys(a.seats) {
 		s := a.seats[sid]
-		sref := Ref(TypeSeat, sid)
+		sref := Ref(eventstore.TypeSeat, sid)
 		a.checkCatalog(out, sid)
-		rref := Ref(TypeReservation, s.reservation)
+		rref := Ref(eventstore.TypeReservation, s.reservation)
 		res := a.reservations[s.reservation]
 		if s.status != aggregates.SeatSoldS {
 			continue
@@ -981,7 +969,7 @@ func (a *Auditor) checkSeats(out *sink) {
 		default:
 			out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil,
 				fmt.Sprintf("SOLD to reservation %s by payment %s, but the reservation is %s", s.reservation, s.soldPayment, confirmation(res)),
-				rref, Ref(TypePayment, s.soldPayment))
+				rref, Ref(eventstore.TypePayment, s.soldPayment))
 		}
 	}
 }
@@ -989,24 +977,24 @@ func (a *Auditor) checkSeats(out *sink) {
 func (a *Auditor) checkCatalog(out *sink, seatID string) {
 	concertID, dateID, n, ok := aggregates.ParseSeatID(seatID)
 	if !ok {
-		out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, "not a seat ID (concert.date.seatNo)")
+		out.flag(violation, CheckSeatCatalog, Ref(eventstore.TypeSeat, seatID), nil, "not a seat ID (concert.date.seatNo)")
 		return
 	}
 	c, ok := a.concerts[concertID]
 	if !ok {
-		out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, fmt.Sprintf("concert %s was never created", concertID), Ref(TypeConcert, concertID))
+		out.flag(violation, CheckSeatCatalog, Ref(eventstore.TypeSeat, seatID), nil, fmt.Sprintf("concert %s was never created", concertID), Ref(eventstore.TypeConcert, concertID))
 		return
 	}
 	for _, d := range c.Dates {
 		if d.DateID == dateID {
 			if n < 1 || n > d.SeatCount {
-				out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil,
-					fmt.Sprintf("date %s of concert %s has seats 1..%d", d.DateID, c.ConcertID, d.SeatCount), Ref(TypeConcert, concertID))
+				out.flag(violation, CheckSeatCatalog, Ref(eventstore.TypeSeat, seatID), nil,
+					fmt.Sprintf("date %s of concert %s has seats 1..%d", d.DateID, c.ConcertID, d.SeatCount), Ref(eventstore.TypeConcert, concertID))
 			}
 			return
 		}
 	}
-	out.flag(violation, CheckSeatCatalog, Ref(TypeSeat, seatID), nil, fmt.Sprintf("concert %s has no date %s", c.ConcertID, dateID), Ref(TypeConcert, concertID))
+	out.flag(violation, CheckSeatCatalog, Ref(eventstore.TypeSeat, seatID), nil, fmt.Sprintf("concert %s has no date %s", c.ConcertID, dateID), Ref(eventstore.TypeConcert, concertID))
 }
 
 func (a *Auditor) seatDescription(seatID string) string {

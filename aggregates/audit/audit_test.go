@@ -11,6 +11,7 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/aggregates/audit"
+	"github.com/booking-engine/booking/eventstore"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -48,7 +49,7 @@ func newWorld(t testing.TB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.emit(audit.TypeConcert, "c1", c...)
+	w.emit(eventstore.TypeConcert, "c1", c...)
 	return w
 }
 
@@ -62,7 +63,7 @@ func oneCommit(recs []audit.Record) {
 
 // streamOf is the stream of an aggregate type: a date's for seats and reservations.
 func streamOf(typ string) string {
-	if typ == audit.TypeSeat || typ == audit.TypeReservation {
+	if typ == eventstore.TypeSeat || typ == eventstore.TypeReservation {
 		return dateStream
 	}
 	return strings.ToUpper(typ) + "S"
@@ -84,21 +85,21 @@ func (w *world) record(stream string, owner func(aggregates.Event) (typ, id stri
 
 func (w *world) apply(typ, id string, ev aggregates.Event) {
 	switch typ {
-	case audit.TypeSeat:
+	case eventstore.TypeSeat:
 		if c, d, _, ok := aggregates.ParseSeatID(id); ok {
 			key := c + "." + d
 			w.dates[key] = w.dates[key].Apply(ev)
 		}
-	case audit.TypeReservation:
+	case eventstore.TypeReservation:
 		if h, ok := ev.(aggregates.ReservationHeld); ok {
 			w.resDate[id] = h.ConcertID + "." + h.DateID
 		}
 		if key, ok := w.resDate[id]; ok {
 			w.dates[key] = w.dates[key].Apply(ev)
 		}
-	case audit.TypePayment:
+	case eventstore.TypePayment:
 		w.pays[id] = w.pays[id].Apply(ev)
-	case audit.TypeWallet:
+	case eventstore.TypeWallet:
 		w.wallets[id] = w.wallets[id].Apply(ev)
 	}
 }
@@ -109,10 +110,10 @@ func (w *world) apply(typ, id string, ev aggregates.Event) {
 func (w *world) commitOn(key string, evs ...aggregates.Event) {
 	w.record(dateStream, func(ev aggregates.Event) (string, string) {
 		if n, ok := aggregates.EventSeatNo(ev); ok {
-			return audit.TypeSeat, fmt.Sprintf("%s.%d", key, n)
+			return eventstore.TypeSeat, fmt.Sprintf("%s.%d", key, n)
 		}
 		id, _ := aggregates.EventReservationID(ev)
-		return audit.TypeReservation, id
+		return eventstore.TypeReservation, id
 	}, evs...)
 }
 
@@ -170,7 +171,7 @@ func (w *world) id(prefix string) string {
 func seat(n int) string { return aggregates.SeatID("c1", "d1", n) }
 
 func (w *world) charge(user string, amount int64) {
-	w.must(w.decide(audit.TypeWallet, user)(w.wallets[user].DecideCharge(aggregates.Charge{Amount: amount, Reference: w.id("ch")})))
+	w.must(w.decide(eventstore.TypeWallet, user)(w.wallets[user].DecideCharge(aggregates.Charge{Amount: amount, Reference: w.id("ch")})))
 }
 
 // hold holds seats of c1.d1 (ascending) for a new reservation of user: one commit.
@@ -194,17 +195,17 @@ func (w *world) pay(rid string, beforeConfirm func()) (string, error) {
 	key := w.resDate[rid]
 	h := w.res(rid).Held()
 	pid := w.id("p")
-	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideStart(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: h.UserID, Amount: h.Price, StartedAt: w.now})))
+	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideStart(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: h.UserID, Amount: h.Price, StartedAt: w.now})))
 	fail := func(reason string, cause error) (string, error) {
-		w.must(w.decide(audit.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})))
+		w.must(w.decide(eventstore.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})))
 		w.must(w.onDate(key)(w.date(key).DecideAbortPayment(rid, aggregates.AbortPayment{PaymentID: pid, Reason: reason})))
-		w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideFail(reason, w.now)))
+		w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideFail(reason, w.now)))
 		return pid, cause
 	}
 	if err := w.onDate(key)(w.date(key).DecideStartPayment(rid, aggregates.StartPayment{PaymentID: pid, UserID: h.UserID, Now: w.now})); err != nil {
 		return fail(aggregates.FailNotPayable, err)
 	}
-	if err := w.decide(audit.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideDebit(aggregates.Debit{PaymentID: pid, Amount: h.Price})); err != nil {
+	if err := w.decide(eventstore.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideDebit(aggregates.Debit{PaymentID: pid, Amount: h.Price})); err != nil {
 		return fail(aggregates.FailInsufficientPoints, err)
 	}
 	if beforeConfirm != nil {
@@ -213,7 +214,7 @@ func (w *world) pay(rid string, beforeConfirm func()) (string, error) {
 	if err := w.onDate(key)(w.date(key).DecideConfirm(rid, aggregates.Confirm{PaymentID: pid, Now: w.now})); err != nil {
 		return fail(aggregates.FailNotPayable, err)
 	}
-	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideComplete(w.now)))
+	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideComplete(w.now)))
 	return pid, nil
 }
 
@@ -240,10 +241,10 @@ func (w *world) cancel(rid string) {
 func (w *world) refund(pid string) {
 	p := w.pays[pid].Started()
 	key := w.resDate[p.ReservationID]
-	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
+	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
 	w.must(w.onDate(key)(w.date(key).DecideCancelForRefund(p.ReservationID, aggregates.CancelForRefund{PaymentID: pid, Now: w.now})))
-	w.must(w.decide(audit.TypeWallet, p.UserID)(w.wallets[p.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})))
-	w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideFinishRefund(w.now)))
+	w.must(w.decide(eventstore.TypeWallet, p.UserID)(w.wallets[p.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})))
+	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideFinishRefund(w.now)))
 }
 
 // busyDay plays every saga, with every way a payment can end.
@@ -335,7 +336,7 @@ func TestBusyDayLedger(t *testing.T) {
 	if rep.Ledger != want {
 		t.Errorf("ledger = %+v, want %+v", rep.Ledger, want)
 	}
-	if rep.Aggregates[audit.TypeSeat] != 8 || rep.Aggregates[audit.TypeWallet] != 3 || rep.Aggregates[audit.TypeConcert] != 1 {
+	if rep.Aggregates[eventstore.TypeSeat] != 8 || rep.Aggregates[eventstore.TypeWallet] != 3 || rep.Aggregates[eventstore.TypeConcert] != 1 {
 		t.Errorf("aggregates = %v", rep.Aggregates)
 	}
 }
@@ -345,8 +346,8 @@ func TestStreamInterleavingDoesNotMatter(t *testing.T) {
 	w := newWorld(t)
 	busyDay(w)
 	// Corrupt it too, so that the findings are compared as well.
-	w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-ghost"})
-	w.emit(audit.TypeReservation, "r-lost", aggregates.ReservationHeld{ReservationID: "r-lost", UserID: "u9", ConcertID: "c1", DateID: "d1", SeatNo: 9, Price: 100})
+	w.emit(eventstore.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-ghost"})
+	w.emit(eventstore.TypeReservation, "r-lost", aggregates.ReservationHeld{ReservationID: "r-lost", UserID: "u9", ConcertID: "c1", DateID: "d1", SeatNo: 9, Price: 100})
 	byStream := map[string][]audit.Record{}
 	var order []string
 	for _, r := range w.log {
@@ -395,17 +396,17 @@ func paidWithout(w *world, rid, pid string, skip ...string) {
 	keep := func(evs ...aggregates.Event) []aggregates.Event {
 		return slices.DeleteFunc(evs, func(ev aggregates.Event) bool { return slices.Contains(skip, ev.EventType()) })
 	}
-	w.record("PAYMENTS", func(aggregates.Event) (string, string) { return audit.TypePayment, pid },
+	w.record("PAYMENTS", func(aggregates.Event) (string, string) { return eventstore.TypePayment, pid },
 		keep(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: "u1", Amount: amount})...)
 	w.commitOn(dateKey, keep(aggregates.ReservationPaymentStarted{ReservationID: rid, PaymentID: pid})...)
-	w.record("WALLETS", func(aggregates.Event) (string, string) { return audit.TypeWallet, "u1" },
+	w.record("WALLETS", func(aggregates.Event) (string, string) { return eventstore.TypeWallet, "u1" },
 		keep(aggregates.PointsDebited{Amount: amount, PaymentID: pid})...)
 	confirm := []aggregates.Event{aggregates.ReservationConfirmed{ReservationID: rid, PaymentID: pid}}
 	for _, n := range r.SeatNos() {
 		confirm = append(confirm, aggregates.SeatSold{ReservationID: rid, PaymentID: pid, SeatNo: n})
 	}
 	w.commitOn(dateKey, keep(confirm...)...)
-	w.record("PAYMENTS", func(aggregates.Event) (string, string) { return audit.TypePayment, pid }, keep(aggregates.PaymentCompleted{})...)
+	w.record("PAYMENTS", func(aggregates.Event) (string, string) { return eventstore.TypePayment, pid }, keep(aggregates.PaymentCompleted{})...)
 }
 
 func TestCorruptedLogsAreCaught(t *testing.T) {
@@ -436,7 +437,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a hold appended twice for the same reservation is a double hold",
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatHeld{ReservationID: r, UserID: "u1", HeldUntil: w.now.Add(ttl)})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatHeld{ReservationID: r, UserID: "u1", HeldUntil: w.now.Add(ttl)})
 			},
 			check: audit.CheckSeatDoubleHold, aggregate: "seat/c1.d1.1",
 		},
@@ -447,7 +448,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.hold("u1", 1)
 				r2 := w.hold("u1", 2)
 				paidWithout(w, r2, "p-wrong-seat", "SeatSold")
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r2, PaymentID: "p-wrong-seat"})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r2, PaymentID: "p-wrong-seat"})
 			},
 			check: audit.CheckSeatSoldWithoutHold, aggregate: "seat/c1.d1.1",
 		},
@@ -457,7 +458,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				pid := w.mustPay(r)
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: pid})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: pid})
 			},
 			check: audit.CheckSeatDoubleSale, aggregate: "seat/c1.d1.1",
 		},
@@ -467,7 +468,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				w.mustPay(r)
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseExpired})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseExpired})
 			},
 			check: audit.CheckSeatBadRelease, aggregate: "seat/c1.d1.1",
 		},
@@ -475,7 +476,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a seat released by a reservation that does not hold it is caught",
 			corrupt: func(w *world) {
 				w.hold("u1", 1)
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: "r-other", Reason: aggregates.ReleaseCancelled})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: "r-other", Reason: aggregates.ReleaseCancelled})
 			},
 			check: audit.CheckSeatBadRelease, aggregate: "seat/c1.d1.1",
 		},
@@ -484,7 +485,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			corrupt: func(w *world) {
 				w.charge("u1", 1000)
 				pid := w.mustPay(w.hold("u1", 1))
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: pid})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: pid})
 			},
 			check: audit.CheckPaymentDoubleDebit, aggregate: "payment/p1",
 		},
@@ -494,7 +495,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 1000)
 				w.charge("u2", 1000)
 				pid := w.mustPay(w.hold("u1", 1))
-				w.emit(audit.TypeWallet, "u2", aggregates.PointsDebited{Amount: 100, PaymentID: pid})
+				w.emit(eventstore.TypeWallet, "u2", aggregates.PointsDebited{Amount: 100, PaymentID: pid})
 			},
 			check: audit.CheckPaymentDoubleDebit, aggregate: "payment/p1",
 		},
@@ -510,8 +511,8 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a confirmed reservation without a payment is caught",
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
-				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-none"}, aggregates.ReservationConfirmed{PaymentID: "p-none"})
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-none"})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-none"}, aggregates.ReservationConfirmed{PaymentID: "p-none"})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-none"})
 			},
 			check: audit.CheckReservationUnpaid, aggregate: "reservation/r1",
 		},
@@ -521,7 +522,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				paidWithout(w, r, "p-failed", "PaymentCompleted")
-				w.emit(audit.TypePayment, "p-failed", aggregates.PaymentFailed{Reason: "X"})
+				w.emit(eventstore.TypePayment, "p-failed", aggregates.PaymentFailed{Reason: "X"})
 			},
 			check: audit.CheckReservationUnpaid, aggregate: "reservation/r1",
 		},
@@ -531,8 +532,8 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 1000)
 				r := w.hold("u1", 1)
 				w.mustPay(r)
-				w.emit(audit.TypePayment, "p-extra", aggregates.PaymentStarted{PaymentID: "p-extra", ReservationID: r, UserID: "u1", Amount: 100}, aggregates.PaymentCompleted{})
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-extra"})
+				w.emit(eventstore.TypePayment, "p-extra", aggregates.PaymentStarted{PaymentID: "p-extra", ReservationID: r, UserID: "u1", Amount: 100}, aggregates.PaymentCompleted{})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-extra"})
 			},
 			check: audit.CheckReservationPayments, aggregate: "reservation/r1",
 		},
@@ -551,8 +552,8 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				paidWithout(w, r, "p-lost", "ReservationConfirmed", "SeatSold", "PaymentCompleted")
-				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentAborted{PaymentID: "p-lost"})
-				w.emit(audit.TypePayment, "p-lost", aggregates.PaymentFailed{Reason: aggregates.FailNotPayable})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationPaymentAborted{PaymentID: "p-lost"})
+				w.emit(eventstore.TypePayment, "p-lost", aggregates.PaymentFailed{Reason: aggregates.FailNotPayable})
 			},
 			check: audit.CheckDebitUnpaid, aggregate: "wallet/u1",
 		},
@@ -560,7 +561,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a debit for a payment that was never started is caught",
 			corrupt: func(w *world) {
 				w.charge("u1", 100)
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-ghost"})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsDebited{Amount: 100, PaymentID: "p-ghost"})
 			},
 			check: audit.CheckDebitUnpaid, aggregate: "wallet/u1",
 		},
@@ -569,12 +570,12 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			corrupt: func(w *world) {
 				w.charge("u1", 1000)
 				r := w.hold("u1", 1)
-				w.emit(audit.TypePayment, "p-odd", aggregates.PaymentStarted{PaymentID: "p-odd", ReservationID: r, UserID: "u1", Amount: 100})
-				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-odd"})
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsDebited{Amount: 70, PaymentID: "p-odd"})
-				w.emit(audit.TypeReservation, r, aggregates.ReservationConfirmed{PaymentID: "p-odd"})
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-odd"})
-				w.emit(audit.TypePayment, "p-odd", aggregates.PaymentCompleted{})
+				w.emit(eventstore.TypePayment, "p-odd", aggregates.PaymentStarted{PaymentID: "p-odd", ReservationID: r, UserID: "u1", Amount: 100})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-odd"})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsDebited{Amount: 70, PaymentID: "p-odd"})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationConfirmed{PaymentID: "p-odd"})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-odd"})
+				w.emit(eventstore.TypePayment, "p-odd", aggregates.PaymentCompleted{})
 			},
 			check: audit.CheckPaymentAmount, aggregate: "payment/p-odd",
 		},
@@ -591,14 +592,14 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				pid := w.mustPay(w.hold("u1", 1))
 				w.refund(pid)
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: pid, Reason: aggregates.RefundRefund})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: pid, Reason: aggregates.RefundRefund})
 			},
 			check: audit.CheckWalletDoubleRefund, aggregate: "wallet/u1",
 		},
 		{
 			name: "a refund of a payment that never debited is caught",
 			corrupt: func(w *world) {
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: "p-never", Reason: aggregates.RefundRefund})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: "p-never", Reason: aggregates.RefundRefund})
 			},
 			check: audit.CheckWalletRefundWithoutDebit, aggregate: "wallet/u1",
 		},
@@ -608,17 +609,17 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				paidWithout(w, r, "p-kept")
-				w.emit(audit.TypePayment, "p-kept", aggregates.PaymentRefundStarted{})
-				w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: "p-kept"})
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseRefunded})
-				w.emit(audit.TypePayment, "p-kept", aggregates.PaymentRefunded{})
+				w.emit(eventstore.TypePayment, "p-kept", aggregates.PaymentRefundStarted{})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: "p-kept"})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseRefunded})
+				w.emit(eventstore.TypePayment, "p-kept", aggregates.PaymentRefunded{})
 			},
 			check: audit.CheckPaymentRefund, aggregate: "payment/p-kept",
 		},
 		{
 			name: "a charge of zero points is caught",
 			corrupt: func(w *world) {
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsCharged{Amount: 0, Reference: "zero"})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsCharged{Amount: 0, Reference: "zero"})
 			},
 			check: audit.CheckWalletAmount, aggregate: "wallet/u1",
 		},
@@ -627,7 +628,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
 				w.now = w.now.Add(ttl)
-				w.emit(audit.TypeReservation, r, aggregates.ReservationExpired{ExpiredAt: w.now})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationExpired{ExpiredAt: w.now})
 			},
 			check: audit.CheckSeatNotReleased, aggregate: "seat/c1.d1.1",
 		},
@@ -635,7 +636,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a cancelled hold whose seat is still held, even before heldUntil, is caught",
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
-				w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{ReservationID: r, Reason: aggregates.ReleaseCancelled})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationCancelled{ReservationID: r, Reason: aggregates.ReleaseCancelled})
 			},
 			check: audit.CheckSeatNotReleased, aggregate: "seat/c1.d1.1",
 		},
@@ -645,10 +646,10 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				pid := w.mustPay(r)
-				w.emit(audit.TypePayment, pid, aggregates.PaymentRefundStarted{})
-				w.emit(audit.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: pid})
-				w.emit(audit.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: pid, Reason: aggregates.RefundRefund})
-				w.emit(audit.TypePayment, pid, aggregates.PaymentRefunded{})
+				w.emit(eventstore.TypePayment, pid, aggregates.PaymentRefundStarted{})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationCancelled{Reason: aggregates.ReleaseRefunded, PaymentID: pid})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.PointsRefunded{Amount: 100, PaymentID: pid, Reason: aggregates.RefundRefund})
+				w.emit(eventstore.TypePayment, pid, aggregates.PaymentRefunded{})
 			},
 			check: audit.CheckSeatNotReleased, aggregate: "seat/c1.d1.1",
 		},
@@ -656,8 +657,8 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a seat sold to a reservation that expired is caught",
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
-				w.emit(audit.TypeReservation, r, aggregates.ReservationExpired{})
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-late"})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationExpired{})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatSold{ReservationID: r, PaymentID: "p-late"})
 			},
 			check: audit.CheckSeatSoldUnconfirmed, aggregate: "seat/c1.d1.1",
 		},
@@ -682,9 +683,9 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a reservation left locked by a failed payment is caught",
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
-				w.emit(audit.TypePayment, "p-gone", aggregates.PaymentStarted{PaymentID: "p-gone", ReservationID: r, UserID: "u1", Amount: 100})
-				w.emit(audit.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-gone"})
-				w.emit(audit.TypePayment, "p-gone", aggregates.PaymentFailed{Reason: aggregates.FailInsufficientPoints})
+				w.emit(eventstore.TypePayment, "p-gone", aggregates.PaymentStarted{PaymentID: "p-gone", ReservationID: r, UserID: "u1", Amount: 100})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationPaymentStarted{PaymentID: "p-gone"})
+				w.emit(eventstore.TypePayment, "p-gone", aggregates.PaymentFailed{Reason: aggregates.FailInsufficientPoints})
 			},
 			check: audit.CheckReservationLock, aggregate: "reservation/r1",
 		},
@@ -694,7 +695,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 				w.charge("u1", 100)
 				r := w.hold("u1", 1)
 				pid := w.mustPay(r)
-				w.emit(audit.TypeReservation, r, aggregates.ReservationConfirmed{PaymentID: pid})
+				w.emit(eventstore.TypeReservation, r, aggregates.ReservationConfirmed{PaymentID: pid})
 			},
 			check: audit.CheckReservationTransition, aggregate: "reservation/r1",
 		},
@@ -703,14 +704,14 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			corrupt: func(w *world) {
 				w.charge("u1", 10)
 				pid, _ := w.pay(w.hold("u1", 1), nil)
-				w.emit(audit.TypePayment, pid, aggregates.PaymentCompleted{})
+				w.emit(eventstore.TypePayment, pid, aggregates.PaymentCompleted{})
 			},
 			check: audit.CheckPaymentTransition, aggregate: "payment/p1",
 		},
 		{
 			name: "a reservation opened for a seat that was never held for it is caught",
 			corrupt: func(w *world) {
-				w.emit(audit.TypeReservation, "r-seatless", aggregates.ReservationHeld{ReservationID: "r-seatless", UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 3, Price: 100})
+				w.emit(eventstore.TypeReservation, "r-seatless", aggregates.ReservationHeld{ReservationID: "r-seatless", UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 3, Price: 100})
 			},
 			check: audit.CheckReservationSeat, aggregate: "reservation/r-seatless",
 		},
@@ -718,28 +719,28 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "a held reservation whose seat was released is caught",
 			corrupt: func(w *world) {
 				r := w.hold("u1", 1)
-				w.emit(audit.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseExpired})
+				w.emit(eventstore.TypeSeat, seat(1), aggregates.SeatReleased{ReservationID: r, Reason: aggregates.ReleaseExpired})
 			},
 			check: audit.CheckReservationSeat, aggregate: "reservation/r1",
 		},
 		{
 			name: "a seat of a date that does not exist is caught",
 			corrupt: func(w *world) {
-				w.emit(audit.TypeSeat, "c1.d9.1", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
+				w.emit(eventstore.TypeSeat, "c1.d9.1", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
 			},
 			check: audit.CheckSeatCatalog, aggregate: "seat/c1.d9.1",
 		},
 		{
 			name: "a seat number beyond the date's seats is caught",
 			corrupt: func(w *world) {
-				w.emit(audit.TypeSeat, "c1.d1.11", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
+				w.emit(eventstore.TypeSeat, "c1.d1.11", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
 			},
 			check: audit.CheckSeatCatalog, aggregate: "seat/c1.d1.11",
 		},
 		{
 			name: "a seat event stored on a wallet is caught",
 			corrupt: func(w *world) {
-				w.emit(audit.TypeWallet, "u1", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
+				w.emit(eventstore.TypeWallet, "u1", aggregates.SeatHeld{ReservationID: "r-x", UserID: "u1"})
 			},
 			check: audit.CheckForeignEvent, aggregate: "wallet/u1",
 		},
@@ -747,7 +748,7 @@ func TestCorruptedLogsAreCaught(t *testing.T) {
 			name: "an event that cannot be decoded is caught",
 			corrupt: func(w *world) {
 				w.seq["WALLETS"]++
-				w.log = append(w.log, audit.Record{AggregateType: audit.TypeWallet, AggregateID: "u1", Stream: "WALLETS", Sequence: w.seq["WALLETS"],
+				w.log = append(w.log, audit.Record{AggregateType: eventstore.TypeWallet, AggregateID: "u1", Stream: "WALLETS", Sequence: w.seq["WALLETS"],
 					Type: "PointsStolen", DecodeError: "unknown event type"})
 			},
 			check: audit.CheckUndecodable, aggregate: "wallet/u1",
@@ -865,7 +866,7 @@ func TestSeatsOfAReservationMoveTogether(t *testing.T) {
 				r := w.hold("u1", 1, 2)
 				paidWithout(w, r, "p-half", "SeatSold")
 				n := len(w.log) // the confirmation sold seat 1 only
-				w.log = slices.Insert(w.log, n-1, audit.Record{AggregateType: audit.TypeSeat, AggregateID: seat(1), Stream: dateStream, Sequence: w.log[n-2].Sequence, Index: 1,
+				w.log = slices.Insert(w.log, n-1, audit.Record{AggregateType: eventstore.TypeSeat, AggregateID: seat(1), Stream: dateStream, Sequence: w.log[n-2].Sequence, Index: 1,
 					Type: "SeatSold", Event: aggregates.SeatSold{ReservationID: r, PaymentID: "p-half", SeatNo: 1}})
 				w.refund("p-half")
 			},
@@ -877,7 +878,7 @@ func TestSeatsOfAReservationMoveTogether(t *testing.T) {
 			when: func(w *world) {
 				paidWithout(w, w.hold("u1", 1, 2), "p-late", "SeatSold", "PaymentCompleted")
 				w.commitOn(dateKey, aggregates.SeatSold{ReservationID: "r1", PaymentID: "p-late", SeatNo: 1}, aggregates.SeatSold{ReservationID: "r1", PaymentID: "p-late", SeatNo: 2})
-				w.emit(audit.TypePayment, "p-late", aggregates.PaymentCompleted{})
+				w.emit(eventstore.TypePayment, "p-late", aggregates.PaymentCompleted{})
 			},
 			check: audit.CheckReservationSeatsApart, aggregate: "reservation/r1",
 		},
@@ -926,7 +927,7 @@ func TestInFlightAndPendingStates(t *testing.T) {
 		w.charge("u1", 200)
 		r := w.hold("u1", 1, 2)
 		pid := w.mustPay(r)
-		w.must(w.decide(audit.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
+		w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
 		w.must(w.onDate(dateKey)(w.date(dateKey).DecideCancelForRefund(r, aggregates.CancelForRefund{PaymentID: pid, Now: w.now})))
 	}
 	lapsed := func(w *world) { // the sweeper has not expired it yet
@@ -1020,7 +1021,7 @@ func equalJSON(t *testing.T, a, b any) bool {
 // BenchmarkAudit measures the audit per event over a log of paid bookings.
 func BenchmarkAudit(b *testing.B) {
 	w := newWorld(b)
-	w.emit(audit.TypeConcert, "big", aggregates.ConcertCreated{ConcertID: "big", Dates: []aggregates.DateSpec{{DateID: "d1", SeatCount: 20_000, Price: 100}}})
+	w.emit(eventstore.TypeConcert, "big", aggregates.ConcertCreated{ConcertID: "big", Dates: []aggregates.DateSpec{{DateID: "d1", SeatCount: 20_000, Price: 100}}})
 	for i := range 20_000 {
 		user := fmt.Sprintf("u%d", i%1000)
 		w.charge(user, 100)

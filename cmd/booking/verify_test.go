@@ -148,20 +148,6 @@ func onDate(t *testing.T, e aggregates.Event) eventstore.Event {
 	return ev
 }
 
-func TestAuditTypesAreTheStoreTypes(t *testing.T) {
-	pairs := [][2]string{
-		{audit.TypeConcert, eventstore.TypeConcert}, {audit.TypeSellOut, eventstore.TypeSellOut},
-		{audit.TypeQueueUser, eventstore.TypeQueueUser}, {audit.TypeQueueGate, eventstore.TypeQueueGate},
-		{audit.TypeSeat, eventstore.TypeSeat}, {audit.TypeReservation, eventstore.TypeReservation},
-		{audit.TypePayment, eventstore.TypePayment}, {audit.TypeWallet, eventstore.TypeWallet},
-	}
-	for _, p := range pairs {
-		if p[0] != p[1] {
-			t.Errorf("audit type %q, store type %q", p[0], p[1])
-		}
-	}
-}
-
 func TestVerifyLogsWrittenByTheService(t *testing.T) {
 	tests := []struct {
 		name string
