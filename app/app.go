@@ -59,14 +59,14 @@ type Service struct {
 	reads    atomic.Pointer[ReadSide]
 	resDates *stateCache[dateRef]
 
-	queue   *queueIndex
+	queue *queueIndex
 	// queueShared is set once the queue follower runs and other instances may write the
 	// queue: then a token this instance does not know, or knows as waiting, is judged only
 	// after its index caught up with the log.
 	queueShared atomic.Bool
 	sweeper     *sweeper
-	obs     Observer
-	ready   atomic.Bool
+	obs         Observer
+	ready       atomic.Bool
 	// queueLoading is set while Start replays the waiting queue: until then a token's
 	// revocation is unknown, so queue commands answer ErrUnavailable rather than guess.
 	queueLoading atomic.Bool

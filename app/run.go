@@ -52,7 +52,7 @@ func (s *Service) Start(ctx context.Context, reads ReadSide) error {
 		}
 	}
 	s.queueLoading.Store(false)
-	s.queueShared.Store(!s.dates.sole)
+	s.queueShared.Store(!s.dates.singleWriter)
 
 	held, err := reads.HeldSeats(ctx)
 	if err != nil {
