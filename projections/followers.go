@@ -1,0 +1,176 @@
+// The followers of a projection, one goroutine per stream, and the group commit of what they read.
+
+package projections
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/booking-engine/booking/eventstore"
+)
+
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *runner) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// startRunner follows every stream of p into g, one goroutine per stream, and commits what
+// they read together (group commit): a projection reads up to nine streams, and one fsync'd
+// commit for all of them instead of one each is what keeps it abreast of the log under load.
+func (e *Engine) startRunner(p *proj, g *generation) *runner {
+	ctx, cancel := context.WithCancel(e.ctx)
+	r := &runner{cancel: cancel, done: make(chan struct{})}
+	subs := make(chan submission)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		groupCommit(ctx, g, subs)
+	}()
+	for _, s := range p.streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.follow(ctx, p, g, s, subs)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(r.done)
+	}()
+	return r
+}
+
+// submission is one stream's batch waiting to be committed.
+type submission struct {
+	stream string
+	batch  []eventstore.Envelope
+	done   chan submitted
+}
+
+type submitted struct {
+	before uint64
+	err    error
+}
+
+// groupCommit applies every submission waiting when it is free in one transaction, and answers
+// each. It answers every submission it took, so a submitter waits for its answer unconditionally
+// (and its batch is not reused while it is applied).
+func groupCommit(ctx context.Context, g *generation, subs <-chan submission) {
+	const most = 8 * 1000
+	var taken []submission
+	var items []streamBatch
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-subs:
+			taken, items = append(taken[:0], s), append(items[:0], streamBatch{s.stream, s.batch})
+			n := len(s.batch)
+		more:
+			for n < most {
+				select {
+				case s := <-subs:
+					taken, items = append(taken, s), append(items, streamBatch{s.stream, s.batch})
+					n += len(s.batch)
+				default:
+					break more
+				}
+			}
+			befores, err := g.applyMany(items)
+			for i, s := range taken {
+				if err != nil {
+					s.done <- submitted{err: err}
+				} else {
+					s.done <- submitted{before: befores[i]}
+				}
+			}
+		}
+	}
+}
+
+func (e *Engine) follow(ctx context.Context, p *proj, g *generation, stream string, subs chan<- submission) {
+	const first, most = 100 * time.Millisecond, 5 * time.Second
+	delay := first
+	emit := e.emitter[stream] == p
+	done := make(chan submitted, 1)
+	for {
+		err := e.store.Replay(ctx, stream, g.checkpoint(stream), true, func(batch []eventstore.Envelope) error {
+			select {
+			case subs <- submission{stream, batch, done}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			res := <-done
+			if res.err != nil {
+				return res.err
+			}
+			delay = first
+			p.broadcast()
+			if emit {
+				e.publish(batch, res.before)
+			}
+			e.progressed(p, g)
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("projection stopped following a stream; retrying", "projection", p.name, "stream", stream, "err", err, "retryIn", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, most)
+	}
+}
+
+// publish hands the events after seq `after` to the subscribers.
+func (e *Engine) publish(batch []eventstore.Envelope, after uint64) {
+	e.subMu.RLock()
+	subs := e.subs
+	e.subMu.RUnlock()
+	if len(subs) == 0 {
+		return
+	}
+	for _, env := range batch {
+		// after is fixed for the batch: the events of one commit share a sequence.
+		if env.Sequence <= after {
+			continue
+		}
+		for _, fn := range subs {
+			fn(env)
+		}
+	}
+}
+
+// progressed notes that p (in its live generation g) may have caught up with the start heads.
+func (e *Engine) progressed(p *proj, g *generation) {
+	if p.caughtUp.Load() || e.startHeads == nil {
+		return
+	}
+	for _, s := range p.streams {
+		if g.checkpoint(s) < e.startHeads[s] {
+			return
+		}
+	}
+	if !p.caughtUp.CompareAndSwap(false, true) {
+		return
+	}
+	if err := g.goLive(); err != nil {
+		e.log.Error("projection could not finish catching up", "projection", p.name, "err", err)
+	}
+	for _, q := range e.projs {
+		if !q.caughtUp.Load() {
+			return
+		}
+	}
+	e.readyOnce.Do(func() { close(e.readyCh) })
+}
