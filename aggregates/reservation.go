@@ -1,6 +1,7 @@
 package aggregates
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -59,6 +60,21 @@ func (r Reservation) DecideOpen(cmd ReservationHeld) ([]Event, error) {
 	return []Event{cmd}, nil
 }
 
+// PayableBy tells whether userID may start a payment of the reservation: it exists, it is
+// theirs and it is HELD. DecideStartPayment decides the same and more (the lock, heldUntil);
+// this is the check before a payment's record is written.
+func (r Reservation) PayableBy(userID string) error {
+	switch {
+	case !r.Exists():
+		return ErrReservationNotFound
+	case r.held.UserID != userID:
+		return ErrForbidden
+	case r.status != ReservationHeldS:
+		return fmt.Errorf("reservation is %s: %w", r.status, ErrReservationNotPayable)
+	}
+	return nil
+}
+
 // StartPayment locks a held reservation for one payment.
 type StartPayment struct {
 	PaymentID string
@@ -74,11 +90,8 @@ func (r Reservation) DecideStartPayment(cmd StartPayment) ([]Event, error) {
 	if cmd.PaymentID == "" {
 		return nil, fmt.Errorf("%w: payment without an ID", ErrInvalid)
 	}
-	if !r.Exists() {
-		return nil, ErrReservationNotFound
-	}
-	if r.held.UserID != cmd.UserID {
-		return nil, ErrForbidden
+	if err := r.PayableBy(cmd.UserID); err != nil && !errors.Is(err, ErrReservationNotPayable) {
+		return nil, err
 	}
 	if r.status == ReservationHeldS && r.paying == cmd.PaymentID {
 		return nil, nil

@@ -1,6 +1,7 @@
 package aggregates
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -158,4 +159,28 @@ func TestReservation(t *testing.T) {
 		{name: "cancel-for-refund without a payment ID is refused", given: []Event{opened, expired}, when: cancelForRefund("", after), err: ErrPaymentNotRefundable},
 		{name: "cancel-for-refund of an unknown reservation is refused", when: cancelForRefund("p1", after), err: ErrPaymentNotRefundable},
 	})
+}
+
+func TestPayableByAnswersTheChecksBeforeAPayment(t *testing.T) {
+	held := ReservationHeld{ReservationID: "r1", UserID: "alice", ConcertID: "c1", DateID: "d1", SeatNo: 7, SeatNos: []int{7}, Price: 100, HeldAt: t0, HeldUntil: at(5 * time.Minute)}
+	tests := []struct {
+		name  string
+		given []Event
+		user  string
+		want  error
+	}{
+		{"the owner may pay a held reservation", []Event{held}, "alice", nil},
+		{"a reservation never opened is not found", nil, "alice", ErrReservationNotFound},
+		{"another user may not pay it", []Event{held}, "bob", ErrForbidden},
+		{"a confirmed reservation is not payable", []Event{held, ReservationPaymentStarted{ReservationID: "r1", PaymentID: "p1"}, ReservationConfirmed{ReservationID: "r1", PaymentID: "p1", ConfirmedAt: at(time.Minute)}}, "alice", ErrReservationNotPayable},
+		{"an expired reservation is not payable", []Event{held, ReservationExpired{ReservationID: "r1", ExpiredAt: at(5 * time.Minute)}}, "alice", ErrReservationNotPayable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := fold(Reservation.Apply, tt.given).PayableBy(tt.user)
+			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("PayableBy(%s) = %v, want %v", tt.user, err, tt.want)
+			}
+		})
+	}
 }

@@ -205,13 +205,8 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if err != nil {
 		return projections.PaymentView{}, err
 	}
-	switch {
-	case !r.Exists():
-		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrReservationNotFound)
-	case r.Held().UserID != userID:
-		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, aggregates.ErrForbidden)
-	case r.Status() != aggregates.ReservationHeldS:
-		return projections.PaymentView{}, fmt.Errorf("reservation %s is %s: %w", reservationID, r.Status(), aggregates.ErrReservationNotPayable)
+	if err := r.PayableBy(userID); err != nil {
+		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, err)
 	}
 	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now()}
 	// The payment's record and the reservation's lock do not depend on each other: they go
