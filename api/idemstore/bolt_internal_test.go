@@ -1,4 +1,4 @@
-package api
+package idemstore
 
 import (
 	"bytes"
@@ -69,14 +69,14 @@ func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.close()
-	if err := st.put("s", storedAnswer{Status: 201, Body: []byte("first")}); err != nil {
+	if err := st.put("s", Answer{Status: 201, Body: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(25 * time.Hour)
 	if _, found, _ := st.get("s"); found {
 		t.Fatal("an expired answer was found")
 	}
-	if err := st.put("s", storedAnswer{Status: 200, Body: []byte("second")}); err != nil {
+	if err := st.put("s", Answer{Status: 200, Body: []byte("second")}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour)
@@ -104,7 +104,7 @@ func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += 50 {
-				if err := st.put(string(rune('a'+i%26))+time.Duration(i).String(), storedAnswer{Status: 200}); err != nil {
+				if err := st.put(string(rune('a'+i%26))+time.Duration(i).String(), Answer{Status: 200}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -137,7 +137,7 @@ func BenchmarkIdempotencyPut(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := st.put(fmt.Sprint("POST /r\x00u\x00k", n.Add(1)), storedAnswer{Status: 201, Body: body}); err != nil {
+					if err := st.put(fmt.Sprint("POST /r\x00u\x00k", n.Add(1)), Answer{Status: 201, Body: body}); err != nil {
 						b.Fatal(err)
 					}
 				}
