@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/booking-engine/booking/api/idemstore"
 	"github.com/booking-engine/booking/api/web"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/projections"
@@ -78,7 +79,7 @@ type Deps struct {
 	// path or body is taken as given.
 	UserAuth UserAuthenticator
 	// Idempotency keeps the answers to requests that carried an Idempotency-Key.
-	Idempotency *IdempotencyStore
+	Idempotency *idemstore.Store
 	// Logger receives one line per request and the causes of 5xx answers. nil: slog.Default().
 	Logger *slog.Logger
 	// Clock drives the rate limiter and the ranking's default date. nil: app.SystemClock.
@@ -105,7 +106,7 @@ type server struct {
 	log     *slog.Logger
 	clock   app.Clock
 	limiter *userLimiter
-	idem    *IdempotencyStore
+	idem    *idemstore.Store
 	routes  []route
 	httpm   *httpMetrics // nil: no HTTP metrics
 	// seatFeed serves the seat-map streams: Deps.SeatFeed, or one that polls the read model.

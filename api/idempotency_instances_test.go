@@ -11,6 +11,7 @@ import (
 
 	"github.com/booking-engine/booking/api"
 	"github.com/booking-engine/booking/api/apitest"
+	"github.com/booking-engine/booking/api/idemstore"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 )
@@ -33,7 +34,7 @@ func TestConcurrentRepeatsThroughTwoInstancesHaveOneEffect(t *testing.T) {
 	var instances []*apitest.Client
 	for range 2 {
 		svc := app.New(store, cfg, app.Options{Logger: quiet})
-		idem, err := api.OpenSharedIdempotencyStoreInBucket(ctx, store.JetStream(), "idem_two_instances", nil)
+		idem, err := idemstore.OpenShared(ctx, store.JetStream(), idemstore.SharedOptions{Bucket: "idem_two_instances"})
 		if err != nil {
 			t.Fatal(err)
 		}

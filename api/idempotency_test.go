@@ -19,6 +19,7 @@ import (
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/api"
 	"github.com/booking-engine/booking/api/apitest"
+	"github.com/booking-engine/booking/api/idemstore"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 
@@ -178,7 +179,7 @@ func TestIdempotencyKeysSurviveARestart(t *testing.T) {
 			open := b.deployment(t)
 			clock := testclock.New(t0)
 			cmds := newFakeCommands(clock)
-			build := func() (*apitest.Client, *api.IdempotencyStore) {
+			build := func() (*apitest.Client, *idemstore.Store) {
 				st := open(clock)
 				return apitest.New(t, api.Deps{Commands: cmds, Queries: &fakeQueries{}, Idempotency: st, Clock: clock}, api.Config{}), st
 			}
@@ -213,7 +214,7 @@ func TestSharedIdempotencyKeysSurviveARestartOfNATS(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer es.Close()
-		st, err := api.OpenSharedIdempotencyStore(context.Background(), es.JetStream(), api.SharedIdempotencyOptions{Clock: clock})
+		st, err := idemstore.OpenShared(context.Background(), es.JetStream(), idemstore.SharedOptions{Clock: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +349,7 @@ func twoInstances(t *testing.T, shared backend) (a, b *apitest.Client, cmds *fak
 	clock := testclock.New(t0)
 	cmds = newFakeCommands(clock)
 	open := shared.deployment(t)
-	var stores []*api.IdempotencyStore
+	var stores []*idemstore.Store
 	build := func() *apitest.Client {
 		st := open(clock)
 		stores = append(stores, st)
@@ -426,7 +427,7 @@ func TestIdempotencyKeysHoldAcrossInstances(t *testing.T) {
 func TestUnreachableIdempotencyStoreIs503(t *testing.T) {
 	es := openJetStream(t)
 	e := newEnv(t, func(d *api.Deps, _ *api.Config) {
-		st, err := api.OpenSharedIdempotencyStore(context.Background(), es.JetStream(), api.SharedIdempotencyOptions{Clock: d.Clock})
+		st, err := idemstore.OpenShared(context.Background(), es.JetStream(), idemstore.SharedOptions{Clock: d.Clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,14 +474,14 @@ var buckets atomic.Int64
 // deployment returns the opener of the stores of one deployment: the shared stores it opens
 // share their keys (instances side by side, or one instance restarted); the file stores are
 // the same file, which one store at a time may hold. Each store is closed when t ends.
-func (b backend) deployment(t *testing.T) func(clock app.Clock) *api.IdempotencyStore {
+func (b backend) deployment(t *testing.T) func(clock app.Clock) *idemstore.Store {
 	if b.js == nil {
 		path := filepath.Join(t.TempDir(), "idempotency.db")
-		return func(clock app.Clock) *api.IdempotencyStore { return apitest.OpenIdempotency(t, path, clock) }
+		return func(clock app.Clock) *idemstore.Store { return apitest.OpenIdempotency(t, path, clock) }
 	}
 	bucket := fmt.Sprint("idem_", buckets.Add(1))
-	return func(clock app.Clock) *api.IdempotencyStore {
-		st, err := api.OpenSharedIdempotencyStoreInBucket(context.Background(), b.js, bucket, clock)
+	return func(clock app.Clock) *idemstore.Store {
+		st, err := idemstore.OpenShared(context.Background(), b.js, idemstore.SharedOptions{Clock: clock, Bucket: bucket})
 		if err != nil {
 			t.Fatal(err)
 		}

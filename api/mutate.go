@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/booking-engine/booking/api/idemstore"
 	"github.com/booking-engine/booking/app"
 )
 
@@ -77,7 +78,7 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 		}
 	}
 	ctx := c.UserContext()
-	var claim *idemClaim // the key's claim while the command runs
+	var claim *idemstore.Claim // the key's claim while the command runs
 	var fp []byte
 	meta := app.Meta{CorrelationID: requestIDOf(c)}
 	if key != "" {
@@ -87,11 +88,11 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 		sum := sha256.Sum256([]byte(scope))
 		meta.RequestKey = hex.EncodeToString(sum[:])
 		fp = fingerprint(c.Path(), c.Request().Body())
-		cl, prev, found, err := s.idem.begin(ctx, scope)
+		cl, prev, found, err := s.idem.Begin(ctx, scope)
 		if err != nil {
 			return err
 		}
-		defer cl.done()
+		defer cl.Done()
 		if found {
 			if !bytes.Equal(prev.Fingerprint, fp) {
 				return newError(fiber.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
@@ -124,7 +125,7 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 	}
 	status := c.Response().StatusCode()
 	if claim != nil && status < fiber.StatusInternalServerError {
-		answer := storedAnswer{
+		answer := idemstore.Answer{
 			Fingerprint: fp,
 			Status:      status,
 			ContentType: string(c.Response().Header.ContentType()),
@@ -132,7 +133,7 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 		}
 		// Written after the response, with others: a repeat on another instance meanwhile
 		// runs under the same RequestKey and finds the effect in the log.
-		claim.keep(answer)
+		claim.Keep(answer)
 	}
 	return nil
 }

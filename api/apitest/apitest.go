@@ -22,6 +22,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/booking-engine/booking/api"
+	"github.com/booking-engine/booking/api/idemstore"
 	"github.com/booking-engine/booking/app"
 )
 
@@ -49,9 +50,9 @@ func New(t testing.TB, deps api.Deps, cfg api.Config) *Client {
 }
 
 // OpenIdempotency opens an idempotency store at path and closes it at the end of the test.
-func OpenIdempotency(t testing.TB, path string, clock app.Clock) *api.IdempotencyStore {
+func OpenIdempotency(t testing.TB, path string, clock app.Clock) *idemstore.Store {
 	t.Helper()
-	st, err := api.OpenIdempotencyStore(path, clock)
+	st, err := idemstore.Open(path, clock)
 	if err != nil {
 		t.Fatalf("open idempotency store: %v", err)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/api"
+	"github.com/booking-engine/booking/api/idemstore"
 	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 	"github.com/booking-engine/booking/projections"
@@ -142,7 +143,7 @@ type runningServer struct {
 	cancel context.CancelFunc
 	relay  *relay.Relay
 	engine *projections.Engine
-	idem   *api.IdempotencyStore
+	idem   *idemstore.Store
 	svc    *app.Service
 	store  *eventstore.JetStreamStore
 	// requestTimeout bounds the requests a stop waits for.
@@ -231,7 +232,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 
 	// Keys live in a bucket next to the events, so they hold across instances side by side.
-	idem, err := api.OpenSharedIdempotencyStore(ctx, store.JetStream(), api.SharedIdempotencyOptions{Replicas: f.replicas})
+	idem, err := idemstore.OpenShared(ctx, store.JetStream(), idemstore.SharedOptions{Replicas: f.replicas})
 	if err != nil {
 		return fail(fmt.Errorf("idempotency store: %w", err))
 	}

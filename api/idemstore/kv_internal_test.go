@@ -1,4 +1,4 @@
-package api
+package idemstore
 
 import (
 	"bytes"
@@ -31,44 +31,44 @@ func openTestJetStream(t testing.TB) *eventstore.JetStreamStore {
 var testBuckets atomic.Int64
 
 // sharedInstances opens n stores on one new bucket, as n instances of the service do.
-func sharedInstances(t testing.TB, js jetstream.JetStream, clock *testclock.Clock, n int) []*IdempotencyStore {
+func sharedInstances(t testing.TB, js jetstream.JetStream, clock *testclock.Clock, n int) []*Store {
 	t.Helper()
 	bucket := fmt.Sprint("idem_internal_", testBuckets.Add(1))
-	out := make([]*IdempotencyStore, n)
+	out := make([]*Store, n)
 	for i := range out {
 		b, err := openKVAnswers(context.Background(), js, bucket, 1, clock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = newIdempotencyStore(b, clock)
+		out[i] = newStore(b, clock)
 		t.Cleanup(func() { _ = out[i].Close() })
 	}
 	return out
 }
 
 // keepAnswer runs a request of scope on st that answers body, as mutate does.
-func keepAnswer(t *testing.T, st *IdempotencyStore, scope, body string) {
+func keepAnswer(t *testing.T, st *Store, scope, body string) {
 	t.Helper()
-	c, a, found, err := st.begin(context.Background(), scope)
+	c, a, found, err := st.Begin(context.Background(), scope)
 	if err != nil || found {
 		t.Fatalf("begin: found %v (%q), err %v", found, a.Body, err)
 	}
-	c.keep(storedAnswer{Status: 200, Body: []byte(body)})
-	c.done()
+	c.Keep(Answer{Status: 200, Body: []byte(body)})
+	c.Done()
 }
 
 // lookup returns what a request of scope on st finds.
-func lookup(t *testing.T, st *IdempotencyStore, scope string) (string, bool) {
+func lookup(t *testing.T, st *Store, scope string) (string, bool) {
 	t.Helper()
-	c, a, found, err := st.begin(context.Background(), scope)
+	c, a, found, err := st.Begin(context.Background(), scope)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.done()
+	c.Done()
 	return string(a.Body), found
 }
 
-func flush(t *testing.T, st *IdempotencyStore) {
+func flush(t *testing.T, st *Store) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -99,7 +99,7 @@ func TestSharedIdempotencyStore(t *testing.T) {
 		in := sharedInstances(t, js, clock, 2)
 		keepAnswer(t, in[0], scope, "old")
 		flush(t, in[0])
-		clock.Advance(IdempotencyTTL)
+		clock.Advance(TTL)
 		if body, found := lookup(t, in[1], scope); !found || body != "old" {
 			t.Fatalf("at 24 h: found %v %q", found, body)
 		}
@@ -120,7 +120,7 @@ func TestSharedIdempotencyStore(t *testing.T) {
 		}
 		clock.Advance(time.Hour)
 		keepAnswer(t, st, "live", "live")
-		clock.Advance(IdempotencyTTL - time.Hour + time.Nanosecond)
+		clock.Advance(TTL - time.Hour + time.Nanosecond)
 		if _, found := lookup(t, st, "claimed"); found {
 			t.Fatal("an earlier version's claim was taken for an answer")
 		}
@@ -183,8 +183,8 @@ func TestSharedIdempotencyBucketCostsNoFsync(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := st.CachedInfo().Config
-			if cfg.PersistMode != tt.want || cfg.MaxAge != idempotencyBucketTTL {
-				t.Fatalf("persist mode %v, max age %s; want %v and %s", cfg.PersistMode, cfg.MaxAge, tt.want, idempotencyBucketTTL)
+			if cfg.PersistMode != tt.want || cfg.MaxAge != bucketTTL {
+				t.Fatalf("persist mode %v, max age %s; want %v and %s", cfg.PersistMode, cfg.MaxAge, tt.want, bucketTTL)
 			}
 		})
 	}
@@ -196,7 +196,7 @@ func TestSharedIdempotencyStoreUnreachableIsUnavailable(t *testing.T) {
 	if err := es.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, _, _, err := st.begin(context.Background(), "s")
+	_, _, _, err := st.Begin(context.Background(), "s")
 	if !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
@@ -218,7 +218,7 @@ func BenchmarkSharedIdempotencyKeep(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				st := newIdempotencyStore(kv, nil)
+				st := newStore(kv, nil)
 				defer st.Close()
 				body := bytes.Repeat([]byte("x"), 300)
 				var n atomic.Int64
@@ -227,12 +227,12 @@ func BenchmarkSharedIdempotencyKeep(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) {
 					ctx := context.Background()
 					for pb.Next() {
-						c, _, _, err := st.begin(ctx, fmt.Sprint("POST /r\x00u\x00k", n.Add(1)))
+						c, _, _, err := st.Begin(ctx, fmt.Sprint("POST /r\x00u\x00k", n.Add(1)))
 						if err != nil {
 							b.Fatal(err)
 						}
-						c.keep(storedAnswer{Status: 201, Body: body})
-						c.done()
+						c.Keep(Answer{Status: 201, Body: body})
+						c.Done()
 					}
 				})
 				if err := st.Flush(context.Background()); err != nil {

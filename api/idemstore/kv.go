@@ -1,4 +1,4 @@
-package api
+package idemstore
 
 import (
 	"context"
@@ -16,22 +16,21 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// IdempotencyBucket is the JetStream key-value bucket of the shared idempotency store. Its
-// keys are the hex SHA-256 of the scopes (a scope holds characters a key may not), its values
-// kvRecords.
-const IdempotencyBucket = "idempotency"
+// Bucket is the JetStream key-value bucket of the shared store. Its keys are the hex SHA-256
+// of the scopes (a scope holds characters a key may not), its values kvRecords.
+const Bucket = "idempotency"
 
-// idempotencyBucketTTL is the bucket's own age limit. It is an hour past IdempotencyTTL so
-// that JetStream never drops an answer that is still live; reads compare StoredAt with
-// IdempotencyTTL, which makes expiry exact whatever the bucket has not dropped yet.
-const idempotencyBucketTTL = IdempotencyTTL + time.Hour
+// bucketTTL is the bucket's own age limit. It is an hour past TTL so that JetStream never
+// drops an answer that is still live; reads compare StoredAt with TTL, which makes expiry
+// exact whatever the bucket has not dropped yet.
+const bucketTTL = TTL + time.Hour
 
 // kvRecord is the value of a scope in the bucket: its answer. Pending marks the claims that
 // earlier versions wrote before a request ran; a bucket may still hold some, which count as
 // no answer and are swept.
 type kvRecord struct {
-	Pending bool          `json:"pending,omitempty"`
-	Answer  *storedAnswer `json:"answer,omitempty"`
+	Pending bool    `json:"pending,omitempty"`
+	Answer  *Answer `json:"answer,omitempty"`
 }
 
 // kvAnswers keeps answers in a JetStream key-value bucket shared by every instance.
@@ -44,26 +43,32 @@ type kvAnswers struct {
 	prefix string // the subject of a key is prefix + key
 }
 
-// SharedIdempotencyOptions configure OpenSharedIdempotencyStore.
-type SharedIdempotencyOptions struct {
+// SharedOptions configure OpenShared.
+type SharedOptions struct {
 	// Replicas of the bucket on a NATS cluster (1 when 0, and on a server that is not part of
 	// a cluster).
 	Replicas int
 	// Clock stamps answers; nil: the system clock.
 	Clock app.Clock
+	// Bucket names the bucket; "": Bucket. Tests that share one JetStream server name their
+	// own, so that their keys stay apart.
+	Bucket string
 }
 
-// OpenSharedIdempotencyStore returns a store whose keys hold across every instance of the
-// service on js: it creates (or updates to this configuration) the IdempotencyBucket with
-// file storage and a TTL of 25 h. When the bucket cannot be read, keyed requests fail with
-// eventstore.ErrUnavailable (503) rather than run unprotected. Close it when done (it leaves
-// the connection open).
-func OpenSharedIdempotencyStore(ctx context.Context, js jetstream.JetStream, opts SharedIdempotencyOptions) (*IdempotencyStore, error) {
-	b, err := openKVAnswers(ctx, js, IdempotencyBucket, opts.Replicas, opts.Clock)
+// OpenShared returns a store whose keys hold across every instance of the service on js: it
+// creates (or updates to this configuration) the bucket with file storage and a TTL of 25 h.
+// When the bucket cannot be read, keyed requests fail with eventstore.ErrUnavailable (the
+// api's 503) rather than run unprotected. Close it when done (it leaves the connection open).
+func OpenShared(ctx context.Context, js jetstream.JetStream, opts SharedOptions) (*Store, error) {
+	bucket := opts.Bucket
+	if bucket == "" {
+		bucket = Bucket
+	}
+	b, err := openKVAnswers(ctx, js, bucket, opts.Replicas, opts.Clock)
 	if err != nil {
 		return nil, err
 	}
-	return newIdempotencyStore(b, opts.Clock), nil
+	return newStore(b, opts.Clock), nil
 }
 
 // openKVAnswers creates or updates the bucket's stream itself rather than through
@@ -101,7 +106,7 @@ func openKVAnswers(ctx context.Context, js jetstream.JetStream, bucket string, r
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	return &kvAnswers{kv: kv, js: js, nc: js.Conn(), clock: clock, ttl: IdempotencyTTL, prefix: "$KV." + bucket + "."}, nil
+	return &kvAnswers{kv: kv, js: js, nc: js.Conn(), clock: clock, ttl: TTL, prefix: "$KV." + bucket + "."}, nil
 }
 
 // kvStreamConfig is the stream of a key-value bucket with one value per key, as
@@ -113,7 +118,7 @@ func kvStreamConfig(bucket string, replicas int) jetstream.StreamConfig {
 		Subjects:          []string{"$KV." + bucket + ".>"},
 		MaxMsgsPerSubject: 1,
 		MaxBytes:          -1,
-		MaxAge:            idempotencyBucketTTL,
+		MaxAge:            bucketTTL,
 		MaxMsgSize:        -1,
 		Storage:           jetstream.FileStorage,
 		Replicas:          replicas,
@@ -134,20 +139,20 @@ func kvKey(scope string) string {
 }
 
 // lookup reads the scope's answer; a pending claim of an earlier version counts as none.
-func (b *kvAnswers) lookup(ctx context.Context, scope string) (storedAnswer, bool, error) {
+func (b *kvAnswers) lookup(ctx context.Context, scope string) (Answer, bool, error) {
 	if err := b.ready(); err != nil {
-		return storedAnswer{}, false, err
+		return Answer{}, false, err
 	}
 	e, err := b.kv.Get(ctx, kvKey(scope))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return storedAnswer{}, false, nil
+		return Answer{}, false, nil
 	}
 	if err != nil {
-		return storedAnswer{}, false, b.fail(ctx, "read", err)
+		return Answer{}, false, b.fail(ctx, "read", err)
 	}
 	rec, ok := decodeRecord(e.Value())
 	if !ok || rec.Answer == nil {
-		return storedAnswer{}, false, nil
+		return Answer{}, false, nil
 	}
 	return *rec.Answer, true, nil
 }

@@ -1,9 +1,8 @@
-package api
+package idemstore
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -14,54 +13,6 @@ import (
 	"github.com/booking-engine/booking/internal/testclock"
 )
 
-func TestKeyLocks(t *testing.T) {
-	t.Run("a waiter gives up when its context ends and leaves nothing behind", func(t *testing.T) {
-		var l keyLocks
-		unlock, err := l.lock(context.Background(), "k")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if _, err := l.lock(ctx, "k"); !errors.Is(err, context.Canceled) {
-			t.Fatalf("err %v", err)
-		}
-		unlock()
-		if len(l.m) != 0 {
-			t.Fatalf("%d locks left", len(l.m))
-		}
-	})
-	t.Run("holders of one key never overlap", func(t *testing.T) {
-		var l keyLocks
-		var inside, maxInside int
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for range 50 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				unlock, err := l.lock(context.Background(), "k")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				inside++
-				maxInside = max(maxInside, inside)
-				mu.Unlock()
-				mu.Lock()
-				inside--
-				mu.Unlock()
-				unlock()
-			}()
-		}
-		wg.Wait()
-		if maxInside != 1 || len(l.m) != 0 {
-			t.Fatalf("max %d inside, %d locks left", maxInside, len(l.m))
-		}
-	})
-}
-
 func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	st, err := openBoltAnswers(filepath.Join(t.TempDir(), "i.db"), clock)
@@ -69,14 +20,14 @@ func TestIdempotencyStoreReplacesAnExpiredAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.close()
-	if err := st.put("s", storedAnswer{Status: 201, Body: []byte("first")}); err != nil {
+	if err := st.put("s", Answer{Status: 201, Body: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(25 * time.Hour)
 	if _, found, _ := st.get("s"); found {
 		t.Fatal("an expired answer was found")
 	}
-	if err := st.put("s", storedAnswer{Status: 200, Body: []byte("second")}); err != nil {
+	if err := st.put("s", Answer{Status: 200, Body: []byte("second")}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour)
@@ -104,7 +55,7 @@ func TestIdempotencySweepWorksInBoundedTransactions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += 50 {
-				if err := st.put(string(rune('a'+i%26))+time.Duration(i).String(), storedAnswer{Status: 200}); err != nil {
+				if err := st.put(string(rune('a'+i%26))+time.Duration(i).String(), Answer{Status: 200}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -137,7 +88,7 @@ func BenchmarkIdempotencyPut(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := st.put(fmt.Sprint("POST /r\x00u\x00k", n.Add(1)), storedAnswer{Status: 201, Body: body}); err != nil {
+					if err := st.put(fmt.Sprint("POST /r\x00u\x00k", n.Add(1)), Answer{Status: 201, Body: body}); err != nil {
 						b.Fatal(err)
 					}
 				}
