@@ -1,5 +1,5 @@
 // Package relay delivers reservation and payment facts to the external data platform after
-// they are committed, and is the home of a mock platform for local runs and tests.
+// they are committed. A stand-in platform for local runs and tests is relay/mockplatform.
 //
 // The event log is the outbox: a durable JetStream pull consumer on every stream that holds
 // reservation or payment events (SEATS_*, where a concert date's commits carry its
