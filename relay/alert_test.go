@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/internal/testclock"
+	"github.com/booking-engine/booking/internal/testpoll"
 )
 
 func TestAlertsAreRateLimitedAndSummarised(t *testing.T) {
@@ -19,7 +20,7 @@ func TestAlertsAreRateLimitedAndSummarised(t *testing.T) {
 	}
 
 	a.notify(dl("e1"))
-	eventually(t, 10*time.Second, "the first alert", func() bool { return len(sink.Texts()) == 1 })
+	testpoll.Eventually(t, 10*time.Second, "the first alert", func() bool { return len(sink.Texts()) == 1 })
 	if got := sink.Texts()[0]; !strings.Contains(got, "e1") || !strings.Contains(got, "8 attempt") || !strings.Contains(got, "status 500") {
 		t.Errorf("first alert %q does not name the fact, its attempts and its error", got)
 	}
@@ -35,7 +36,7 @@ func TestAlertsAreRateLimitedAndSummarised(t *testing.T) {
 	// Once the interval has passed, the next dead letter sends the summary of all three.
 	clock.Advance(time.Minute)
 	a.notify(dl("e4"))
-	eventually(t, 10*time.Second, "the summary alert", func() bool { return len(sink.Texts()) == 2 })
+	testpoll.Eventually(t, 10*time.Second, "the summary alert", func() bool { return len(sink.Texts()) == 2 })
 	if got := sink.Texts()[1]; !strings.Contains(got, "3 facts") || !strings.Contains(got, "e4") {
 		t.Errorf("summary alert %q does not count 3 facts with e4 the latest", got)
 	}

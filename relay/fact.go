@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -122,59 +120,4 @@ func seatNosOf(envs []eventstore.Envelope) (map[string][]int, error) {
 		slices.Sort(nos)
 	}
 	return seats, errors.Join(errs...)
-}
-
-// outcome classifies one delivery attempt.
-type outcome int
-
-const (
-	delivered outcome = iota // 2xx
-	retryable                // 5xx, 408, 429, transport errors and timeouts
-	permanent                // any other answer: retrying would get the same answer
-)
-
-// classify maps an HTTP status to an outcome. Redirects that the client did not follow are
-// permanent: the platform is misconfigured and retrying would not fix it.
-func classify(status int) outcome {
-	switch {
-	case status >= 200 && status < 300:
-		return delivered
-	case status >= 500, status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
-		return retryable
-	default:
-		return permanent
-	}
-}
-
-// backoff returns the wait before the next attempt after `failures` failed attempts (1 after
-// the first failure): first doubling from first up to ceiling, then jitter of ±25% so that
-// facts failed by one outage do not come back in lockstep, clamped to [first, ceiling] so that
-// the flags bound every wait. A Retry-After (429/503) lengthens the wait, up to ceiling.
-func backoff(failures int, first, ceiling, retryAfter time.Duration, jitter func() float64) time.Duration {
-	d := first
-	for i := 1; i < failures && d < ceiling; i++ {
-		d *= 2
-	}
-	if d > ceiling || d <= 0 { // d <= 0: overflow
-		d = ceiling
-	}
-	d = time.Duration(float64(d) * (0.75 + 0.5*jitter()))
-	d = max(d, retryAfter, first)
-	return min(d, ceiling)
-}
-
-// defaultJitter is uniform in [0, 1).
-func defaultJitter() float64 { return rand.Float64() }
-
-// retryAfter parses a Retry-After header given in seconds; dates and junk are ignored.
-func retryAfter(h http.Header) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	s, err := strconv.Atoi(v)
-	if err != nil || s < 0 {
-		return 0
-	}
-	return time.Duration(s) * time.Second
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
+	"github.com/booking-engine/booking/relay/mockplatform"
 )
 
 // TestMain keeps the relay's logs out of the test output; failures speak through t.
@@ -181,18 +182,6 @@ func sold(res, pay string, seat int) aggregates.Event {
 	return aggregates.SeatSold{ReservationID: res, PaymentID: pay, SeatNo: seat}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an outcome
-	}
-}
-
 // relayT0 is where the relay tests' clocks start.
 var relayT0 = time.Date(2026, 12, 24, 19, 0, 0, 0, time.UTC)
 
@@ -238,9 +227,9 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
-func startMock(t testing.TB, opts MockOptions) *MockPlatform {
+func startMock(t testing.TB, opts mockplatform.Options) *mockplatform.Platform {
 	t.Helper()
-	m := NewMockPlatform(opts)
+	m := mockplatform.New(opts)
 	if err := m.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}

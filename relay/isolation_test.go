@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/eventstore"
+	"github.com/booking-engine/booking/internal/testpoll"
+	"github.com/booking-engine/booking/relay/mockplatform"
 )
 
 // The relay is outside the request path by construction: the packages a request runs through
@@ -47,10 +49,10 @@ func TestTheRequestPathNeverImportsTheRelay(t *testing.T) {
 // complete: the relay holds requests at the platform, never the event log.
 func TestAppendsCompleteWhileThePlatformTakesTenSecondsPerAnswer(t *testing.T) {
 	h := newJetStream(t)
-	platform := startMock(t, MockOptions{Latency: 10 * time.Second})
+	platform := startMock(t, mockplatform.Options{Latency: 10 * time.Second})
 	r := startRelay(t, h, Options{URL: platform.URL(), Concurrency: 2, Timeout: time.Minute})
 	appendBookings(t, h, 2)
-	eventually(t, 30*time.Second, "the relay waiting on the platform with every slot", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the relay waiting on the platform with every slot", func() bool {
 		return platform.InFlight() == 2 && len(r.slots) == 2
 	})
 
@@ -77,7 +79,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			h := newJetStream(b)
 			if bc.relay {
-				platform := startMock(b, MockOptions{Latency: bc.latency})
+				platform := startMock(b, mockplatform.Options{Latency: bc.latency})
 				r, err := New(h.js, Options{URL: platform.URL(), Concurrency: 4, Timeout: time.Minute})
 				if err != nil {
 					b.Fatal(err)
@@ -116,7 +118,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 	for _, concurrency := range []int{4, 16, 64} {
 		b.Run("concurrency "+strconv.Itoa(concurrency), func(b *testing.B) {
 			h := newJetStream(b)
-			platform := startMock(b, MockOptions{})
+			platform := startMock(b, mockplatform.Options{})
 			facts := appendBookings(b, h, (b.N+2)/3)
 			r, err := New(h.js, Options{URL: platform.URL(), Concurrency: concurrency})
 			if err != nil {
@@ -126,7 +128,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 			if err := r.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			eventually(b, 10*time.Minute, "the backlog delivered", func() bool { return platform.Stats().Unique == len(facts) })
+			testpoll.Eventually(b, 10*time.Minute, "the backlog delivered", func() bool { return platform.Stats().Unique == len(facts) })
 			b.StopTimer()
 			r.Close()
 			b.ReportMetric(float64(len(facts))/b.Elapsed().Seconds(), "facts/s")

@@ -20,8 +20,9 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
-
 	"github.com/booking-engine/booking/internal/testclock"
+	"github.com/booking-engine/booking/internal/testpoll"
+	"github.com/booking-engine/booking/relay/mockplatform"
 )
 
 func startRelay(t *testing.T, h *testJetStream, opts Options) *Relay {
@@ -73,17 +74,17 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestEveryFactIsDeliveredOnceInEffectWhenHalfTheRequestsFail(t *testing.T) {
 	h := newJetStream(t)
 	facts := appendBookings(t, h, 15)
-	platform := startMock(t, MockOptions{FailRate: 0.5, Rand: seededRand(1)})
+	platform := startMock(t, mockplatform.Options{FailRate: 0.5, Rand: seededRand(1)})
 	reg := prometheus.NewRegistry()
 	// 40 attempts at a 50% failure rate leave a fact undelivered with probability 2^-40.
 	startRelay(t, h, Options{URL: platform.URL(), MaxAttempts: 40, Backoff: time.Millisecond, BackoffMax: 20 * time.Millisecond, Concurrency: 4, Registerer: reg})
 
 	// The platform records a fact before the relay reads its answer, so wait for both sides.
-	eventually(t, 30*time.Second, "every fact at the platform and counted as delivered", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "every fact at the platform and counted as delivered", func() bool {
 		return platform.Stats().Unique == len(facts) && counterValue(t, reg, "booking_relay_delivered_total") >= float64(len(facts))
 	})
 
-	got := map[string]MockEvent{}
+	got := map[string]mockplatform.Event{}
 	for _, e := range platform.Events() {
 		got[e.EventID] = e
 	}
@@ -139,7 +140,7 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 	}
 
 	var dls []DeadLetter
-	eventually(t, 30*time.Second, "every fact dead-lettered", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "every fact dead-lettered", func() bool {
 		var err error
 		dls, err = r.DeadLetters(ctx)
 		if err != nil {
@@ -159,9 +160,9 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 	}
 
 	// One alert at once; the other dead letters wait for the interval and go out as one summary.
-	eventually(t, 10*time.Second, "the first alert", func() bool { return len(alerts.Texts()) == 1 })
+	testpoll.Eventually(t, 10*time.Second, "the first alert", func() bool { return len(alerts.Texts()) == 1 })
 	r.alerts.flush()
-	eventually(t, 10*time.Second, "the summary alert", func() bool { return len(alerts.Texts()) == 2 })
+	testpoll.Eventually(t, 10*time.Second, "the summary alert", func() bool { return len(alerts.Texts()) == 2 })
 	if got := alerts.Texts()[1]; !strings.Contains(got, "3 facts") {
 		t.Errorf("summary alert %q does not count the 3 later dead letters", got)
 	}
@@ -170,7 +171,7 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 		t.Errorf("redrive of an unknown id: %v, want ErrDeadLetterNotFound", err)
 	}
 
-	platform := NewMockPlatform(MockOptions{})
+	platform := mockplatform.New(mockplatform.Options{})
 	if err := platform.Start(addr); err != nil {
 		t.Fatalf("bring the platform back on %s: %v", addr, err)
 	}
@@ -180,7 +181,7 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 			t.Fatalf("redrive %s: %v", dl.ID, err)
 		}
 	}
-	eventually(t, 30*time.Second, "redriven facts at the platform and off the list", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "redriven facts at the platform and off the list", func() bool {
 		left, err := r.DeadLetters(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -194,28 +195,28 @@ func TestFactsBecomeDeadLettersWhilePlatformIsDownAndARedriveDeliversThem(t *tes
 
 func TestARedriveThatFailsAgainKeepsTheDeadLetterWithItsNewAttempts(t *testing.T) {
 	h := newJetStream(t)
-	platform := startMock(t, MockOptions{FailRate: 1})
+	platform := startMock(t, mockplatform.Options{FailRate: 1})
 	alerts := newAlertSink(t)
 	r := startRelay(t, h, Options{URL: platform.URL(), AlertURL: alerts.srv.URL, MaxAttempts: 2, Backoff: time.Millisecond, BackoffMax: 2 * time.Millisecond})
 	ctx := context.Background()
 	f := appendEvent(t, h, eventstore.TypePayment, "p1", "PaymentRefunded", map[string]any{})
 
 	var dls []DeadLetter
-	eventually(t, 30*time.Second, "the fact dead-lettered", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the fact dead-lettered", func() bool {
 		dls, _ = r.DeadLetters(ctx)
 		return len(dls) == 1
 	})
 	if err := r.Redrive(ctx, dls[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the failed redrive recorded", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the failed redrive recorded", func() bool {
 		dls, _ = r.DeadLetters(ctx)
 		return len(dls) == 1 && dls[0].Attempts == 4
 	})
 	if dls[0].EventID != f.EventID || !strings.Contains(dls[0].LastError, "500") {
 		t.Errorf("dead letter after a failed redrive = %+v, want event %s with the 500 as last error", dls[0], f.EventID)
 	}
-	eventually(t, 10*time.Second, "an alert for each failure", func() bool { return len(alerts.Texts()) >= 1 })
+	testpoll.Eventually(t, 10*time.Second, "an alert for each failure", func() bool { return len(alerts.Texts()) >= 1 })
 }
 
 func TestARefusedFactIsDeadLetteredAtOnce(t *testing.T) {
@@ -234,7 +235,7 @@ func TestARefusedFactIsDeadLetteredAtOnce(t *testing.T) {
 		aggregates.SeatReleased{ReservationID: "r1", Reason: aggregates.ReleaseCancelled, SeatNo: 1})
 
 	var dls []DeadLetter
-	eventually(t, 30*time.Second, "the refused fact dead-lettered", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the refused fact dead-lettered", func() bool {
 		dls, _ = r.DeadLetters(context.Background())
 		return len(dls) == 1
 	})
@@ -246,7 +247,7 @@ func TestARefusedFactIsDeadLetteredAtOnce(t *testing.T) {
 func TestARelayRestartInTheMiddleOfDeliveriesLosesNothing(t *testing.T) {
 	h := newJetStream(t)
 	facts := appendBookings(t, h, 20)
-	mock := NewMockPlatform(MockOptions{})
+	mock := mockplatform.New(mockplatform.Options{})
 	// The platform takes the first 10 facts, then stalls every request until released, so the
 	// first relay is certainly stopped with deliveries in flight and facts not yet fetched.
 	release := make(chan struct{})
@@ -276,7 +277,7 @@ func TestARelayRestartInTheMiddleOfDeliveriesLosesNothing(t *testing.T) {
 	if err := first.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the first relay stuck with deliveries in flight", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the first relay stuck with deliveries in flight", func() bool {
 		return mock.Stats().Unique == 10 && len(first.slots) == opts.Concurrency
 	})
 	first.Close()
@@ -286,12 +287,12 @@ func TestARelayRestartInTheMiddleOfDeliveriesLosesNothing(t *testing.T) {
 
 	released.Do(func() { close(release) })
 	startRelay(t, h, opts)
-	eventually(t, 30*time.Second, "every fact delivered by the second relay", func() bool { return mock.Stats().Unique == len(facts) })
+	testpoll.Eventually(t, 30*time.Second, "every fact delivered by the second relay", func() bool { return mock.Stats().Unique == len(facts) })
 }
 
 func TestTheRelayResumesWhereItLeftOffAfterAServerRestart(t *testing.T) {
 	h := newJetStream(t)
-	platform := startMock(t, MockOptions{})
+	platform := startMock(t, mockplatform.Options{})
 	opts := Options{URL: platform.URL(), Backoff: time.Millisecond, BackoffMax: 5 * time.Millisecond}
 	before := appendBookings(t, h, 5)
 
@@ -304,7 +305,7 @@ func TestTheRelayResumesWhereItLeftOffAfterAServerRestart(t *testing.T) {
 	}
 	// Settled, not merely received: a fact whose 2xx the relay had not seen yet when it
 	// stopped is delivered again, which is at-least-once working, not what this test is about.
-	eventually(t, 30*time.Second, "the first facts delivered and acknowledged", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the first facts delivered and acknowledged", func() bool {
 		return platform.Stats().Unique == len(before) && allSettled(t, h)
 	})
 	first.Close()
@@ -313,7 +314,7 @@ func TestTheRelayResumesWhereItLeftOffAfterAServerRestart(t *testing.T) {
 	h.start()
 	after := appendBookings(t, h, 5)
 	startRelay(t, h, opts)
-	eventually(t, 30*time.Second, "the later facts delivered", func() bool { return platform.Stats().Unique == len(before)+len(after) })
+	testpoll.Eventually(t, 30*time.Second, "the later facts delivered", func() bool { return platform.Stats().Unique == len(before)+len(after) })
 	if s := platform.Stats(); s.Duplicates != 0 || s.Received != len(before)+len(after) {
 		t.Errorf("stats %+v: the second relay delivered acknowledged facts again", s)
 	}
@@ -383,7 +384,7 @@ func TestTheRelayRegistersItsMetrics(t *testing.T) {
 
 func TestFactsStillArriveAfterIdleFetchLoopsRenewTheirIterators(t *testing.T) {
 	h := newJetStream(t)
-	platform := startMock(t, MockOptions{})
+	platform := startMock(t, mockplatform.Options{})
 	r, err := New(h.js, Options{URL: platform.URL()})
 	if err != nil {
 		t.Fatal(err)
@@ -393,9 +394,9 @@ func TestFactsStillArriveAfterIdleFetchLoopsRenewTheirIterators(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Close)
-	eventually(t, 30*time.Second, "every idle fetch loop renewed twice", func() bool { return r.renewals.Load() >= int64(2*len(streams())) })
+	testpoll.Eventually(t, 30*time.Second, "every idle fetch loop renewed twice", func() bool { return r.renewals.Load() >= int64(2*len(streams())) })
 	facts := appendBookings(t, h, 5)
-	eventually(t, 30*time.Second, "the facts delivered", func() bool { return platform.Stats().Unique == len(facts) })
+	testpoll.Eventually(t, 30*time.Second, "the facts delivered", func() bool { return platform.Stats().Unique == len(facts) })
 }
 
 // A multi-seat reservation's facts each name all of its seats, although only ReservationHeld
@@ -404,7 +405,7 @@ func TestFactsStillArriveAfterIdleFetchLoopsRenewTheirIterators(t *testing.T) {
 // reservation sharing the hold's commit keeps its own seat.
 func TestAMultiSeatBookingsFactsEachCarryAllItsSeatsAndSeatEventsBecomeNoFacts(t *testing.T) {
 	h := newJetStream(t)
-	platform := startMock(t, MockOptions{})
+	platform := startMock(t, mockplatform.Options{})
 	const date, res, other, pay = "c1.d1", "r1", "r2", "p1"
 	seats := []int{3, 4, 7}
 
@@ -425,7 +426,7 @@ func TestAMultiSeatBookingsFactsEachCarryAllItsSeatsAndSeatEventsBecomeNoFacts(t
 	want := map[string][]int{hold[3].EventID: seats, hold[5].EventID: {9}, confirm[0].EventID: seats, cancel[0].EventID: seats, completed.EventID: nil, refunded.EventID: nil}
 	startRelay(t, h, Options{URL: platform.URL(), Backoff: time.Millisecond, BackoffMax: 5 * time.Millisecond})
 	// Settled too: every commit acknowledged, those without facts included.
-	eventually(t, 30*time.Second, "the facts at the platform and every commit settled", func() bool {
+	testpoll.Eventually(t, 30*time.Second, "the facts at the platform and every commit settled", func() bool {
 		return platform.Stats().Unique == len(want) && allSettled(t, h)
 	})
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/booking-engine/booking/relay"
+	"github.com/booking-engine/booking/relay/mockplatform"
 )
 
 // newDataPlatformCmd runs the mock data platform until SIGINT/SIGTERM.
@@ -40,7 +40,7 @@ counts requests ({"received", "unique", "duplicates", "failed"}). --fail-rate, -
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			p := relay.NewMockPlatform(relay.MockOptions{FailRate: failRate, Latency: latency, FailFirst: failFirst, Logger: log})
+			p := mockplatform.New(mockplatform.Options{FailRate: failRate, Latency: latency, FailFirst: failFirst, Logger: log})
 			if err := p.Start(addr); err != nil {
 				return err
 			}

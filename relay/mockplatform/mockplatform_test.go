@@ -1,4 +1,4 @@
-package relay
+package mockplatform
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/booking-engine/booking/internal/testpoll"
 )
 
 func postFact(t *testing.T, h http.Handler, key string, body string) int {
@@ -34,57 +36,57 @@ func TestMockPlatform(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		opts  MockOptions
+		opts  Options
 		posts []post
-		stats MockStats
+		stats Stats
 	}{
 		{
 			name:  "a new event is accepted",
 			posts: []post{{"e1", factBody("e1"), 201}},
-			stats: MockStats{Received: 1, Unique: 1},
+			stats: Stats{Received: 1, Unique: 1},
 		},
 		{
 			name:  "a repeated Idempotency-Key is a duplicate, answered 2xx and not stored twice",
 			posts: []post{{"e1", factBody("e1"), 201}, {"e1", factBody("e1"), 200}, {"e2", factBody("e2"), 201}},
-			stats: MockStats{Received: 3, Unique: 2, Duplicates: 1},
+			stats: Stats{Received: 3, Unique: 2, Duplicates: 1},
 		},
 		{
 			name:  "fail-first fails the first requests whatever they carry",
-			opts:  MockOptions{FailFirst: 2},
+			opts:  Options{FailFirst: 2},
 			posts: []post{{"e1", factBody("e1"), 500}, {"e2", factBody("e2"), 500}, {"e1", factBody("e1"), 201}},
-			stats: MockStats{Received: 3, Unique: 1, Failed: 2},
+			stats: Stats{Received: 3, Unique: 1, Failed: 2},
 		},
 		{
 			name:  "a fail rate of 1 fails everything",
-			opts:  MockOptions{FailRate: 1},
+			opts:  Options{FailRate: 1},
 			posts: []post{{"e1", factBody("e1"), 500}, {"e1", factBody("e1"), 500}},
-			stats: MockStats{Received: 2, Failed: 2},
+			stats: Stats{Received: 2, Failed: 2},
 		},
 		{
 			name:  "failures follow the random draw",
-			opts:  MockOptions{FailRate: 0.5, Rand: sequence(0.9, 0.1, 0.6)},
+			opts:  Options{FailRate: 0.5, Rand: sequence(0.9, 0.1, 0.6)},
 			posts: []post{{"e1", factBody("e1"), 201}, {"e2", factBody("e2"), 500}, {"e2", factBody("e2"), 201}},
-			stats: MockStats{Received: 3, Unique: 2, Failed: 1},
+			stats: Stats{Received: 3, Unique: 2, Failed: 1},
 		},
 		{
 			name:  "a request without Idempotency-Key is refused",
 			posts: []post{{"", factBody("e1"), 400}},
-			stats: MockStats{Received: 1, Failed: 1},
+			stats: Stats{Received: 1, Failed: 1},
 		},
 		{
 			name:  "an Idempotency-Key other than the eventId is refused",
 			posts: []post{{"e2", factBody("e1"), 400}},
-			stats: MockStats{Received: 1, Failed: 1},
+			stats: Stats{Received: 1, Failed: 1},
 		},
 		{
 			name:  "a body that is not a fact is refused",
 			posts: []post{{"e1", `{"eventId":`, 400}, {"e1", `{"type":"X"}`, 400}},
-			stats: MockStats{Received: 2, Failed: 2},
+			stats: Stats{Received: 2, Failed: 2},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMockPlatform(tt.opts)
+			m := New(tt.opts)
 			for i, p := range tt.posts {
 				if got := postFact(t, m.Handler(), p.key, p.body); got != p.want {
 					t.Errorf("post %d (%s): status %d, want %d", i, p.key, got, p.want)
@@ -103,7 +105,11 @@ func sequence(vs ...float64) func() float64 {
 }
 
 func TestMockPlatformListsUniqueEventsAndStatsOverHTTP(t *testing.T) {
-	m := startMock(t, MockOptions{})
+	m := New(Options{})
+	if err := m.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
 	for _, id := range []string{"e1", "e1", "e2"} {
 		req, _ := http.NewRequest(http.MethodPost, m.URL()+"/events", bytes.NewBufferString(factBody(id)))
 		req.Header.Set("Idempotency-Key", id)
@@ -127,7 +133,7 @@ func TestMockPlatformListsUniqueEventsAndStatsOverHTTP(t *testing.T) {
 		return out
 	}
 	events := get("/events")
-	var list []MockEvent
+	var list []Event
 	if err := json.Unmarshal(events["events"], &list); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +153,7 @@ func TestMockPlatformListsUniqueEventsAndStatsOverHTTP(t *testing.T) {
 }
 
 func TestClosingTheMockAnswersRequestsWaitingOutTheirLatencyWith503(t *testing.T) {
-	m := NewMockPlatform(MockOptions{Latency: time.Hour})
+	m := New(Options{Latency: time.Hour})
 	if err := m.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +169,7 @@ func TestClosingTheMockAnswersRequestsWaitingOutTheirLatencyWith503(t *testing.T
 		resp.Body.Close()
 		status <- resp.StatusCode
 	}()
-	eventually(t, 10*time.Second, "the request waiting at the platform", func() bool { return m.InFlight() == 1 })
+	testpoll.Eventually(t, 10*time.Second, "the request waiting at the platform", func() bool { return m.InFlight() == 1 })
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +182,7 @@ func TestClosingTheMockAnswersRequestsWaitingOutTheirLatencyWith503(t *testing.T
 }
 
 func TestClosingTheMockDoesNotWaitForAConnectionThatSentNoRequest(t *testing.T) {
-	m := NewMockPlatform(MockOptions{})
+	m := New(Options{})
 	if err := m.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -188,19 +194,11 @@ func TestClosingTheMockDoesNotWaitForAConnectionThatSentNoRequest(t *testing.T) 
 	defer conn.Close()
 	// The server notes the connection when it accepts it; wait for that, or Close could run
 	// before there is anything to hang up on.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testpoll.Eventually(t, 5*time.Second, "the mock accepting the connection", func() bool {
 		m.mu.Lock()
-		n := len(m.fresh)
-		m.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the mock never accepted the connection")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer m.mu.Unlock()
+		return len(m.fresh) == 1
+	})
 	began := time.Now()
 	if err := m.Close(); err != nil {
 		t.Fatalf("close: %v", err)

@@ -1,4 +1,9 @@
-package relay
+// Package mockplatform is a stand-in for the external data platform that the relay delivers
+// facts to: it backs `booking dataplatform` and the relay's tests, and lives apart from the
+// relay so that the production package does not carry it. It imports nothing of the engine
+// (the relay's tests import it): like the real platform, it knows a fact only by its wire
+// shape (relay/README.md).
+package mockplatform
 
 import (
 	"context"
@@ -14,8 +19,8 @@ import (
 	"time"
 )
 
-// MockOptions configure a MockPlatform.
-type MockOptions struct {
+// Options configure a Platform.
+type Options struct {
 	// FailRate is the share of POST /events answered 500 at random (0 to 1).
 	FailRate float64
 	// Latency delays every answer to POST /events.
@@ -29,9 +34,9 @@ type MockOptions struct {
 	Logger *slog.Logger
 }
 
-// MockEvent is one unique event the mock accepted, as it was posted, with when it arrived and
+// Event is one unique event the mock accepted, as it was posted, with when it arrived and
 // how many POSTs carried its Idempotency-Key (retries and redeliveries included).
-type MockEvent struct {
+type Event struct {
 	EventID    string          `json:"eventId"`
 	Type       string          `json:"type"`
 	OccurredAt time.Time       `json:"occurredAt"`
@@ -40,29 +45,29 @@ type MockEvent struct {
 	Deliveries int             `json:"deliveries"`
 }
 
-// MockStats counts the POST /events requests: every one is received; a request is failed when
+// Stats counts the POST /events requests: every one is received; a request is failed when
 // it was answered with anything but 2xx (injected failures and malformed requests); the rest
 // are unique (first time for their key) or duplicates.
-type MockStats struct {
+type Stats struct {
 	Received   int `json:"received"`
 	Unique     int `json:"unique"`
 	Duplicates int `json:"duplicates"`
 	Failed     int `json:"failed"`
 }
 
-// MockPlatform is a stand-in data platform: POST /events dedups by Idempotency-Key and can
+// Platform is a stand-in data platform: POST /events dedups by Idempotency-Key and can
 // fail or be slow on purpose; GET /events lists the unique events in arrival order; GET
 // /stats counts. It backs `booking dataplatform` and is used in-process by tests.
-type MockPlatform struct {
-	opts    MockOptions
+type Platform struct {
+	opts    Options
 	handler http.Handler
 
 	mu        sync.Mutex
 	failRate  float64
 	failFirst int
-	events    []*MockEvent
-	byKey     map[string]*MockEvent
-	stats     MockStats
+	events    []*Event
+	byKey     map[string]*Event
+	stats     Stats
 	inFlight  int
 
 	srv     *http.Server
@@ -73,17 +78,17 @@ type MockPlatform struct {
 	fresh map[net.Conn]struct{}
 }
 
-// NewMockPlatform returns a mock platform that is not listening yet; Handler serves it
+// New returns a mock platform that is not listening yet; Handler serves it
 // without a listener.
-func NewMockPlatform(opts MockOptions) *MockPlatform {
+func New(opts Options) *Platform {
 	if opts.Rand == nil {
 		opts.Rand = rand.Float64
 	}
-	m := &MockPlatform{
+	m := &Platform{
 		opts:      opts,
 		failRate:  opts.FailRate,
 		failFirst: opts.FailFirst,
-		byKey:     map[string]*MockEvent{},
+		byKey:     map[string]*Event{},
 		closing:   make(chan struct{}),
 	}
 	mux := http.NewServeMux()
@@ -95,10 +100,10 @@ func NewMockPlatform(opts MockOptions) *MockPlatform {
 }
 
 // Handler returns the platform's HTTP handler.
-func (m *MockPlatform) Handler() http.Handler { return m.handler }
+func (m *Platform) Handler() http.Handler { return m.handler }
 
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves in the background.
-func (m *MockPlatform) Start(addr string) error {
+func (m *Platform) Start(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("dataplatform: listen %s: %w", addr, err)
@@ -118,7 +123,7 @@ func (m *MockPlatform) Start(addr string) error {
 }
 
 // track keeps the set of connections that have not sent a request yet.
-func (m *MockPlatform) track(c net.Conn, st http.ConnState) {
+func (m *Platform) track(c net.Conn, st http.ConnState) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if st == http.StateNew {
@@ -129,7 +134,7 @@ func (m *MockPlatform) track(c net.Conn, st http.ConnState) {
 }
 
 // URL is the base URL to give the relay (http://host:port), empty before Start.
-func (m *MockPlatform) URL() string {
+func (m *Platform) URL() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ln == nil {
@@ -140,7 +145,7 @@ func (m *MockPlatform) URL() string {
 
 // Close stops serving. Requests still waiting out their latency are answered 503 so that the
 // sender retries them; nothing they carried was recorded.
-func (m *MockPlatform) Close() error {
+func (m *Platform) Close() error {
 	m.once.Do(func() { close(m.closing) })
 	m.mu.Lock()
 	srv := m.srv
@@ -170,17 +175,17 @@ func (m *MockPlatform) Close() error {
 
 // SetFailRate changes the share of requests failed at random, e.g. 1 to take the platform
 // "down" and 0 to bring it back.
-func (m *MockPlatform) SetFailRate(rate float64) {
+func (m *Platform) SetFailRate(rate float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.failRate = rate
 }
 
 // Events returns copies of the unique events, in arrival order.
-func (m *MockPlatform) Events() []MockEvent {
+func (m *Platform) Events() []Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]MockEvent, len(m.events))
+	out := make([]Event, len(m.events))
 	for i, e := range m.events {
 		out[i] = *e
 	}
@@ -188,7 +193,7 @@ func (m *MockPlatform) Events() []MockEvent {
 }
 
 // Stats returns the request counts.
-func (m *MockPlatform) Stats() MockStats {
+func (m *Platform) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.stats
@@ -196,15 +201,23 @@ func (m *MockPlatform) Stats() MockStats {
 
 // InFlight returns the number of POST /events requests being answered right now (waiting out
 // their latency included).
-func (m *MockPlatform) InFlight() int {
+func (m *Platform) InFlight() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.inFlight
 }
 
-const maxMockBody = 1 << 20
+const maxBody = 1 << 20
 
-func (m *MockPlatform) postEvent(w http.ResponseWriter, r *http.Request) {
+// fact is the body of POST /events as the relay's README specifies it.
+type fact struct {
+	EventID    string          `json:"eventId"`
+	Type       string          `json:"type"`
+	OccurredAt time.Time       `json:"occurredAt"`
+	Data       json.RawMessage `json:"data"`
+}
+
+func (m *Platform) postEvent(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	m.stats.Received++
 	m.inFlight++
@@ -231,12 +244,12 @@ func (m *MockPlatform) postEvent(w http.ResponseWriter, r *http.Request) {
 	}
 
 	key := r.Header.Get("Idempotency-Key")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMockBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		m.fail(w, http.StatusBadRequest, "unreadable body")
 		return
 	}
-	var f Fact
+	var f fact
 	if err := json.Unmarshal(body, &f); err != nil {
 		m.fail(w, http.StatusBadRequest, "body is not a fact: "+err.Error())
 		return
@@ -271,7 +284,7 @@ func (m *MockPlatform) postEvent(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "duplicate"})
 		return
 	}
-	e := &MockEvent{EventID: f.EventID, Type: f.Type, OccurredAt: f.OccurredAt, Data: f.Data, ReceivedAt: time.Now().UTC(), Deliveries: 1}
+	e := &Event{EventID: f.EventID, Type: f.Type, OccurredAt: f.OccurredAt, Data: f.Data, ReceivedAt: time.Now().UTC(), Deliveries: 1}
 	m.byKey[key] = e
 	m.events = append(m.events, e)
 	m.stats.Unique++
@@ -283,22 +296,22 @@ func (m *MockPlatform) postEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 // fail answers a request that was not accepted and counts it as failed.
-func (m *MockPlatform) fail(w http.ResponseWriter, status int, msg string) {
+func (m *Platform) fail(w http.ResponseWriter, status int, msg string) {
 	m.mu.Lock()
 	m.stats.Failed++
 	m.mu.Unlock()
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-func (m *MockPlatform) getEvents(w http.ResponseWriter, _ *http.Request) {
+func (m *Platform) getEvents(w http.ResponseWriter, _ *http.Request) {
 	events := m.Events()
 	writeJSON(w, http.StatusOK, struct {
-		Count  int         `json:"count"`
-		Events []MockEvent `json:"events"`
+		Count  int     `json:"count"`
+		Events []Event `json:"events"`
 	}{len(events), events})
 }
 
-func (m *MockPlatform) getStats(w http.ResponseWriter, _ *http.Request) {
+func (m *Platform) getStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, m.Stats())
 }
 
