@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/booking-engine/booking/aggregates"
-	"github.com/booking-engine/booking/aggregates/audit"
+	"github.com/booking-engine/booking/audit"
 	"github.com/booking-engine/booking/eventstore"
 )
 

@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/booking-engine/booking/aggregates"
-	"github.com/booking-engine/booking/aggregates/audit"
 	"github.com/booking-engine/booking/app"
+	"github.com/booking-engine/booking/audit"
 	"github.com/booking-engine/booking/eventstore"
 )
 

@@ -166,3 +166,106 @@ func (r Report) WriteText(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// severity says where a finding goes in the report.
+type severity int
+
+const (
+	violation severity = iota
+	inFlight           // a violation, unless Options.AllowInFlight
+	warning
+)
+
+type finding struct {
+	Finding
+	sev severity
+}
+
+// sink collects findings.
+type sink struct{ list []finding }
+
+// flag records a finding about aggregate; r, when not nil, says where in the log it was seen.
+func (s *sink) flag(sev severity, check, aggregate string, r *Record, msg string, related ...string) {
+	f := Finding{Check: check, Aggregate: aggregate, Message: msg, Related: related}
+	if r != nil {
+		f.Stream, f.Sequence = r.Stream, r.Sequence
+	}
+	s.list = append(s.list, finding{Finding: f, sev: sev})
+}
+
+// Report runs the checks that join aggregates and returns every finding so far. It does not
+// change the auditor: more events may be added and Report called again.
+func (a *Auditor) Report() Report {
+	found := sink{list: slices.Clone(a.found.list)}
+	a.crossCheck(&found)
+
+	rep := Report{
+		Events:     a.events,
+		Streams:    len(a.streams),
+		Aggregates: map[string]int{},
+		Violations: []Finding{},
+		Warnings:   []Finding{},
+	}
+	for ref := range a.refs {
+		typ, _, _ := strings.Cut(ref, "/")
+		rep.Aggregates[typ]++
+	}
+	for _, w := range a.wallets {
+		rep.Ledger.Balance += w.balance
+	}
+	for _, es := range a.debits {
+		for _, e := range es {
+			rep.Ledger.Debited += e.amount
+		}
+	}
+	for _, es := range a.refunds {
+		for _, e := range es {
+			rep.Ledger.Refunded += e.amount
+		}
+	}
+	rep.Ledger.Charged = a.charged
+
+	for _, f := range found.list {
+		switch {
+		case f.sev == warning, f.sev == inFlight && a.opts.AllowInFlight:
+			f.InFlight = f.sev == inFlight
+			rep.Warnings = append(rep.Warnings, f.Finding)
+		default:
+			f.InFlight = f.sev == inFlight
+			rep.Violations = append(rep.Violations, f.Finding)
+		}
+	}
+	sortFindings(rep.Violations)
+	sortFindings(rep.Warnings)
+	return rep
+}
+
+func sortFindings(fs []Finding) {
+	slices.SortStableFunc(fs, func(x, y Finding) int {
+		if c := strings.Compare(x.Check, y.Check); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Aggregate, y.Aggregate); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Stream, y.Stream); c != 0 {
+			return c
+		}
+		if x.Sequence != y.Sequence {
+			if x.Sequence < y.Sequence {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.Message, y.Message)
+	})
+}
+
+// crossCheck adds to out the findings that need several aggregates.
+func (a *Auditor) crossCheck(out *sink) {
+	a.checkDebits(out)
+	a.checkPayments(out)
+	a.checkReservations(out)
+	a.checkOrphanHolds(out)
+	a.checkSeats(out)
+}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
-	"github.com/booking-engine/booking/aggregates/audit"
+	"github.com/booking-engine/booking/audit"
 	"github.com/booking-engine/booking/eventstore"
 )
 
