@@ -102,7 +102,7 @@ func (d Date) DecideHold(cmd HoldSeats) ([]Event, error) {
 	}
 	var taken []int
 	for _, n := range cmd.SeatNos {
-		if d.seats[n].Status() != SeatAvailable {
+		if d.seats[n].Status() != SeatStatusAvailable {
 			taken = append(taken, n)
 		}
 	}
@@ -189,7 +189,7 @@ func (d Date) Apply(e Event) Date {
 		d = Date{seats: map[int]Seat{}, reservations: map[string]Reservation{}, owned: map[string]int{}}
 	}
 	if n, ok := EventSeatNo(e); ok {
-		if s := d.seats[n].Apply(e); s.Status() == SeatAvailable {
+		if s := d.seats[n].Apply(e); s.Status() == SeatStatusAvailable {
 			delete(d.seats, n)
 		} else {
 			d.seats[n] = s
@@ -217,7 +217,7 @@ func (d Date) Apply(e Event) Date {
 
 // counts reports whether a reservation's seats count toward its user's limit.
 func counts(r Reservation) bool {
-	return r.status == ReservationHeldS || r.status == ReservationConfirmedS
+	return r.status == ReservationStatusHeld || r.status == ReservationStatusConfirmed
 }
 
 // EventSeatNo returns the seat a seat event of a date's commit is about.

@@ -76,7 +76,7 @@ func TestDate(t *testing.T) {
 	run(t, Date.Apply, []spec[Date]{
 		{name: "a hold of three free seats holds each of them for one new reservation", when: hold(holdOf("r1", "alice", 3, 4, 5)),
 			then:  held("r1", "alice", 3, 4, 5),
-			after: both(seatsAre(map[int]SeatStatus{3: SeatHeldS, 4: SeatHeldS, 5: SeatHeldS, 6: SeatAvailable}), owns("alice", 3))},
+			after: both(seatsAre(map[int]SeatStatus{3: SeatStatusHeld, 4: SeatStatusHeld, 5: SeatStatusHeld, 6: SeatStatusAvailable}), owns("alice", 3))},
 		{name: "a hold of one seat is a reservation of one seat", when: hold(holdOf("r1", "alice", 7)), then: held("r1", "alice", 7)},
 		{name: "a hold with one seat taken holds none of them", given: held("r1", "alice", 4),
 			when: hold(holdOf("r2", "bob", 3, 4, 5)), err: ErrSeatUnavailable},
@@ -108,12 +108,12 @@ func TestDate(t *testing.T) {
 		{name: "a confirmation sells every seat of the reservation in the same decision",
 			given: cat(held("r1", "alice", 3, 4), []Event{ReservationPaymentStarted{ReservationID: "r1", PaymentID: "p1"}}),
 			when:  func(d Date) ([]Event, error) { return d.DecideConfirm("r1", Confirm{PaymentID: "p1", Now: before}) },
-			then:  cat(paid("r1", "p1", 3, 4)[1:]), after: both(seatsAre(map[int]SeatStatus{3: SeatSoldS, 4: SeatSoldS}), owns("alice", 2))},
+			then:  cat(paid("r1", "p1", 3, 4)[1:]), after: both(seatsAre(map[int]SeatStatus{3: SeatStatusSold, 4: SeatStatusSold}), owns("alice", 2))},
 		{name: "an expiry frees every seat of the hold",
 			given: held("r1", "alice", 3, 4),
 			when:  func(d Date) ([]Event, error) { return d.DecideExpire("r1", Expire{Now: after}) },
 			then:  cat([]Event{ReservationExpired{ReservationID: "r1", ExpiredAt: after}}, released("r1", ReleaseExpired, 3, 4)),
-			after: both(seatsAre(map[int]SeatStatus{3: SeatAvailable, 4: SeatAvailable}), owns("alice", 0))},
+			after: both(seatsAre(map[int]SeatStatus{3: SeatStatusAvailable, 4: SeatStatusAvailable}), owns("alice", 0))},
 		{name: "an expiry before heldUntil changes nothing", given: held("r1", "alice", 3, 4),
 			when: func(d Date) ([]Event, error) { return d.DecideExpire("r1", Expire{Now: before}) }},
 		{name: "a cancellation by the owner frees every seat of the hold",
@@ -130,7 +130,7 @@ func TestDate(t *testing.T) {
 				return d.DecideCancelForRefund("r1", CancelForRefund{PaymentID: "p1", Now: after})
 			},
 			then:  cat([]Event{ReservationCancelled{ReservationID: "r1", Reason: ReleaseRefunded, PaymentID: "p1", CancelledAt: after}}, released("r1", ReleaseRefunded, 3, 4)),
-			after: both(seatsAre(map[int]SeatStatus{3: SeatAvailable, 4: SeatAvailable}), owns("alice", 0))},
+			after: both(seatsAre(map[int]SeatStatus{3: SeatStatusAvailable, 4: SeatStatusAvailable}), owns("alice", 0))},
 		{name: "paying a reservation the date does not have is not found",
 			when: func(d Date) ([]Event, error) {
 				return d.DecideStartPayment("r9", StartPayment{PaymentID: "p1", UserID: "alice", Now: before})

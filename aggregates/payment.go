@@ -11,11 +11,11 @@ type PaymentStatus string
 
 // Payment statuses.
 const (
-	PaymentStartedS   PaymentStatus = "STARTED"
-	PaymentCompletedS PaymentStatus = "COMPLETED"
-	PaymentFailedS    PaymentStatus = "FAILED"
-	PaymentRefundingS PaymentStatus = "REFUNDING"
-	PaymentRefundedS  PaymentStatus = "REFUNDED"
+	PaymentStatusStarted   PaymentStatus = "STARTED"
+	PaymentStatusCompleted PaymentStatus = "COMPLETED"
+	PaymentStatusFailed    PaymentStatus = "FAILED"
+	PaymentStatusRefunding PaymentStatus = "REFUNDING"
+	PaymentStatusRefunded  PaymentStatus = "REFUNDED"
 )
 
 // Payment is the state of one payment: the saga's own record of how far it got.
@@ -34,7 +34,7 @@ func (p Payment) RefundRequest() string { return p.refundReq }
 // DecideRefundRequest is DecideRefund for a request with an ID: the same request, repeated
 // after its answer was lost, gets no events and no error, so that it can finish the refund.
 func (p Payment) DecideRefundRequest(now time.Time, requestID string) ([]Event, error) {
-	if requestID != "" && p.refundReq == requestID && (p.status == PaymentRefundingS || p.status == PaymentRefundedS) {
+	if requestID != "" && p.refundReq == requestID && (p.status == PaymentStatusRefunding || p.status == PaymentStatusRefunded) {
 		return nil, nil
 	}
 	evs, err := p.DecideRefund(now)
@@ -82,9 +82,9 @@ func (p Payment) DecideStart(cmd PaymentStarted) ([]Event, error) {
 // DecideComplete completes a started payment; repeating it is a no-op.
 func (p Payment) DecideComplete(now time.Time) ([]Event, error) {
 	switch p.status {
-	case PaymentStartedS:
+	case PaymentStatusStarted:
 		return []Event{PaymentCompleted{CompletedAt: now}}, nil
-	case PaymentCompletedS, PaymentRefundingS, PaymentRefundedS:
+	case PaymentStatusCompleted, PaymentStatusRefunding, PaymentStatusRefunded:
 		return nil, nil
 	case "":
 		return nil, ErrPaymentNotFound
@@ -94,7 +94,7 @@ func (p Payment) DecideComplete(now time.Time) ([]Event, error) {
 
 // DecideFail fails a started payment; a payment that already ended is left as it is.
 func (p Payment) DecideFail(reason string, now time.Time) ([]Event, error) {
-	if p.status != PaymentStartedS {
+	if p.status != PaymentStatusStarted {
 		return nil, nil
 	}
 	return []Event{PaymentFailed{Reason: reason, FailedAt: now}}, nil
@@ -105,7 +105,7 @@ func (p Payment) DecideFail(reason string, now time.Time) ([]Event, error) {
 // The reversal steps after it are idempotent, so recovery finishes an interrupted refund.
 func (p Payment) DecideRefund(now time.Time) ([]Event, error) {
 	switch p.status {
-	case PaymentCompletedS:
+	case PaymentStatusCompleted:
 		return []Event{PaymentRefundStarted{StartedAt: now}}, nil
 	case "":
 		return nil, ErrPaymentNotFound
@@ -116,9 +116,9 @@ func (p Payment) DecideRefund(now time.Time) ([]Event, error) {
 // DecideFinishRefund records that every reversal of a refund is done; repeating it is a no-op.
 func (p Payment) DecideFinishRefund(now time.Time) ([]Event, error) {
 	switch p.status {
-	case PaymentRefundingS:
+	case PaymentStatusRefunding:
 		return []Event{PaymentRefunded{RefundedAt: now}}, nil
-	case PaymentRefundedS:
+	case PaymentStatusRefunded:
 		return nil, nil
 	}
 	return nil, ErrPaymentNotRefundable
@@ -128,15 +128,15 @@ func (p Payment) DecideFinishRefund(now time.Time) ([]Event, error) {
 func (p Payment) Apply(e Event) Payment {
 	switch ev := e.(type) {
 	case PaymentStarted:
-		p.started, p.status = ev, PaymentStartedS
+		p.started, p.status = ev, PaymentStatusStarted
 	case PaymentCompleted:
-		p.status, p.completedAt = PaymentCompletedS, ev.CompletedAt
+		p.status, p.completedAt = PaymentStatusCompleted, ev.CompletedAt
 	case PaymentFailed:
-		p.status, p.reason = PaymentFailedS, ev.Reason
+		p.status, p.reason = PaymentStatusFailed, ev.Reason
 	case PaymentRefundStarted:
-		p.status, p.refundReq = PaymentRefundingS, ev.RequestID
+		p.status, p.refundReq = PaymentStatusRefunding, ev.RequestID
 	case PaymentRefunded:
-		p.status, p.refundedAt = PaymentRefundedS, ev.RefundedAt
+		p.status, p.refundedAt = PaymentStatusRefunded, ev.RefundedAt
 	}
 	return p
 }

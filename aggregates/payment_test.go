@@ -43,7 +43,7 @@ func TestPayment(t *testing.T) {
 		{name: "another request cannot refund a refunding payment", given: []Event{started, completed, PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}},
 			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(2*time.Minute), "req-2") }, err: ErrPaymentNotRefundable},
 		{name: "a payment starts", when: start(started), then: []Event{started}, after: func(t *testing.T, p Payment) {
-			is(PaymentStartedS)(t, p)
+			is(PaymentStatusStarted)(t, p)
 			if !p.Exists() || p.Started() != started {
 				t.Fatalf("started = %#v, want %#v", p.Started(), started)
 			}
@@ -53,23 +53,23 @@ func TestPayment(t *testing.T) {
 		{name: "a payment without an ID is refused", when: start(with(func(c *PaymentStarted) { c.PaymentID = "" })), err: ErrInvalid},
 		{name: "a payment without a reservation is refused", when: start(with(func(c *PaymentStarted) { c.ReservationID = "" })), err: ErrInvalid},
 		{name: "a payment without a user is refused", when: start(with(func(c *PaymentStarted) { c.UserID = "" })), err: ErrInvalid},
-		{name: "a repeated start is a no-op", given: []Event{started}, when: start(started), after: is(PaymentStartedS)},
-		{name: "a start of a completed payment is a no-op", given: []Event{started, completed}, when: start(started), after: is(PaymentCompletedS)},
+		{name: "a repeated start is a no-op", given: []Event{started}, when: start(started), after: is(PaymentStatusStarted)},
+		{name: "a start of a completed payment is a no-op", given: []Event{started, completed}, when: start(started), after: is(PaymentStatusCompleted)},
 
 		{name: "a started payment completes", given: []Event{started}, when: complete, then: []Event{PaymentCompleted{CompletedAt: now}}, after: func(t *testing.T, p Payment) {
-			is(PaymentCompletedS)(t, p)
+			is(PaymentStatusCompleted)(t, p)
 			if !p.CompletedAt().Equal(now) || !p.RefundedAt().IsZero() {
 				t.Fatalf("completedAt %v, refundedAt %v; want %v, zero", p.CompletedAt(), p.RefundedAt(), now)
 			}
 		}},
-		{name: "a repeated completion is a no-op", given: []Event{started, completed}, when: complete, after: is(PaymentCompletedS)},
-		{name: "completion of a refunding payment is a no-op", given: []Event{started, completed, refundStarted}, when: complete, after: is(PaymentRefundingS)},
-		{name: "completion of a refunded payment is a no-op", given: []Event{started, completed, refundStarted, refunded}, when: complete, after: is(PaymentRefundedS)},
+		{name: "a repeated completion is a no-op", given: []Event{started, completed}, when: complete, after: is(PaymentStatusCompleted)},
+		{name: "completion of a refunding payment is a no-op", given: []Event{started, completed, refundStarted}, when: complete, after: is(PaymentStatusRefunding)},
+		{name: "completion of a refunded payment is a no-op", given: []Event{started, completed, refundStarted, refunded}, when: complete, after: is(PaymentStatusRefunded)},
 		{name: "a failed payment cannot complete", given: []Event{started, failed}, when: complete, err: ErrReservationNotPayable},
 		{name: "an unknown payment cannot complete", when: complete, err: ErrPaymentNotFound},
 
 		{name: "a started payment fails", given: []Event{started}, when: fail, then: []Event{PaymentFailed{Reason: FailNotPayable, FailedAt: now}}, after: func(t *testing.T, p Payment) {
-			is(PaymentFailedS)(t, p)
+			is(PaymentStatusFailed)(t, p)
 			if p.FailureReason() != FailNotPayable {
 				t.Fatalf("failure reason = %q, want %q", p.FailureReason(), FailNotPayable)
 			}
@@ -79,11 +79,11 @@ func TestPayment(t *testing.T) {
 				t.Fatalf("failure reason = %q, want %q", p.FailureReason(), FailInsufficientPoints)
 			}
 		}},
-		{name: "a completed payment cannot fail", given: []Event{started, completed}, when: fail, after: is(PaymentCompletedS)},
-		{name: "a refunded payment cannot fail", given: []Event{started, completed, refundStarted, refunded}, when: fail, after: is(PaymentRefundedS)},
+		{name: "a completed payment cannot fail", given: []Event{started, completed}, when: fail, after: is(PaymentStatusCompleted)},
+		{name: "a refunded payment cannot fail", given: []Event{started, completed, refundStarted, refunded}, when: fail, after: is(PaymentStatusRefunded)},
 		{name: "failing an unknown payment changes nothing", when: fail},
 
-		{name: "a completed payment can be refunded", given: []Event{started, completed}, when: refund, then: []Event{PaymentRefundStarted{StartedAt: now}}, after: is(PaymentRefundingS)},
+		{name: "a completed payment can be refunded", given: []Event{started, completed}, when: refund, then: []Event{PaymentRefundStarted{StartedAt: now}}, after: is(PaymentStatusRefunding)},
 		{name: "a second refund is refused while the first is under way", given: []Event{started, completed, refundStarted}, when: refund, err: ErrPaymentNotRefundable},
 		{name: "a second refund is refused after the first finished", given: []Event{started, completed, refundStarted, refunded}, when: refund, err: ErrPaymentNotRefundable},
 		{name: "a started payment is not refundable", given: []Event{started}, when: refund, err: ErrPaymentNotRefundable},
@@ -91,12 +91,12 @@ func TestPayment(t *testing.T) {
 		{name: "an unknown payment cannot be refunded", when: refund, err: ErrPaymentNotFound},
 
 		{name: "a refunding payment finishes its refund", given: []Event{started, completed, refundStarted}, when: finishRefund, then: []Event{PaymentRefunded{RefundedAt: now}}, after: func(t *testing.T, p Payment) {
-			is(PaymentRefundedS)(t, p)
+			is(PaymentStatusRefunded)(t, p)
 			if !p.RefundedAt().Equal(now) || !p.CompletedAt().Equal(completed.CompletedAt) {
 				t.Fatalf("refundedAt %v, completedAt %v; want %v, %v", p.RefundedAt(), p.CompletedAt(), now, completed.CompletedAt)
 			}
 		}},
-		{name: "a repeated finish of a refund is a no-op", given: []Event{started, completed, refundStarted, refunded}, when: finishRefund, after: is(PaymentRefundedS)},
+		{name: "a repeated finish of a refund is a no-op", given: []Event{started, completed, refundStarted, refunded}, when: finishRefund, after: is(PaymentStatusRefunded)},
 		{name: "a completed payment cannot finish a refund it never started", given: []Event{started, completed}, when: finishRefund, err: ErrPaymentNotRefundable},
 		{name: "a failed payment cannot finish a refund", given: []Event{started, failed}, when: finishRefund, err: ErrPaymentNotRefundable},
 		{name: "an unknown payment cannot finish a refund", when: finishRefund, err: ErrPaymentNotRefundable},

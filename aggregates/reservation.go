@@ -11,10 +11,10 @@ type ReservationStatus string
 
 // Reservation statuses.
 const (
-	ReservationHeldS      ReservationStatus = "HELD"
-	ReservationConfirmedS ReservationStatus = "CONFIRMED"
-	ReservationExpiredS   ReservationStatus = "EXPIRED"
-	ReservationCancelledS ReservationStatus = "CANCELLED"
+	ReservationStatusHeld      ReservationStatus = "HELD"
+	ReservationStatusConfirmed ReservationStatus = "CONFIRMED"
+	ReservationStatusExpired   ReservationStatus = "EXPIRED"
+	ReservationStatusCancelled ReservationStatus = "CANCELLED"
 )
 
 // Reservation is the state of one reservation.
@@ -69,7 +69,7 @@ func (r Reservation) PayableBy(userID string) error {
 		return ErrReservationNotFound
 	case r.held.UserID != userID:
 		return ErrForbidden
-	case r.status != ReservationHeldS:
+	case r.status != ReservationStatusHeld:
 		return fmt.Errorf("reservation is %s: %w", r.status, ErrReservationNotPayable)
 	}
 	return nil
@@ -93,13 +93,13 @@ func (r Reservation) DecideStartPayment(cmd StartPayment) ([]Event, error) {
 	if err := r.PayableBy(cmd.UserID); err != nil && !errors.Is(err, ErrReservationNotPayable) {
 		return nil, err
 	}
-	if r.status == ReservationHeldS && r.paying == cmd.PaymentID {
+	if r.status == ReservationStatusHeld && r.paying == cmd.PaymentID {
 		return nil, nil
 	}
-	if r.status == ReservationConfirmedS && r.paymentID == cmd.PaymentID {
+	if r.status == ReservationStatusConfirmed && r.paymentID == cmd.PaymentID {
 		return nil, nil
 	}
-	if r.status != ReservationHeldS || r.paying != "" || !cmd.Now.Before(r.held.HeldUntil) {
+	if r.status != ReservationStatusHeld || r.paying != "" || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotPayable
 	}
 	return []Event{ReservationPaymentStarted{ReservationID: r.held.ReservationID, PaymentID: cmd.PaymentID}}, nil
@@ -113,7 +113,7 @@ type AbortPayment struct {
 
 // DecideAbortPayment releases the lock if this payment holds it; otherwise it is a no-op.
 func (r Reservation) DecideAbortPayment(cmd AbortPayment) ([]Event, error) {
-	if cmd.PaymentID == "" || r.status != ReservationHeldS || r.paying != cmd.PaymentID {
+	if cmd.PaymentID == "" || r.status != ReservationStatusHeld || r.paying != cmd.PaymentID {
 		return nil, nil
 	}
 	return []Event{ReservationPaymentAborted{ReservationID: r.held.ReservationID, PaymentID: cmd.PaymentID, Reason: cmd.Reason}}, nil
@@ -127,11 +127,11 @@ type Confirm struct {
 
 // DecideConfirm confirms a held reservation locked by this payment, before heldUntil.
 func (r Reservation) DecideConfirm(cmd Confirm) ([]Event, error) {
-	if r.status == ReservationConfirmedS && r.paymentID == cmd.PaymentID {
+	if r.status == ReservationStatusConfirmed && r.paymentID == cmd.PaymentID {
 		return nil, nil
 	}
 	// An unlocked reservation has paying == "", so an empty payment ID must not match it.
-	if cmd.PaymentID == "" || r.status != ReservationHeldS || r.paying != cmd.PaymentID || !cmd.Now.Before(r.held.HeldUntil) {
+	if cmd.PaymentID == "" || r.status != ReservationStatusHeld || r.paying != cmd.PaymentID || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotPayable
 	}
 	return []Event{ReservationConfirmed{ReservationID: r.held.ReservationID, PaymentID: cmd.PaymentID, ConfirmedAt: cmd.Now}}, nil
@@ -144,7 +144,7 @@ type Expire struct{ Now time.Time }
 // in progress: that payment then fails to confirm and reverses its debit. Anything else is a
 // no-op, so that an expiry racing a payment or a cancellation loses quietly.
 func (r Reservation) DecideExpire(cmd Expire) ([]Event, error) {
-	if r.status != ReservationHeldS || cmd.Now.Before(r.held.HeldUntil) {
+	if r.status != ReservationStatusHeld || cmd.Now.Before(r.held.HeldUntil) {
 		return nil, nil
 	}
 	return []Event{ReservationExpired{ReservationID: r.held.ReservationID, ExpiredAt: cmd.Now}}, nil
@@ -168,10 +168,10 @@ func (r Reservation) DecideCancel(cmd Cancel) ([]Event, error) {
 	if r.held.UserID != cmd.UserID {
 		return nil, ErrForbidden
 	}
-	if cmd.RequestID != "" && r.status == ReservationCancelledS && r.cancelReq == cmd.RequestID {
+	if cmd.RequestID != "" && r.status == ReservationStatusCancelled && r.cancelReq == cmd.RequestID {
 		return nil, nil
 	}
-	if r.status != ReservationHeldS || !cmd.Now.Before(r.held.HeldUntil) {
+	if r.status != ReservationStatusHeld || !cmd.Now.Before(r.held.HeldUntil) {
 		return nil, ErrReservationNotCancellable
 	}
 	return []Event{ReservationCancelled{ReservationID: r.held.ReservationID, Reason: ReleaseCancelled, CancelledAt: cmd.Now, RequestID: cmd.RequestID}}, nil
@@ -190,10 +190,10 @@ func (r Reservation) DecideCancelForRefund(cmd CancelForRefund) ([]Event, error)
 	if cmd.PaymentID == "" || r.paymentID != cmd.PaymentID {
 		return nil, ErrPaymentNotRefundable
 	}
-	if r.status == ReservationCancelledS || r.status == ReservationExpiredS {
+	if r.status == ReservationStatusCancelled || r.status == ReservationStatusExpired {
 		return nil, nil
 	}
-	if r.status != ReservationConfirmedS {
+	if r.status != ReservationStatusConfirmed {
 		return nil, ErrPaymentNotRefundable
 	}
 	return []Event{ReservationCancelled{ReservationID: r.held.ReservationID, Reason: ReleaseRefunded, PaymentID: cmd.PaymentID, CancelledAt: cmd.Now}}, nil
@@ -203,17 +203,17 @@ func (r Reservation) DecideCancelForRefund(cmd CancelForRefund) ([]Event, error)
 func (r Reservation) Apply(e Event) Reservation {
 	switch ev := e.(type) {
 	case ReservationHeld:
-		r.held, r.status = ev, ReservationHeldS
+		r.held, r.status = ev, ReservationStatusHeld
 	case ReservationPaymentStarted:
 		r.paying = ev.PaymentID
 	case ReservationPaymentAborted:
 		r.paying = ""
 	case ReservationConfirmed:
-		r.status, r.paymentID, r.paying = ReservationConfirmedS, ev.PaymentID, ""
+		r.status, r.paymentID, r.paying = ReservationStatusConfirmed, ev.PaymentID, ""
 	case ReservationExpired:
-		r.status, r.paying = ReservationExpiredS, ""
+		r.status, r.paying = ReservationStatusExpired, ""
 	case ReservationCancelled:
-		r.status, r.paying, r.cancelReq = ReservationCancelledS, "", ev.RequestID
+		r.status, r.paying, r.cancelReq = ReservationStatusCancelled, "", ev.RequestID
 	}
 	return r
 }

@@ -12,9 +12,9 @@ type SeatStatus string
 
 // Seat statuses, as the API shows them.
 const (
-	SeatAvailable SeatStatus = "AVAILABLE"
-	SeatHeldS     SeatStatus = "HELD"
-	SeatSoldS     SeatStatus = "SOLD"
+	SeatStatusAvailable SeatStatus = "AVAILABLE"
+	SeatStatusHeld      SeatStatus = "HELD"
+	SeatStatusSold      SeatStatus = "SOLD"
 )
 
 // Seat is the state of one seat of one concert date.
@@ -28,7 +28,7 @@ type Seat struct {
 // Status returns the seat's status (AVAILABLE for a seat without events).
 func (s Seat) Status() SeatStatus {
 	if s.status == "" {
-		return SeatAvailable
+		return SeatStatusAvailable
 	}
 	return s.status
 }
@@ -54,8 +54,8 @@ func (s Seat) DecideHold(cmd HoldSeat) ([]Event, error) {
 	if cmd.ReservationID == "" {
 		return nil, fmt.Errorf("%w: hold without a reservation", ErrInvalid)
 	}
-	if s.Status() != SeatAvailable {
-		if s.reservation == cmd.ReservationID && s.status == SeatHeldS {
+	if s.Status() != SeatStatusAvailable {
+		if s.reservation == cmd.ReservationID && s.status == SeatStatusHeld {
 			return nil, nil
 		}
 		return nil, ErrSeatUnavailable
@@ -74,10 +74,10 @@ type ReleaseSeat struct {
 // held by someone else since) it changes nothing. A sold seat is freed only by a refund: an
 // expiry or cancellation that lost its race against the payment must not undo the sale.
 func (s Seat) DecideRelease(cmd ReleaseSeat) ([]Event, error) {
-	if s.Status() == SeatAvailable || s.reservation != cmd.ReservationID {
+	if s.Status() == SeatStatusAvailable || s.reservation != cmd.ReservationID {
 		return nil, nil
 	}
-	if s.status == SeatSoldS && cmd.Reason != ReleaseRefunded {
+	if s.status == SeatStatusSold && cmd.Reason != ReleaseRefunded {
 		return nil, nil
 	}
 	return []Event{SeatReleased(cmd)}, nil
@@ -92,10 +92,10 @@ type SellSeat struct {
 
 // DecideSell sells the seat to the reservation holding it.
 func (s Seat) DecideSell(cmd SellSeat) ([]Event, error) {
-	if s.reservation != cmd.ReservationID || s.Status() == SeatAvailable {
+	if s.reservation != cmd.ReservationID || s.Status() == SeatStatusAvailable {
 		return nil, ErrSeatNotHeld
 	}
-	if s.status == SeatSoldS {
+	if s.status == SeatStatusSold {
 		return nil, nil
 	}
 	return []Event{SeatSold(cmd)}, nil
@@ -105,11 +105,11 @@ func (s Seat) DecideSell(cmd SellSeat) ([]Event, error) {
 func (s Seat) Apply(e Event) Seat {
 	switch ev := e.(type) {
 	case SeatHeld:
-		return Seat{status: SeatHeldS, reservation: ev.ReservationID, user: ev.UserID, heldUntil: ev.HeldUntil}
+		return Seat{status: SeatStatusHeld, reservation: ev.ReservationID, user: ev.UserID, heldUntil: ev.HeldUntil}
 	case SeatReleased:
-		return Seat{status: SeatAvailable}
+		return Seat{status: SeatStatusAvailable}
 	case SeatSold:
-		s.status = SeatSoldS
+		s.status = SeatStatusSold
 	}
 	return s
 }

@@ -62,7 +62,7 @@ func (leanCommands) CheckToken(_ context.Context, token string) (string, error) 
 
 func (leanCommands) Hold(_ context.Context, _ app.Meta, req app.HoldRequest) (projections.ReservationView, error) {
 	return projections.ReservationView{ReservationID: "019a0000-0000-7000-8000-000000000000", UserID: req.UserID, ConcertID: req.ConcertID,
-		DateID: req.DateID, SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationHeldS, HeldAt: t0, HeldUntil: t0.Add(5 * time.Minute)}, nil
+		DateID: req.DateID, SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationStatusHeld, HeldAt: t0, HeldUntil: t0.Add(5 * time.Minute)}, nil
 }
 
 func holdJSON(i int64) []byte {

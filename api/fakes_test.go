@@ -215,7 +215,7 @@ func (f *fakeCommands) Hold(_ context.Context, meta app.Meta, req app.HoldReques
 	f.mu.Unlock()
 	now := f.clock.Now()
 	return projections.ReservationView{ReservationID: id, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
-		SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationHeldS, HeldAt: now, HeldUntil: now.Add(5 * time.Minute)}, nil
+		SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationStatusHeld, HeldAt: now, HeldUntil: now.Add(5 * time.Minute)}, nil
 }
 
 func (f *fakeCommands) holdsInProgress() int {
@@ -242,7 +242,7 @@ func (f *fakeCommands) Cancel(_ context.Context, meta app.Meta, reservationID, u
 		return projections.ReservationView{}, fmt.Errorf("cancel %s: %w", reservationID, aggregates.ErrForbidden)
 	}
 	return projections.ReservationView{ReservationID: reservationID, UserID: userID, ConcertID: req.ConcertID, DateID: req.DateID,
-		SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationCancelledS}, nil
+		SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationStatusCancelled}, nil
 }
 
 func (f *fakeCommands) Pay(_ context.Context, meta app.Meta, reservationID, userID string) (projections.PaymentView, error) {
@@ -258,7 +258,7 @@ func (f *fakeCommands) Pay(_ context.Context, meta app.Meta, reservationID, user
 	f.mu.Unlock()
 	now := f.clock.Now()
 	return projections.PaymentView{PaymentID: f.nextID("p"), ReservationID: reservationID, UserID: userID, Amount: 1000,
-		Status: aggregates.PaymentCompletedS, CompletedAt: &now}, nil
+		Status: aggregates.PaymentStatusCompleted, CompletedAt: &now}, nil
 }
 
 func (f *fakeCommands) Refund(_ context.Context, meta app.Meta, paymentID string) (projections.PaymentView, error) {
@@ -267,7 +267,7 @@ func (f *fakeCommands) Refund(_ context.Context, meta app.Meta, paymentID string
 	}
 	now := f.clock.Now()
 	return projections.PaymentView{PaymentID: paymentID, ReservationID: "r1", UserID: "u1", Amount: 1000,
-		Status: aggregates.PaymentRefundedS, CompletedAt: &now, RefundedAt: &now}, nil
+		Status: aggregates.PaymentStatusRefunded, CompletedAt: &now, RefundedAt: &now}, nil
 }
 
 // fakeQueries answers from fixed data: concert c1 with date d1 of 3 seats, reservation r1 and
@@ -319,9 +319,9 @@ func (q *fakeQueries) Seats(_ context.Context, concertID, dateID string) ([]proj
 		return nil, aggregates.ErrDateNotFound
 	}
 	return []projections.SeatView{
-		{SeatNo: 1, Price: 1000, Status: aggregates.SeatAvailable},
-		{SeatNo: 2, Price: 1000, Status: aggregates.SeatHeldS},
-		{SeatNo: 3, Price: 1500, Status: aggregates.SeatSoldS},
+		{SeatNo: 1, Price: 1000, Status: aggregates.SeatStatusAvailable},
+		{SeatNo: 2, Price: 1000, Status: aggregates.SeatStatusHeld},
+		{SeatNo: 3, Price: 1500, Status: aggregates.SeatStatusSold},
 	}, nil
 }
 
@@ -333,7 +333,7 @@ func (q *fakeQueries) Reservation(_ context.Context, id string) (projections.Res
 		return projections.ReservationView{}, fmt.Errorf("reservation %s: %w", id, aggregates.ErrReservationNotFound)
 	}
 	return projections.ReservationView{ReservationID: "r1", UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNo: 1, Price: 1000,
-		Status: aggregates.ReservationConfirmedS, HeldAt: t0, HeldUntil: t0.Add(5 * time.Minute), PaymentID: "p1"}, nil
+		Status: aggregates.ReservationStatusConfirmed, HeldAt: t0, HeldUntil: t0.Add(5 * time.Minute), PaymentID: "p1"}, nil
 }
 
 func (q *fakeQueries) UserReservations(_ context.Context, user string) ([]projections.ReservationView, error) {
@@ -355,7 +355,7 @@ func (q *fakeQueries) Payment(_ context.Context, id string) (projections.Payment
 		return projections.PaymentView{}, projections.ErrNotFound // bare: the API must refine it
 	}
 	done := t0.Add(time.Minute)
-	return projections.PaymentView{PaymentID: "p1", ReservationID: "r1", UserID: "u1", Amount: 1000, Status: aggregates.PaymentCompletedS, CompletedAt: &done}, nil
+	return projections.PaymentView{PaymentID: "p1", ReservationID: "r1", UserID: "u1", Amount: 1000, Status: aggregates.PaymentStatusCompleted, CompletedAt: &done}, nil
 }
 
 func (q *fakeQueries) Wallet(_ context.Context, user string) (projections.WalletView, error) {

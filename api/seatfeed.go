@@ -160,11 +160,11 @@ func (f *SeatFeed) Publish(env eventstore.Envelope) {
 	var status aggregates.SeatStatus
 	switch env.Type {
 	case typeSeatHeld:
-		status = aggregates.SeatHeldS
+		status = aggregates.SeatStatusHeld
 	case typeSeatReleased:
-		status = aggregates.SeatAvailable
+		status = aggregates.SeatStatusAvailable
 	case typeSeatSold:
-		status = aggregates.SeatSoldS
+		status = aggregates.SeatStatusSold
 	default:
 		return
 	}

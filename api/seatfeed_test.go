@@ -29,9 +29,9 @@ func change(seatNo int, status aggregates.SeatStatus) seatChange {
 
 func TestPendingChangesCoalesce(t *testing.T) {
 	const (
-		av   = aggregates.SeatAvailable
-		held = aggregates.SeatHeldS
-		sold = aggregates.SeatSoldS
+		av   = aggregates.SeatStatusAvailable
+		held = aggregates.SeatStatusHeld
+		sold = aggregates.SeatStatusSold
 	)
 	tests := []struct {
 		name string
@@ -84,7 +84,7 @@ func loadedFeed(t *testing.T, cfg SeatFeedConfig, seats ...projections.SeatView)
 func seatsOf(n int) []projections.SeatView {
 	var out []projections.SeatView
 	for i := 1; i <= n; i++ {
-		out = append(out, projections.SeatView{SeatNo: i, Price: int64(10 * i), Status: aggregates.SeatAvailable})
+		out = append(out, projections.SeatView{SeatNo: i, Price: int64(10 * i), Status: aggregates.SeatStatusAvailable})
 	}
 	return out
 }

@@ -33,7 +33,7 @@ type liveSeats struct {
 func newLiveSeats(next projections.Queries, n int) *liveSeats {
 	q := &liveSeats{Queries: next}
 	for i := 1; i <= n; i++ {
-		q.seats = append(q.seats, projections.SeatView{SeatNo: i, Price: int64(1000 + i), Status: aggregates.SeatAvailable})
+		q.seats = append(q.seats, projections.SeatView{SeatNo: i, Price: int64(1000 + i), Status: aggregates.SeatStatusAvailable})
 	}
 	return q
 }
@@ -64,9 +64,9 @@ func (q *liveSeats) truth() map[int]string {
 }
 
 var seatEventTypes = map[aggregates.SeatStatus]string{
-	aggregates.SeatHeldS:     aggregates.SeatHeld{}.EventType(),
-	aggregates.SeatSoldS:     aggregates.SeatSold{}.EventType(),
-	aggregates.SeatAvailable: aggregates.SeatReleased{}.EventType(),
+	aggregates.SeatStatusHeld:      aggregates.SeatHeld{}.EventType(),
+	aggregates.SeatStatusSold:      aggregates.SeatSold{}.EventType(),
+	aggregates.SeatStatusAvailable: aggregates.SeatReleased{}.EventType(),
 }
 
 // change commits a seat's new status and publishes it.
@@ -227,9 +227,9 @@ func TestSeatStreamStartsWithTheSeatMapThenSendsFramesOfChanges(t *testing.T) {
 	if first.name != "snapshot" || first.data != string(seats.Body) {
 		t.Fatalf("first event %s %s, want a snapshot equal to GET .../seats: %s", first.name, first.data, seats.Body)
 	}
-	q.change(feed, 2, aggregates.SeatHeldS)
-	q.change(feed, 2, aggregates.SeatSoldS)
-	q.change(feed, 4, aggregates.SeatHeldS)
+	q.change(feed, 2, aggregates.SeatStatusHeld)
+	q.change(feed, 2, aggregates.SeatStatusSold)
+	q.change(feed, 4, aggregates.SeatStatusHeld)
 	client := map[int]string{}
 	if err := apply(client, first); err != nil {
 		t.Fatal(err)
@@ -256,7 +256,7 @@ func TestSeatStreamWithoutAFeedFollowsTheReadModelByPolling(t *testing.T) {
 	if ev := s.next(); ev.name != "snapshot" {
 		t.Fatalf("first event %s", ev.name)
 	}
-	q.change(nil, 3, aggregates.SeatSoldS)
+	q.change(nil, 3, aggregates.SeatStatusSold)
 	if ev := s.next(); ev.name != "seats" || ev.data != `{"seats":[{"seatNo":3,"price":1003,"status":"SOLD"}]}` {
 		t.Fatalf("got %s %s", ev.name, ev.data)
 	}
@@ -301,7 +301,7 @@ func TestSeatStreamEndsWhenTheClientLeaves(t *testing.T) {
 	waitSubscribers(t, feed, 2)
 	a.cancel()
 	waitSubscribers(t, feed, 1)
-	q.change(feed, 1, aggregates.SeatHeldS)
+	q.change(feed, 1, aggregates.SeatStatusHeld)
 	if ev := b.next(); ev.name != "seats" {
 		t.Fatalf("the remaining client got %s %s", ev.name, ev.data)
 	}
@@ -348,7 +348,7 @@ func TestSeatStreamClientsConvergeUnderConcurrentChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	statuses := []aggregates.SeatStatus{aggregates.SeatAvailable, aggregates.SeatHeldS, aggregates.SeatSoldS}
+	statuses := []aggregates.SeatStatus{aggregates.SeatStatusAvailable, aggregates.SeatStatusHeld, aggregates.SeatStatusSold}
 	var wg sync.WaitGroup
 	for p := range publishers {
 		wg.Add(1)
@@ -413,7 +413,7 @@ func TestSeatStreamDisconnectsAClientThatStopsReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSubscribers(t, feed, 2)
-	statuses := []aggregates.SeatStatus{aggregates.SeatHeldS, aggregates.SeatAvailable}
+	statuses := []aggregates.SeatStatus{aggregates.SeatStatusHeld, aggregates.SeatStatusAvailable}
 	deadline := time.Now().Add(20 * time.Second)
 	for round := 0; api.SeatFeedSubscribers(feed) != 1; round++ {
 		if time.Now().After(deadline) {

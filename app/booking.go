@@ -130,7 +130,7 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 		return projections.ReservationView{}, fmt.Errorf("hold seats %v of %s: %w", nos, ref.key(), err)
 	}
 	s.resDates.put(resID, ref, 0)
-	if r.Status() == aggregates.ReservationHeldS {
+	if r.Status() == aggregates.ReservationStatusHeld {
 		s.sweeper.track(HeldSeat{ConcertID: req.ConcertID, DateID: req.DateID, SeatNo: r.Held().SeatNo, ReservationID: resID, HeldUntil: r.Held().HeldUntil})
 	}
 	return reservationView(r), nil
@@ -150,7 +150,7 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 		if err != nil {
 			return projections.ReservationView{}, err
 		}
-		if _, err := r.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")}); err != nil || r.Status() != aggregates.ReservationCancelledS {
+		if _, err := r.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")}); err != nil || r.Status() != aggregates.ReservationStatusCancelled {
 			return projections.ReservationView{}, fmt.Errorf("cancel: %w", ErrTokenExpired)
 		}
 		return reservationView(r), nil
@@ -185,9 +185,9 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 		}
 		if p.Exists() {
 			switch p.Status() {
-			case aggregates.PaymentStartedS:
+			case aggregates.PaymentStatusStarted:
 				return s.runPayment(ctx, meta, pid, p.Started(), false)
-			case aggregates.PaymentFailedS:
+			case aggregates.PaymentStatusFailed:
 				return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
 			default:
 				return paymentView(p), nil
@@ -374,7 +374,7 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (proj
 	if err != nil {
 		return projections.PaymentView{}, fmt.Errorf("refund %s: %w", paymentID, err)
 	}
-	if p.Status() == aggregates.PaymentRefundedS {
+	if p.Status() == aggregates.PaymentStatusRefunded {
 		return paymentView(p), nil
 	}
 	return s.runRefund(ctx, meta, p.Started())
@@ -440,8 +440,8 @@ func paymentView(p aggregates.Payment) projections.PaymentView {
 		PaymentID: st.PaymentID, ReservationID: st.ReservationID, UserID: st.UserID,
 		Amount: st.Amount, Status: p.Status(), FailureReason: p.FailureReason(),
 	}
-	if p.Status() == aggregates.PaymentRefundingS {
-		v.Status = aggregates.PaymentCompletedS
+	if p.Status() == aggregates.PaymentStatusRefunding {
+		v.Status = aggregates.PaymentStatusCompleted
 	}
 	v.CompletedAt = timePtr(p.CompletedAt())
 	v.RefundedAt = timePtr(p.RefundedAt())

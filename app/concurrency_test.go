@@ -156,9 +156,9 @@ func TestConcurrency(t *testing.T) {
 				confirmed, held := 0, 0
 				for _, id := range ids {
 					switch h.reservation(id).Status() {
-					case aggregates.ReservationConfirmedS:
+					case aggregates.ReservationStatusConfirmed:
 						confirmed++
-					case aggregates.ReservationHeldS:
+					case aggregates.ReservationStatusHeld:
 						held++
 					}
 				}

@@ -101,7 +101,7 @@ func (s *Service) expire(ctx context.Context, h HeldSeat) error {
 	if err != nil {
 		return err
 	}
-	if r.Status() == aggregates.ReservationHeldS {
+	if r.Status() == aggregates.ReservationStatusHeld {
 		// Not due after all (a clock step back): look again at its heldUntil.
 		s.sweeper.track(HeldSeat{ConcertID: h.ConcertID, DateID: h.DateID, SeatNo: h.SeatNo, ReservationID: h.ReservationID, HeldUntil: r.Held().HeldUntil})
 	}

@@ -57,7 +57,7 @@ func (r logReads) HeldSeats(ctx context.Context) ([]HeldSeat, error) {
 	err := r.each(ctx, eventstore.TypeSeat, func(id string, ev aggregates.Event) { seats[id] = seats[id].Apply(ev) })
 	var out []HeldSeat
 	for id, s := range seats {
-		if s.Status() == aggregates.SeatHeldS {
+		if s.Status() == aggregates.SeatStatusHeld {
 			c, d, n, _ := aggregates.ParseSeatID(id)
 			out = append(out, HeldSeat{ConcertID: c, DateID: d, SeatNo: n, ReservationID: s.Reservation(), HeldUntil: s.HeldUntil()})
 		}
@@ -70,7 +70,7 @@ func (r logReads) PendingPayments(ctx context.Context) ([]string, error) {
 	err := r.each(ctx, eventstore.TypePayment, func(id string, ev aggregates.Event) { pays[id] = pays[id].Apply(ev) })
 	var out []string
 	for id, p := range pays {
-		if p.Status() == aggregates.PaymentStartedS || p.Status() == aggregates.PaymentRefundingS {
+		if p.Status() == aggregates.PaymentStatusStarted || p.Status() == aggregates.PaymentStatusRefunding {
 			out = append(out, id)
 		}
 	}

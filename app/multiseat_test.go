@@ -54,13 +54,13 @@ func TestMultiSeatHolds(t *testing.T) {
 							t.Fatalf("seat %d is in reservations %s and %s", n, other, w.res)
 						}
 						owner[n] = w.res
-						if s := h.seat(n); s.Status() != aggregates.SeatHeldS || s.Reservation() != w.res {
+						if s := h.seat(n); s.Status() != aggregates.SeatStatusHeld || s.Reservation() != w.res {
 							t.Fatalf("seat %d is %s for %q, want HELD for %s", n, s.Status(), s.Reservation(), w.res)
 						}
 					}
 				}
 				for n := 1; n <= 40; n++ {
-					if _, held := owner[n]; !held && h.seat(n).Status() != aggregates.SeatAvailable {
+					if _, held := owner[n]; !held && h.seat(n).Status() != aggregates.SeatStatusAvailable {
 						t.Fatalf("seat %d is %s but no winning hold took it (a half-done hold)", n, h.seat(n).Status())
 					}
 				}
@@ -121,21 +121,21 @@ func TestMultiSeatHolds(t *testing.T) {
 				}
 				h.clock.Advance(6 * time.Minute)
 				h.svc.ExpireDue(h.ctx)
-				want := map[int]aggregates.SeatStatus{1: aggregates.SeatSoldS, 2: aggregates.SeatSoldS, 3: aggregates.SeatSoldS,
-					4: aggregates.SeatAvailable, 5: aggregates.SeatAvailable, 6: aggregates.SeatAvailable, 7: aggregates.SeatAvailable}
+				want := map[int]aggregates.SeatStatus{1: aggregates.SeatStatusSold, 2: aggregates.SeatStatusSold, 3: aggregates.SeatStatusSold,
+					4: aggregates.SeatStatusAvailable, 5: aggregates.SeatStatusAvailable, 6: aggregates.SeatStatusAvailable, 7: aggregates.SeatStatusAvailable}
 				for n, st := range want {
 					if got := h.seat(n).Status(); got != st {
 						t.Errorf("seat %d is %s, want %s", n, got, st)
 					}
 				}
-				if st := h.reservation(expired.ReservationID).Status(); st != aggregates.ReservationExpiredS {
+				if st := h.reservation(expired.ReservationID).Status(); st != aggregates.ReservationStatusExpired {
 					t.Errorf("the lapsed hold is %s, want EXPIRED", st)
 				}
 				if _, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID); err != nil {
 					t.Fatal(err)
 				}
 				for n := 1; n <= 3; n++ {
-					if got := h.seat(n).Status(); got != aggregates.SeatAvailable {
+					if got := h.seat(n).Status(); got != aggregates.SeatStatusAvailable {
 						t.Errorf("seat %d is %s after the refund, want AVAILABLE", n, got)
 					}
 				}

@@ -166,7 +166,7 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 					t.Fatalf("saga answered %v, want the refusal %v (or nil from recovery)", err, tt.refusal)
 				}
 				p := h.payment(g.payment)
-				if p.Status() != aggregates.PaymentFailedS {
+				if p.Status() != aggregates.PaymentStatusFailed {
 					t.Fatalf("payment %s is %s after a refusal, want FAILED: recovery would retry it for ever", g.payment, p.Status())
 				}
 				if p.FailureReason() != tt.reason {
@@ -184,9 +184,9 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 				if want := map[bool]int{true: 1, false: 0}[tt.debited]; refunds != want {
 					t.Errorf("%d reversals of the debit, want %d", refunds, want)
 				}
-				if r := h.reservation(g.res); r.PayingWith() == g.payment || r.Status() == aggregates.ReservationConfirmedS {
+				if r := h.reservation(g.res); r.PayingWith() == g.payment || r.Status() == aggregates.ReservationStatusConfirmed {
 					t.Errorf("reservation %s still locked or confirmed by the failed payment (paying %q)", r.Status(), r.PayingWith())
-				} else if tt.confirmed && r.Status() != aggregates.ReservationCancelledS {
+				} else if tt.confirmed && r.Status() != aggregates.ReservationStatusCancelled {
 					t.Errorf("reservation %s, want CANCELLED: its confirmation was reversed", r.Status())
 				}
 
@@ -224,7 +224,7 @@ func TestARefusalEndsTheOtherSagas(t *testing.T) {
 			_, err := h.svc.Hold(h.ctx, Meta{}, HoldRequest{UserID: "bad user", ConcertID: "c1", DateID: "d1", SeatNo: 2})
 			return err
 		}, aggregates.ErrInvalid, func(t *testing.T, h *harness) {
-			if st := h.seat(2).Status(); st != aggregates.SeatAvailable {
+			if st := h.seat(2).Status(); st != aggregates.SeatStatusAvailable {
 				t.Fatalf("seat 2 %s", st)
 			}
 		}},
@@ -232,7 +232,7 @@ func TestARefusalEndsTheOtherSagas(t *testing.T) {
 			_, err := h.svc.Cancel(h.ctx, Meta{}, h.reservationsOf("u1")[0], "u2")
 			return err
 		}, aggregates.ErrForbidden, func(t *testing.T, h *harness) {
-			if st := h.reservation(h.reservationsOf("u1")[0]).Status(); st != aggregates.ReservationHeldS {
+			if st := h.reservation(h.reservationsOf("u1")[0]).Status(); st != aggregates.ReservationStatusHeld {
 				t.Fatalf("reservation %s", st)
 			}
 		}},
@@ -246,7 +246,7 @@ func TestARefusalEndsTheOtherSagas(t *testing.T) {
 			return err
 		}, aggregates.ErrReservationNotCancellable, func(t *testing.T, h *harness) {
 			h.svc.ExpireDue(h.ctx)
-			if st := h.reservation(h.reservationsOf("u1")[0]).Status(); st != aggregates.ReservationExpiredS {
+			if st := h.reservation(h.reservationsOf("u1")[0]).Status(); st != aggregates.ReservationStatusExpired {
 				t.Fatalf("reservation %s", st)
 			}
 		}},
@@ -263,7 +263,7 @@ func TestARefusalEndsTheOtherSagas(t *testing.T) {
 			_, err := h.svc.Refund(h.ctx, Meta{}, h.paymentOf(res))
 			return err
 		}, aggregates.ErrPaymentNotRefundable, func(t *testing.T, h *harness) {
-			if st := h.payment(h.paymentOf(h.reservationsOf("u3")[0])).Status(); st != aggregates.PaymentFailedS {
+			if st := h.payment(h.paymentOf(h.reservationsOf("u3")[0])).Status(); st != aggregates.PaymentStatusFailed {
 				t.Fatalf("payment %s", st)
 			}
 		}},

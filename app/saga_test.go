@@ -26,16 +26,16 @@ func (h *harness) agree(user, resID string, seatNo int, charged, price int64) {
 	s := h.seat(seatNo)
 	w := h.wallet(user)
 	switch r.Status() {
-	case aggregates.ReservationConfirmedS:
+	case aggregates.ReservationStatusConfirmed:
 		p := h.payment(r.PaymentID())
-		if p.Status() != aggregates.PaymentCompletedS || s.Status() != aggregates.SeatSoldS || w.Balance() != charged-price {
+		if p.Status() != aggregates.PaymentStatusCompleted || s.Status() != aggregates.SeatStatusSold || w.Balance() != charged-price {
 			h.t.Fatalf("confirmed reservation but payment %s, seat %s, balance %d", p.Status(), s.Status(), w.Balance())
 		}
 	default:
 		if w.Balance() != charged {
 			h.t.Fatalf("reservation %s but balance %d, want %d (debit not reversed)", r.Status(), w.Balance(), charged)
 		}
-		if s.Status() == aggregates.SeatSoldS {
+		if s.Status() == aggregates.SeatStatusSold {
 			h.t.Fatalf("reservation %s but seat sold", r.Status())
 		}
 	}
@@ -69,7 +69,7 @@ func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
 				if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
 					t.Fatal(err)
 				}
-				if st := h.payment(pid).Status(); st != aggregates.PaymentCompletedS {
+				if st := h.payment(pid).Status(); st != aggregates.PaymentStatusCompleted {
 					t.Fatalf("payment %s after recovery, want COMPLETED", st)
 				}
 				h.agree("u1", res, 2, 1000, 100)
@@ -112,16 +112,16 @@ func TestRefundSagaRecoversFromACrashAtEachStep(t *testing.T) {
 			if err := h.svc.Recover(h.ctx, logReads{h.log}); err != nil {
 				t.Fatal(err)
 			}
-			if st := h.payment(p.PaymentID).Status(); st != aggregates.PaymentRefundedS {
+			if st := h.payment(p.PaymentID).Status(); st != aggregates.PaymentStatusRefunded {
 				t.Fatalf("payment %s, want REFUNDED", st)
 			}
-			if st := h.reservation(res).Status(); st != aggregates.ReservationCancelledS {
+			if st := h.reservation(res).Status(); st != aggregates.ReservationStatusCancelled {
 				t.Fatalf("reservation %s, want CANCELLED", st)
 			}
 			if b := h.wallet("u1").Balance(); b != 1000 {
 				t.Fatalf("balance %d, want 1000", b)
 			}
-			if st := h.seat(3).Status(); st != aggregates.SeatAvailable {
+			if st := h.seat(3).Status(); st != aggregates.SeatStatusAvailable {
 				t.Fatalf("seat %s, want AVAILABLE", st)
 			}
 		})
@@ -140,7 +140,7 @@ func TestBookingFlow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Status != aggregates.PaymentCompletedS || p.Amount != 100 || p.CompletedAt == nil {
+			if p.Status != aggregates.PaymentStatusCompleted || p.Amount != 100 || p.CompletedAt == nil {
 				t.Fatalf("payment %+v", p)
 			}
 			h.agree("u1", res, 1, 1000, 100)
@@ -151,7 +151,7 @@ func TestBookingFlow(t *testing.T) {
 			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrInsufficientPoints) {
 				t.Fatalf("pay: %v", err)
 			}
-			if st := h.reservation(res).Status(); st != aggregates.ReservationHeldS {
+			if st := h.reservation(res).Status(); st != aggregates.ReservationStatusHeld {
 				t.Fatalf("reservation %s", st)
 			}
 			h.charge("u1", 50)
@@ -175,12 +175,12 @@ func TestBookingFlow(t *testing.T) {
 			res := h.hold("u1", 1)
 			h.clock.Advance(5*time.Minute - time.Millisecond)
 			h.svc.ExpireDue(h.ctx)
-			if st := h.reservation(res).Status(); st != aggregates.ReservationHeldS {
+			if st := h.reservation(res).Status(); st != aggregates.ReservationStatusHeld {
 				t.Fatalf("reservation %s before heldUntil", st)
 			}
 			h.clock.Advance(time.Millisecond)
 			h.svc.ExpireDue(h.ctx)
-			if st := h.reservation(res).Status(); st != aggregates.ReservationExpiredS {
+			if st := h.reservation(res).Status(); st != aggregates.ReservationStatusExpired {
 				t.Fatalf("reservation %s at heldUntil", st)
 			}
 			h.hold("u2", 1)
@@ -211,7 +211,7 @@ func TestBookingFlow(t *testing.T) {
 				t.Fatalf("cancel by another user: %v", err)
 			}
 			v, err := h.svc.Cancel(h.ctx, Meta{}, res, "u1")
-			if err != nil || v.Status != aggregates.ReservationCancelledS {
+			if err != nil || v.Status != aggregates.ReservationStatusCancelled {
 				t.Fatalf("cancel: %+v %v", v, err)
 			}
 			if _, err := h.svc.Cancel(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrReservationNotCancellable) {
@@ -227,7 +227,7 @@ func TestBookingFlow(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID)
-			if err != nil || r.Status != aggregates.PaymentRefundedS {
+			if err != nil || r.Status != aggregates.PaymentStatusRefunded {
 				t.Fatalf("refund: %+v %v", r, err)
 			}
 			if _, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID); !isErr(err, aggregates.ErrPaymentNotRefundable) {
@@ -249,7 +249,7 @@ func TestBookingFlow(t *testing.T) {
 				t.Fatal("hold succeeded despite the crash")
 			}
 			for _, n := range []int{1, 2} {
-				if st := h.seat(n).Status(); st != aggregates.SeatAvailable {
+				if st := h.seat(n).Status(); st != aggregates.SeatStatusAvailable {
 					t.Fatalf("seat %d is %s right after the failed hold", n, st)
 				}
 			}
@@ -264,7 +264,7 @@ func TestBookingFlow(t *testing.T) {
 			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, eventstore.ErrUnavailable) {
 				t.Fatalf("pay with a failed start: %v", err)
 			}
-			if r := h.reservation(res); r.PayingWith() != "" || r.Status() != aggregates.ReservationHeldS {
+			if r := h.reservation(res); r.PayingWith() != "" || r.Status() != aggregates.ReservationStatusHeld {
 				t.Fatalf("reservation %s still locked by %q", r.Status(), r.PayingWith())
 			}
 			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); err != nil {
@@ -279,7 +279,7 @@ func TestBookingFlow(t *testing.T) {
 			res := h.hold("u1", 1)
 			h.fault.arm("/revoke")
 			p, err := h.svc.Pay(h.ctx, Meta{}, res, "u1")
-			if err != nil || p.Status != aggregates.PaymentCompletedS {
+			if err != nil || p.Status != aggregates.PaymentStatusCompleted {
 				t.Fatalf("pay with a failed revocation: %+v, %v", p, err)
 			}
 			h.agree("u1", res, 1, 1000, 100)
@@ -449,12 +449,12 @@ func TestStartRearmsHoldsAndRecoversAfterARestart(t *testing.T) {
 	if !h2.svc.Ready() {
 		t.Fatal("not ready after Start")
 	}
-	if st := h2.reservation(res).Status(); st != aggregates.ReservationConfirmedS {
+	if st := h2.reservation(res).Status(); st != aggregates.ReservationStatusConfirmed {
 		t.Fatalf("interrupted payment's reservation %s after restart", st)
 	}
 	h2.clock.Advance(5 * time.Minute)
 	h2.svc.ExpireDue(h2.ctx)
-	if st := h2.reservation(res2).Status(); st != aggregates.ReservationExpiredS {
+	if st := h2.reservation(res2).Status(); st != aggregates.ReservationStatusExpired {
 		t.Fatalf("hold made before the restart is %s after heldUntil", st)
 	}
 }
@@ -488,7 +488,7 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 		t.Fatal("pay succeeded despite the crash")
 	}
 	p, err := h.svc.Pay(h.ctx, key("pay-1"), r1.ReservationID, "u1")
-	if err != nil || p.Status != aggregates.PaymentCompletedS {
+	if err != nil || p.Status != aggregates.PaymentStatusCompleted {
 		t.Fatalf("retried payment: %+v %v", p, err)
 	}
 	again, err := h.svc.Pay(h.ctx, key("pay-1"), r1.ReservationID, "u1")
@@ -507,7 +507,7 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 	if _, err := h.svc.Pay(h.ctx, key("pay-1"), other.ReservationID, "u1"); !isErr(err, ErrKeyReused) {
 		t.Fatalf("pay-1 for another reservation: %v, want ErrKeyReused", err)
 	}
-	if st := h.reservation(other.ReservationID).Status(); st != aggregates.ReservationHeldS {
+	if st := h.reservation(other.ReservationID).Status(); st != aggregates.ReservationStatusHeld {
 		t.Fatalf("reservation paid with another reservation's key is %s, want HELD", st)
 	}
 	// Replay-only (the token was used up): the same request reports its payment, another
@@ -529,7 +529,7 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 		t.Fatalf("a second payment: %v", err)
 	}
 	for range 2 {
-		if r, err := h.svc.Refund(h.ctx, key("refund-1"), p.PaymentID); err != nil || r.Status != aggregates.PaymentRefundedS {
+		if r, err := h.svc.Refund(h.ctx, key("refund-1"), p.PaymentID); err != nil || r.Status != aggregates.PaymentStatusRefunded {
 			t.Fatalf("refund (or its retry): %+v %v", r, err)
 		}
 	}
@@ -538,7 +538,7 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 	}
 	r3 := h.hold("u2", 2)
 	for range 2 {
-		if v, err := h.svc.Cancel(h.ctx, key("cancel-1"), r3, "u2"); err != nil || v.Status != aggregates.ReservationCancelledS {
+		if v, err := h.svc.Cancel(h.ctx, key("cancel-1"), r3, "u2"); err != nil || v.Status != aggregates.ReservationStatusCancelled {
 			t.Fatalf("cancel (or its retry): %+v %v", v, err)
 		}
 	}
@@ -571,7 +571,7 @@ func TestARetriedHoldAfterARestartLeavesTheDateAsTheLogHasIt(t *testing.T) {
 			if _, err := h2.svc.Pay(h2.ctx, Meta{}, other, "u2"); err != nil {
 				t.Fatalf("paying the other reservation of the date after the repeat: %v", err)
 			}
-			if st := h2.seat(2).Status(); st != aggregates.SeatSoldS {
+			if st := h2.seat(2).Status(); st != aggregates.SeatStatusSold {
 				t.Fatalf("seat 2 is %s after its payment, want SOLD", st)
 			}
 		})

@@ -133,9 +133,9 @@ func (s *Service) RecoverPayment(ctx context.Context, paymentID string) error {
 	}
 	meta := Meta{CorrelationID: "recovery/" + paymentID}
 	switch p.Status() {
-	case aggregates.PaymentStartedS:
+	case aggregates.PaymentStatusStarted:
 		_, err = s.runPayment(ctx, meta, paymentID, p.Started(), false)
-	case aggregates.PaymentRefundingS:
+	case aggregates.PaymentStatusRefunding:
 		_, err = s.runRefund(ctx, meta, p.Started())
 	default:
 		return nil

@@ -62,20 +62,20 @@ func (a *Auditor) addPayment(r Record) {
 		if ev.PaymentID != id {
 			a.found.flag(violation, CheckPaymentTransition, ref, &r, fmt.Sprintf("PaymentStarted names payment %s", ev.PaymentID))
 		}
-		s.started, s.status = ev, aggregates.PaymentStartedS
+		s.started, s.status = ev, aggregates.PaymentStatusStarted
 		a.paymentsOf[ev.ReservationID] = append(a.paymentsOf[ev.ReservationID], id)
 	case aggregates.PaymentCompleted:
-		from(aggregates.PaymentStartedS)
-		s.status = aggregates.PaymentCompletedS
+		from(aggregates.PaymentStatusStarted)
+		s.status = aggregates.PaymentStatusCompleted
 	case aggregates.PaymentFailed:
-		from(aggregates.PaymentStartedS)
-		s.status = aggregates.PaymentFailedS
+		from(aggregates.PaymentStatusStarted)
+		s.status = aggregates.PaymentStatusFailed
 	case aggregates.PaymentRefundStarted:
-		from(aggregates.PaymentCompletedS)
-		s.status = aggregates.PaymentRefundingS
+		from(aggregates.PaymentStatusCompleted)
+		s.status = aggregates.PaymentStatusRefunding
 	case aggregates.PaymentRefunded:
-		from(aggregates.PaymentRefundingS)
-		s.status = aggregates.PaymentRefundedS
+		from(aggregates.PaymentStatusRefunding)
+		s.status = aggregates.PaymentStatusRefunded
 	default:
 		a.foreign(r)
 	}
@@ -180,20 +180,20 @@ func (a *Auditor) checkDebits(out *sink) {
 					fmt.Sprintf("debit of %d points for payment %s of user %s", d.amount, pid, p.started.UserID), pref)
 			}
 			switch p.status {
-			case aggregates.PaymentCompletedS, aggregates.PaymentRefundingS, aggregates.PaymentRefundedS:
+			case aggregates.PaymentStatusCompleted, aggregates.PaymentStatusRefunding, aggregates.PaymentStatusRefunded:
 				if d.amount != p.started.Amount {
 					out.flag(violation, CheckPaymentAmount, pref, at,
 						fmt.Sprintf("%s payment of %d points debited %d from wallet %s", p.status, p.started.Amount, d.amount, d.wallet), wref)
 				}
-				if p.status == aggregates.PaymentCompletedS && reversed {
+				if p.status == aggregates.PaymentStatusCompleted && reversed {
 					out.flag(violation, CheckPaymentRefund, pref, nil,
 						fmt.Sprintf("COMPLETED, yet its debit was returned to wallet %s", d.wallet), wref)
 				}
-				if p.status == aggregates.PaymentRefundedS && !reversed {
+				if p.status == aggregates.PaymentStatusRefunded && !reversed {
 					out.flag(violation, CheckPaymentRefund, pref, nil,
 						fmt.Sprintf("REFUNDED, yet its %d points were never returned to wallet %s", d.amount, d.wallet), wref)
 				}
-			case aggregates.PaymentFailedS:
+			case aggregates.PaymentStatusFailed:
 				if !reversed {
 					out.flag(violation, CheckDebitUnpaid, wref, at,
 						fmt.Sprintf("debit of %d points for FAILED payment %s is not reversed", d.amount, pid), pref)
@@ -226,18 +226,18 @@ func (a *Auditor) checkPayments(out *sink) {
 			continue
 		}
 		switch p.status {
-		case aggregates.PaymentStartedS:
+		case aggregates.PaymentStatusStarted:
 			msg := fmt.Sprintf("still STARTED: reservation %s, user %s, %d points", rid, p.started.UserID, p.started.Amount)
 			if len(a.debits[pid]) > 0 && !a.reversed(pid, p.started.UserID) {
 				msg += ", debited and not yet paid for"
 			}
 			out.flag(inFlight, CheckPaymentInFlight, pref, nil, msg, rref, Ref(eventstore.TypeWallet, p.started.UserID))
 			continue
-		case aggregates.PaymentRefundingS:
+		case aggregates.PaymentStatusRefunding:
 			out.flag(inFlight, CheckPaymentInFlight, pref, nil,
 				fmt.Sprintf("still REFUNDING: reservation %s, user %s", rid, p.started.UserID), rref, Ref(eventstore.TypeWallet, p.started.UserID))
 			continue
-		case aggregates.PaymentFailedS:
+		case aggregates.PaymentStatusFailed:
 			continue
 		}
 		// COMPLETED or REFUNDED: the points were taken, the reservation confirmed.
@@ -259,13 +259,13 @@ func (a *Auditor) checkPayments(out *sink) {
 				fmt.Sprintf("%d points paid for reservation %s priced %d", p.started.Amount, rid, res.held.Price), rref)
 		}
 		switch p.status {
-		case aggregates.PaymentCompletedS:
-			if res.status != aggregates.ReservationConfirmedS || res.confirmedBy != pid {
+		case aggregates.PaymentStatusCompleted:
+			if res.status != aggregates.ReservationStatusConfirmed || res.confirmedBy != pid {
 				out.flag(violation, CheckPaymentReservation, pref, nil,
 					fmt.Sprintf("COMPLETED, but reservation %s is %s", rid, confirmation(res)), rref)
 			}
-		case aggregates.PaymentRefundedS:
-			if res.status != aggregates.ReservationCancelledS || res.cancelReason != aggregates.ReleaseRefunded || res.cancelPayment != pid {
+		case aggregates.PaymentStatusRefunded:
+			if res.status != aggregates.ReservationStatusCancelled || res.cancelReason != aggregates.ReleaseRefunded || res.cancelPayment != pid {
 				out.flag(violation, CheckPaymentRefund, pref, nil,
 					fmt.Sprintf("REFUNDED, but reservation %s is %s", rid, confirmation(res)), rref)
 			}

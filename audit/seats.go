@@ -71,11 +71,11 @@ func (a *Auditor) addSeat(r Record) {
 			msg := fmt.Sprintf("held for reservation %s while %s", ev.ReservationID, holder())
 			a.found.flag(violation, CheckSeatDoubleHold, ref, &r, msg, Ref(eventstore.TypeReservation, s.reservation), Ref(eventstore.TypeReservation, ev.ReservationID))
 		}
-		*s = seatState{stream: s.stream, status: aggregates.SeatHeldS, reservation: ev.ReservationID, heldUntil: ev.HeldUntil, since: r.Sequence}
+		*s = seatState{stream: s.stream, status: aggregates.SeatStatusHeld, reservation: ev.ReservationID, heldUntil: ev.HeldUntil, since: r.Sequence}
 		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, user: ev.UserID, kind: moveHeld, in: commitOf(&r)})
 	case aggregates.SeatSold:
 		switch {
-		case s.status == aggregates.SeatSoldS:
+		case s.status == aggregates.SeatStatusSold:
 			msg := fmt.Sprintf("sold to reservation %s (payment %s) while already %s", ev.ReservationID, ev.PaymentID, holder())
 			a.found.flag(violation, CheckSeatDoubleSale, ref, &r, msg, Ref(eventstore.TypeReservation, s.reservation), Ref(eventstore.TypeReservation, ev.ReservationID))
 		case s.status == "":
@@ -88,7 +88,7 @@ func (a *Auditor) addSeat(r Record) {
 		if s.reservation != ev.ReservationID {
 			s.since = r.Sequence
 		}
-		s.status, s.reservation, s.soldPayment = aggregates.SeatSoldS, ev.ReservationID, ev.PaymentID
+		s.status, s.reservation, s.soldPayment = aggregates.SeatStatusSold, ev.ReservationID, ev.PaymentID
 		a.movesOf[ev.ReservationID] = append(a.movesOf[ev.ReservationID], seatMove{seat: id, kind: moveSold, in: commitOf(&r)})
 	case aggregates.SeatReleased:
 		switch {
@@ -98,7 +98,7 @@ func (a *Auditor) addSeat(r Record) {
 		case s.reservation != ev.ReservationID:
 			msg := fmt.Sprintf("released for reservation %s while %s", ev.ReservationID, holder())
 			a.found.flag(violation, CheckSeatBadRelease, ref, &r, msg, Ref(eventstore.TypeReservation, ev.ReservationID), Ref(eventstore.TypeReservation, s.reservation))
-		case s.status == aggregates.SeatSoldS && ev.Reason != aggregates.ReleaseRefunded:
+		case s.status == aggregates.SeatStatusSold && ev.Reason != aggregates.ReleaseRefunded:
 			a.found.flag(violation, CheckSeatBadRelease, ref, &r,
 				fmt.Sprintf("sold seat released for reservation %s with reason %q: only a refund frees a sold seat", ev.ReservationID, ev.Reason),
 				Ref(eventstore.TypeReservation, ev.ReservationID))
@@ -133,49 +133,49 @@ func (a *Auditor) addReservation(r Record) {
 		if ev.ReservationID != id {
 			bad("ReservationHeld names reservation %s", ev.ReservationID)
 		}
-		s.opened, s.held, s.status, s.openedIn = true, ev, aggregates.ReservationHeldS, commitOf(&r)
+		s.opened, s.held, s.status, s.openedIn = true, ev, aggregates.ReservationStatusHeld, commitOf(&r)
 		s.seats = seatsOf(ev)
 		a.claimSeats(r, id)
 	case aggregates.ReservationPaymentStarted:
 		switch {
-		case s.opened && s.status != aggregates.ReservationHeldS:
+		case s.opened && s.status != aggregates.ReservationStatusHeld:
 			bad("locked for payment %s while %s", ev.PaymentID, s.status)
 		case s.lock != "":
 			bad("locked for payment %s while locked for payment %s", ev.PaymentID, s.lock)
 		}
 		s.lock = ev.PaymentID
 	case aggregates.ReservationPaymentAborted:
-		if s.opened && (s.status != aggregates.ReservationHeldS || s.lock != ev.PaymentID) {
+		if s.opened && (s.status != aggregates.ReservationStatusHeld || s.lock != ev.PaymentID) {
 			bad("payment %s aborted without holding the lock (status %s, lock %q)", ev.PaymentID, s.status, s.lock)
 		}
 		s.lock = ""
 	case aggregates.ReservationConfirmed:
 		switch {
-		case s.opened && s.status != aggregates.ReservationHeldS:
+		case s.opened && s.status != aggregates.ReservationStatusHeld:
 			bad("confirmed by payment %s while %s", ev.PaymentID, s.status)
 		case s.opened && s.lock != ev.PaymentID:
 			bad("confirmed by payment %s, which did not hold the lock (lock %q)", ev.PaymentID, s.lock)
 		}
-		s.status, s.confirmedBy, s.lock, s.confirmedIn = aggregates.ReservationConfirmedS, ev.PaymentID, "", commitOf(&r)
+		s.status, s.confirmedBy, s.lock, s.confirmedIn = aggregates.ReservationStatusConfirmed, ev.PaymentID, "", commitOf(&r)
 	case aggregates.ReservationExpired:
-		if s.opened && s.status != aggregates.ReservationHeldS {
+		if s.opened && s.status != aggregates.ReservationStatusHeld {
 			bad("expired while %s", s.status)
 		}
-		s.status, s.lock, s.endedIn = aggregates.ReservationExpiredS, "", commitOf(&r)
+		s.status, s.lock, s.endedIn = aggregates.ReservationStatusExpired, "", commitOf(&r)
 	case aggregates.ReservationCancelled:
 		switch ev.Reason {
 		case aggregates.ReleaseCancelled:
-			if s.opened && s.status != aggregates.ReservationHeldS {
+			if s.opened && s.status != aggregates.ReservationStatusHeld {
 				bad("cancelled while %s", s.status)
 			}
 		case aggregates.ReleaseRefunded:
-			if s.opened && (s.status != aggregates.ReservationConfirmedS || s.confirmedBy != ev.PaymentID) {
+			if s.opened && (s.status != aggregates.ReservationStatusConfirmed || s.confirmedBy != ev.PaymentID) {
 				bad("cancelled for the refund of payment %s while %s", ev.PaymentID, confirmation(s))
 			}
 		default:
 			bad("cancelled with unknown reason %q", ev.Reason)
 		}
-		s.status, s.lock, s.cancelReason, s.cancelPayment = aggregates.ReservationCancelledS, "", ev.Reason, ev.PaymentID
+		s.status, s.lock, s.cancelReason, s.cancelPayment = aggregates.ReservationStatusCancelled, "", ev.Reason, ev.PaymentID
 		s.endedIn = commitOf(&r)
 	default:
 		a.foreign(r)
@@ -198,7 +198,7 @@ func seatsOf(h aggregates.ReservationHeld) []string {
 
 // live reports whether a reservation keeps its seats from others: HELD or CONFIRMED.
 func live(s *resState) bool {
-	return s != nil && (s.status == aggregates.ReservationHeldS || s.status == aggregates.ReservationConfirmedS)
+	return s != nil && (s.status == aggregates.ReservationStatusHeld || s.status == aggregates.ReservationStatusConfirmed)
 }
 
 // claimSeats records that reservation id, just opened, lists its seats, and flags each seat
@@ -234,7 +234,7 @@ func (a *Auditor) checkReservations(out *sink) {
 		var paid []string // payments of this reservation that took its money and kept it
 		for _, pid := range a.paymentsOf[rid] {
 			switch a.payments[pid].status {
-			case aggregates.PaymentCompletedS, aggregates.PaymentRefundingS, aggregates.PaymentRefundedS:
+			case aggregates.PaymentStatusCompleted, aggregates.PaymentStatusRefunding, aggregates.PaymentStatusRefunded:
 				paid = append(paid, pid)
 			}
 		}
@@ -255,13 +255,13 @@ func (a *Auditor) checkReservations(out *sink) {
 		}
 
 		switch res.status {
-		case aggregates.ReservationHeldS:
+		case aggregates.ReservationStatusHeld:
 			if res.lock != "" {
 				p := a.payments[res.lock]
 				switch {
 				case p == nil:
 					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("locked for payment %s, which was never started", res.lock), Ref(eventstore.TypePayment, res.lock))
-				case p.status != aggregates.PaymentStartedS:
+				case p.status != aggregates.PaymentStatusStarted:
 					out.flag(violation, CheckReservationLock, rref, nil, fmt.Sprintf("still locked for payment %s, which is %s", res.lock, p.status), Ref(eventstore.TypePayment, res.lock))
 				}
 			}
@@ -275,7 +275,7 @@ func (a *Auditor) checkReservations(out *sink) {
 				out.flag(warning, CheckReservationLapsed, rref, nil,
 					fmt.Sprintf("still HELD, though its hold lapsed at %s; the expiry sweeper settles it", res.held.HeldUntil.UTC().Format(time.RFC3339)))
 			}
-		case aggregates.ReservationConfirmedS:
+		case aggregates.ReservationStatusConfirmed:
 			p := a.payments[res.confirmedBy]
 			pref := Ref(eventstore.TypePayment, res.confirmedBy)
 			switch {
@@ -286,18 +286,18 @@ func (a *Auditor) checkReservations(out *sink) {
 				out.flag(violation, CheckReservationUnpaid, rref, nil,
 					fmt.Sprintf("CONFIRMED by payment %s, which paid for reservation %s", res.confirmedBy, p.started.ReservationID), pref)
 				continue
-			case p.status == aggregates.PaymentStartedS, p.status == aggregates.PaymentRefundingS:
+			case p.status == aggregates.PaymentStatusStarted, p.status == aggregates.PaymentStatusRefunding:
 				continue // in flight, reported on the payment
-			case p.status != aggregates.PaymentCompletedS:
+			case p.status != aggregates.PaymentStatusCompleted:
 				out.flag(violation, CheckReservationUnpaid, rref, nil, fmt.Sprintf("CONFIRMED by payment %s, which is %s", res.confirmedBy, p.status), pref)
 			}
 			for _, sid := range res.seats {
-				if s := a.seats[sid]; s == nil || s.status != aggregates.SeatSoldS || s.reservation != rid {
+				if s := a.seats[sid]; s == nil || s.status != aggregates.SeatStatusSold || s.reservation != rid {
 					out.flag(violation, CheckReservationNotSold, rref, nil,
 						fmt.Sprintf("CONFIRMED, but its seat %s is %s", sid, a.seatDescription(sid)), Ref(eventstore.TypeSeat, sid), pref)
 				}
 			}
-		case aggregates.ReservationExpiredS, aggregates.ReservationCancelledS:
+		case aggregates.ReservationStatusExpired, aggregates.ReservationStatusCancelled:
 			// The ending event and the release of the seats are one commit: there is no
 			// moment, in flight or not, when an ended reservation keeps a seat.
 			for _, sid := range res.seats {
@@ -431,14 +431,14 @@ func (a *Auditor) checkSeats(out *sink) {
 		a.checkCatalog(out, sid)
 		rref := Ref(eventstore.TypeReservation, s.reservation)
 		res := a.reservations[s.reservation]
-		if s.status != aggregates.SeatSoldS {
+		if s.status != aggregates.SeatStatusSold {
 			continue
 		}
 		switch {
 		case res == nil || !res.opened:
 			out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil, fmt.Sprintf("SOLD to reservation %s, which was never opened", s.reservation), rref)
-		case res.status == aggregates.ReservationConfirmedS && res.confirmedBy == s.soldPayment:
-		case res.status == aggregates.ReservationCancelledS && res.cancelReason == aggregates.ReleaseRefunded:
+		case res.status == aggregates.ReservationStatusConfirmed && res.confirmedBy == s.soldPayment:
+		case res.status == aggregates.ReservationStatusCancelled && res.cancelReason == aggregates.ReleaseRefunded:
 			// A refund cancelled the reservation; checkReservations reports the seat it kept.
 		default:
 			out.flag(violation, CheckSeatSoldUnconfirmed, sref, nil,
@@ -482,7 +482,7 @@ func describeSeat(s *seatState) string {
 	switch s.status {
 	case "":
 		return "AVAILABLE"
-	case aggregates.SeatSoldS:
+	case aggregates.SeatStatusSold:
 		return fmt.Sprintf("SOLD to reservation %s", s.reservation)
 	}
 	return fmt.Sprintf("%s by reservation %s", s.status, s.reservation)

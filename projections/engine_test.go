@@ -145,7 +145,7 @@ func TestReadYourWrites(t *testing.T) {
 		w.must(w.hold(id, user, "c1", "d1", i+1, time.Minute))
 		r, err := e.Reservation(ctx, id)
 		w.must(err)
-		if r.Status != aggregates.ReservationHeldS || r.SeatNo != i+1 {
+		if r.Status != aggregates.ReservationStatusHeld || r.SeatNo != i+1 {
 			t.Fatalf("hold %d: got %+v", i, r)
 		}
 		list, err := e.UserReservations(ctx, user)
@@ -155,7 +155,7 @@ func TestReadYourWrites(t *testing.T) {
 		}
 		seats, err := e.Seats(ctx, "c1", "d1")
 		w.must(err)
-		if seats[i].Status != aggregates.SeatHeldS {
+		if seats[i].Status != aggregates.SeatStatusHeld {
 			t.Fatalf("hold %d: the seat map shows seat %d %s", i, i+1, seats[i].Status)
 		}
 		held := fmt.Sprintf(`{"seatNo":%d,"price":10,"status":"HELD"}`, i+1)
@@ -242,7 +242,7 @@ func TestOnlineRebuildNeverShowsAHalfBuiltModel(t *testing.T) {
 				}
 				n := 0
 				for _, s := range seats {
-					if s.Status == aggregates.SeatSoldS {
+					if s.Status == aggregates.SeatStatusSold {
 						n++
 					}
 				}
@@ -476,30 +476,30 @@ func TestMultiSeatReservationMovesItsSeatsTogether(t *testing.T) {
 	}{
 		{"a hold of seats 5, 2 and 3 holds all three in one reservation",
 			func() error { return w.holdSeats("r1", "alice", "c1", "d1", 5*time.Minute, 5, 2, 3) }, nil,
-			"r1", aggregates.ReservationHeldS, []int{2, 3, 5}, 300 + 100 + 100, "AHHAHAAH"},
+			"r1", aggregates.ReservationStatusHeld, []int{2, 3, 5}, 300 + 100 + 100, "AHHAHAAH"},
 		{"a hold of one of its seats and a free one is refused and holds neither",
 			func() error { return w.holdSeats("r2", "carol", "c1", "d1", 5*time.Minute, 4, 5) }, aggregates.ErrSeatUnavailable,
-			"r1", aggregates.ReservationHeldS, []int{2, 3, 5}, 500, "AHHAHAAH"},
+			"r1", aggregates.ReservationStatusHeld, []int{2, 3, 5}, 500, "AHHAHAAH"},
 		{"paying for it sells all three seats",
 			func() error { return w.pay("p1", "r1", "alice") }, nil,
-			"r1", aggregates.ReservationConfirmedS, []int{2, 3, 5}, 500, "ASSASAAH"},
+			"r1", aggregates.ReservationStatusConfirmed, []int{2, 3, 5}, 500, "ASSASAAH"},
 		{"refunding it makes all three seats available",
 			func() error { return w.refund("p1") }, nil,
-			"r1", aggregates.ReservationCancelledS, []int{2, 3, 5}, 500, "AAAAAAAH"},
+			"r1", aggregates.ReservationStatusCancelled, []int{2, 3, 5}, 500, "AAAAAAAH"},
 		{"a hold of seats 4 and 1 holds both",
 			func() error { return w.holdSeats("r3", "alice", "c1", "d1", 5*time.Minute, 4, 1) }, nil,
-			"r3", aggregates.ReservationHeldS, []int{1, 4}, 400, "HAAHAAAH"},
+			"r3", aggregates.ReservationStatusHeld, []int{1, 4}, 400, "HAAHAAAH"},
 		{"its expiry makes both seats available",
 			func() error { w.tick(6 * time.Minute); return w.expire("r3") }, nil,
-			"r3", aggregates.ReservationExpiredS, []int{1, 4}, 400, "AAAAAAAH"},
+			"r3", aggregates.ReservationStatusExpired, []int{1, 4}, 400, "AAAAAAAH"},
 		{"a hold of seats 6 and 7 holds both",
 			func() error { return w.holdSeats("r4", "alice", "c1", "d1", 5*time.Minute, 6, 7) }, nil,
-			"r4", aggregates.ReservationHeldS, []int{6, 7}, 200, "AAAAAHHH"},
+			"r4", aggregates.ReservationStatusHeld, []int{6, 7}, 200, "AAAAAHHH"},
 		{"its cancellation makes both seats available",
 			func() error { return w.cancel("r4", "alice") }, nil,
-			"r4", aggregates.ReservationCancelledS, []int{6, 7}, 200, "AAAAAAAH"},
+			"r4", aggregates.ReservationStatusCancelled, []int{6, 7}, 200, "AAAAAAAH"},
 	}
-	letter := map[aggregates.SeatStatus]byte{aggregates.SeatAvailable: 'A', aggregates.SeatHeldS: 'H', aggregates.SeatSoldS: 'S'}
+	letter := map[aggregates.SeatStatus]byte{aggregates.SeatStatusAvailable: 'A', aggregates.SeatStatusHeld: 'H', aggregates.SeatStatusSold: 'S'}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.do(); !errors.Is(err, tt.wantErr) {
@@ -533,7 +533,7 @@ func TestMultiSeatReservationMovesItsSeatsTogether(t *testing.T) {
 				}
 			}
 			sort.Ints(heldNos)
-			if tt.status == aggregates.ReservationHeldS && fmt.Sprint(heldNos) != fmt.Sprint(tt.nos) || tt.status != aggregates.ReservationHeldS && len(heldNos) > 0 {
+			if tt.status == aggregates.ReservationStatusHeld && fmt.Sprint(heldNos) != fmt.Sprint(tt.nos) || tt.status != aggregates.ReservationStatusHeld && len(heldNos) > 0 {
 				t.Fatalf("held seats of %s (for the expiry sweeper): %v", tt.res, heldNos)
 			}
 			dates, err := e.Dates(ctx, "c1")

@@ -263,7 +263,7 @@ func (s snapshot) checkReservationSeats(t testing.TB) {
 			continue
 		}
 		want := map[aggregates.ReservationStatus]aggregates.SeatStatus{
-			aggregates.ReservationHeldS: aggregates.SeatHeldS, aggregates.ReservationConfirmedS: aggregates.SeatSoldS}[v.Status]
+			aggregates.ReservationStatusHeld: aggregates.SeatStatusHeld, aggregates.ReservationStatusConfirmed: aggregates.SeatStatusSold}[v.Status]
 		if want == "" {
 			continue
 		}

@@ -145,7 +145,7 @@ func (m *reservationsModel) begin(t txn) (batchWriter, error) {
 				return nil
 			}
 			r := reservationRecord{userID: h.UserID, concertID: h.ConcertID, dateID: h.DateID, seatNo: h.SeatNo, seatNos: h.SeatNos, price: h.Price,
-				status: string(aggregates.ReservationHeldS), heldAt: h.HeldAt, heldUntil: h.HeldUntil}
+				status: string(aggregates.ReservationStatusHeld), heldAt: h.HeldAt, heldUntil: h.HeldUntil}
 			if err := byUser.Put(userKey(h.UserID, h.HeldAt, env.AggregateID), []byte{1}); err != nil {
 				return err
 			}
@@ -155,11 +155,11 @@ func (m *reservationsModel) begin(t txn) (batchWriter, error) {
 		payment := ""
 		switch ev := ev.(type) {
 		case aggregates.ReservationConfirmed:
-			status, payment = aggregates.ReservationConfirmedS, ev.PaymentID
+			status, payment = aggregates.ReservationStatusConfirmed, ev.PaymentID
 		case aggregates.ReservationExpired:
-			status = aggregates.ReservationExpiredS
+			status = aggregates.ReservationStatusExpired
 		case aggregates.ReservationCancelled:
-			status, payment = aggregates.ReservationCancelledS, ev.PaymentID
+			status, payment = aggregates.ReservationStatusCancelled, ev.PaymentID
 		default:
 			return nil // the payment lock is not shown
 		}
@@ -230,7 +230,7 @@ func (m *paymentsModel) begin(t txn) (batchWriter, error) {
 			if pay.Get(id) != nil {
 				return nil
 			}
-			r := paymentRecord{reservationID: s.ReservationID, userID: s.UserID, amount: s.Amount, status: string(aggregates.PaymentStartedS), startedAt: s.StartedAt}
+			r := paymentRecord{reservationID: s.ReservationID, userID: s.UserID, amount: s.Amount, status: string(aggregates.PaymentStatusStarted), startedAt: s.StartedAt}
 			if err := pending.Put(id, []byte{1}); err != nil {
 				return err
 			}
@@ -250,18 +250,18 @@ func (m *paymentsModel) begin(t txn) (batchWriter, error) {
 		}
 		switch ev := ev.(type) {
 		case aggregates.PaymentCompleted:
-			r.status, r.completedAt = string(aggregates.PaymentCompletedS), ev.CompletedAt
+			r.status, r.completedAt = string(aggregates.PaymentStatusCompleted), ev.CompletedAt
 		case aggregates.PaymentFailed:
-			r.status, r.reason = string(aggregates.PaymentFailedS), ev.Reason
+			r.status, r.reason = string(aggregates.PaymentStatusFailed), ev.Reason
 		case aggregates.PaymentRefundStarted:
-			r.status = string(aggregates.PaymentRefundingS)
+			r.status = string(aggregates.PaymentStatusRefunding)
 		case aggregates.PaymentRefunded:
-			r.status, r.refundedAt = string(aggregates.PaymentRefundedS), ev.RefundedAt
+			r.status, r.refundedAt = string(aggregates.PaymentStatusRefunded), ev.RefundedAt
 		default:
 			return nil
 		}
 		switch aggregates.PaymentStatus(r.status) {
-		case aggregates.PaymentStartedS, aggregates.PaymentRefundingS:
+		case aggregates.PaymentStatusStarted, aggregates.PaymentStatusRefunding:
 			err = pending.Put(id, []byte{1})
 		default:
 			err = pending.Delete(id)

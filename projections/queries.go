@@ -296,19 +296,19 @@ func (e *Engine) Payment(ctx context.Context, paymentID string) (PaymentView, er
 	if err != nil {
 		return PaymentView{}, err
 	}
-	if !found || r.status == string(aggregates.PaymentStartedS) {
+	if !found || r.status == string(aggregates.PaymentStatusStarted) {
 		return PaymentView{}, fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
 	}
 	v := PaymentView{PaymentID: paymentID, ReservationID: r.reservationID, UserID: r.userID, Amount: r.amount,
 		Status: aggregates.PaymentStatus(r.status), FailureReason: r.reason}
-	if v.Status == aggregates.PaymentRefundingS {
-		v.Status = aggregates.PaymentCompletedS
+	if v.Status == aggregates.PaymentStatusRefunding {
+		v.Status = aggregates.PaymentStatusCompleted
 	}
 	if !r.completedAt.IsZero() {
 		t := r.completedAt
 		v.CompletedAt = &t
 	}
-	if v.Status == aggregates.PaymentRefundedS && !r.refundedAt.IsZero() {
+	if v.Status == aggregates.PaymentStatusRefunded && !r.refundedAt.IsZero() {
 		t := r.refundedAt
 		v.RefundedAt = &t
 	}

@@ -143,7 +143,7 @@ func (m *seatsModel) seatMap(concertID, dateID string) (*seatMap, error) {
 		n := in.spec.SeatCount
 		sm = &seatMap{status: make([]aggregates.SeatStatus, n), prices: make([]int64, n)}
 		for i := range n {
-			sm.status[i] = aggregates.SeatAvailable
+			sm.status[i] = aggregates.SeatStatusAvailable
 			sm.prices[i], _ = in.spec.PriceOf(i + 1)
 		}
 		prefix := append([]byte(dk), 0)
@@ -155,9 +155,9 @@ func (m *seatsModel) seatMap(concertID, dateID string) (*seatMap, error) {
 			}
 			switch v[0] {
 			case seatHeld:
-				sm.status[no-1] = aggregates.SeatHeldS
+				sm.status[no-1] = aggregates.SeatStatusHeld
 			case seatSold:
-				sm.status[no-1] = aggregates.SeatSoldS
+				sm.status[no-1] = aggregates.SeatStatusSold
 			}
 		}
 		return nil

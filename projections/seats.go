@@ -227,13 +227,13 @@ func (b *seatsBatch) apply(env *eventstore.Envelope, ev aggregates.Event) error 
 		if err := b.held.Put(key, e.b); err != nil {
 			return err
 		}
-		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatHeldS})
+		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatStatusHeld})
 	case aggregates.SeatSold:
 		next = seatRecord{status: seatSold, reservation: ev.ReservationID, at: env.OccurredAt}
 		c.sold++
-		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatSoldS})
+		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatStatusSold})
 	case aggregates.SeatReleased:
-		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatAvailable})
+		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatStatusAvailable})
 		if err := b.seats.Delete(key); err != nil {
 			return err
 		}
