@@ -476,9 +476,9 @@ func TestRequestTimeoutAnswers503(t *testing.T) {
 // blockingCommands makes Charge wait for its context, as a hung event store would.
 type blockingCommands struct{ api.Commands }
 
-func (blockingCommands) Charge(ctx context.Context, _ app.Meta, _ string, _ int64) (projections.WalletView, error) {
+func (blockingCommands) Charge(ctx context.Context, _ app.Meta, _ string, _ int64) (app.Wallet, error) {
 	<-ctx.Done()
-	return projections.WalletView{}, fmt.Errorf("charge: %w", ctx.Err())
+	return app.Wallet{}, fmt.Errorf("charge: %w", ctx.Err())
 }
 
 // Fiber's in-process Test cannot see a 413 (fasthttp ends the connection with an error after

@@ -13,7 +13,6 @@ import (
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/api"
 	"github.com/booking-engine/booking/app"
-	"github.com/booking-engine/booking/projections"
 )
 
 // benchHandler runs requests straight through the app's fasthttp handler: the cost of the
@@ -60,8 +59,8 @@ func (leanCommands) CheckToken(_ context.Context, token string) (string, error) 
 	return strings.TrimPrefix(token, "active:"), nil
 }
 
-func (leanCommands) Hold(_ context.Context, _ app.Meta, req app.HoldRequest) (projections.ReservationView, error) {
-	return projections.ReservationView{ReservationID: "019a0000-0000-7000-8000-000000000000", UserID: req.UserID, ConcertID: req.ConcertID,
+func (leanCommands) Hold(_ context.Context, _ app.Meta, req app.HoldRequest) (app.Reservation, error) {
+	return app.Reservation{ReservationID: "019a0000-0000-7000-8000-000000000000", UserID: req.UserID, ConcertID: req.ConcertID,
 		DateID: req.DateID, SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationStatusHeld, HeldAt: t0, HeldUntil: t0.Add(5 * time.Minute)}, nil
 }
 

@@ -6,7 +6,6 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/app"
-	"github.com/booking-engine/booking/projections"
 )
 
 // Commands is what the API asks of the application layer. Every method returns domain errors
@@ -21,13 +20,13 @@ type Commands interface {
 	// CheckToken admits an ACTIVE token and returns its user; otherwise ErrTokenInvalid,
 	// ErrTokenExpired or ErrTokenNotActive.
 	CheckToken(ctx context.Context, token string) (userID string, err error)
-	Charge(ctx context.Context, meta app.Meta, userID string, amount int64) (projections.WalletView, error)
-	Hold(ctx context.Context, meta app.Meta, req app.HoldRequest) (projections.ReservationView, error)
+	Charge(ctx context.Context, meta app.Meta, userID string, amount int64) (app.Wallet, error)
+	Hold(ctx context.Context, meta app.Meta, req app.HoldRequest) (app.Reservation, error)
 	// Cancel cancels a HELD reservation of userID (ErrForbidden for somebody else's).
-	Cancel(ctx context.Context, meta app.Meta, reservationID, userID string) (projections.ReservationView, error)
+	Cancel(ctx context.Context, meta app.Meta, reservationID, userID string) (app.Reservation, error)
 	// Pay runs the payment saga; on success the payer's queue token is revoked.
-	Pay(ctx context.Context, meta app.Meta, reservationID, userID string) (projections.PaymentView, error)
-	Refund(ctx context.Context, meta app.Meta, paymentID string) (projections.PaymentView, error)
+	Pay(ctx context.Context, meta app.Meta, reservationID, userID string) (app.Payment, error)
+	Refund(ctx context.Context, meta app.Meta, paymentID string) (app.Payment, error)
 }
 
 // UserAuthenticator verifies the user behind a request (--user-auth jwt). With --user-auth

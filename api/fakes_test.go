@@ -179,27 +179,27 @@ func (f *fakeCommands) CheckToken(_ context.Context, token string) (string, erro
 	return user, nil
 }
 
-func (f *fakeCommands) Charge(_ context.Context, meta app.Meta, userID string, amount int64) (projections.WalletView, error) {
+func (f *fakeCommands) Charge(_ context.Context, meta app.Meta, userID string, amount int64) (app.Wallet, error) {
 	if err := f.record("Charge", meta, " ", userID, " ", amount); err != nil {
-		return projections.WalletView{}, err
+		return app.Wallet{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.balances[userID] += amount
-	return projections.WalletView{UserID: userID, Balance: f.balances[userID]}, nil
+	return app.Wallet{UserID: userID, Balance: f.balances[userID]}, nil
 }
 
-func (f *fakeCommands) Hold(_ context.Context, meta app.Meta, req app.HoldRequest) (projections.ReservationView, error) {
+func (f *fakeCommands) Hold(_ context.Context, meta app.Meta, req app.HoldRequest) (app.Reservation, error) {
 	if meta.ReplayOnly {
 		// The fake keeps no request keys: a replay-only call finds nothing done.
-		return projections.ReservationView{}, app.ErrTokenExpired
+		return app.Reservation{}, app.ErrTokenExpired
 	}
 	var seats any = req.SeatNo
 	if len(req.SeatNos) > 0 {
 		seats = req.SeatNos
 	}
 	if err := f.record("Hold", meta, " ", req.UserID, " ", seats); err != nil {
-		return projections.ReservationView{}, err
+		return app.Reservation{}, err
 	}
 	f.mu.Lock()
 	gate := f.holdGate
@@ -214,7 +214,7 @@ func (f *fakeCommands) Hold(_ context.Context, meta app.Meta, req app.HoldReques
 	f.inHold--
 	f.mu.Unlock()
 	now := f.clock.Now()
-	return projections.ReservationView{ReservationID: id, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
+	return app.Reservation{ReservationID: id, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
 		SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationStatusHeld, HeldAt: now, HeldUntil: now.Add(5 * time.Minute)}, nil
 }
 
@@ -224,49 +224,49 @@ func (f *fakeCommands) holdsInProgress() int {
 	return f.inHold
 }
 
-func (f *fakeCommands) Cancel(_ context.Context, meta app.Meta, reservationID, userID string) (projections.ReservationView, error) {
+func (f *fakeCommands) Cancel(_ context.Context, meta app.Meta, reservationID, userID string) (app.Reservation, error) {
 	if meta.ReplayOnly {
 		// The fake keeps no request keys: a replay-only call finds nothing done.
-		return projections.ReservationView{}, app.ErrTokenExpired
+		return app.Reservation{}, app.ErrTokenExpired
 	}
 	if err := f.record("Cancel", meta, " ", reservationID, " ", userID); err != nil {
-		return projections.ReservationView{}, err
+		return app.Reservation{}, err
 	}
 	f.mu.Lock()
 	req, ok := f.holds[reservationID]
 	f.mu.Unlock()
 	if !ok {
-		return projections.ReservationView{}, aggregates.ErrReservationNotFound
+		return app.Reservation{}, aggregates.ErrReservationNotFound
 	}
 	if req.UserID != userID {
-		return projections.ReservationView{}, fmt.Errorf("cancel %s: %w", reservationID, aggregates.ErrForbidden)
+		return app.Reservation{}, fmt.Errorf("cancel %s: %w", reservationID, aggregates.ErrForbidden)
 	}
-	return projections.ReservationView{ReservationID: reservationID, UserID: userID, ConcertID: req.ConcertID, DateID: req.DateID,
+	return app.Reservation{ReservationID: reservationID, UserID: userID, ConcertID: req.ConcertID, DateID: req.DateID,
 		SeatNo: req.SeatNo, Price: 1000, Status: aggregates.ReservationStatusCancelled}, nil
 }
 
-func (f *fakeCommands) Pay(_ context.Context, meta app.Meta, reservationID, userID string) (projections.PaymentView, error) {
+func (f *fakeCommands) Pay(_ context.Context, meta app.Meta, reservationID, userID string) (app.Payment, error) {
 	if meta.ReplayOnly {
 		// The fake keeps no request keys: a replay-only call finds nothing done.
-		return projections.PaymentView{}, app.ErrTokenExpired
+		return app.Payment{}, app.ErrTokenExpired
 	}
 	if err := f.record("Pay", meta, " ", reservationID, " ", userID); err != nil {
-		return projections.PaymentView{}, err
+		return app.Payment{}, err
 	}
 	f.mu.Lock()
 	f.revoked[userID] = true // a payment revokes the payer's token
 	f.mu.Unlock()
 	now := f.clock.Now()
-	return projections.PaymentView{PaymentID: f.nextID("p"), ReservationID: reservationID, UserID: userID, Amount: 1000,
+	return app.Payment{PaymentID: f.nextID("p"), ReservationID: reservationID, UserID: userID, Amount: 1000,
 		Status: aggregates.PaymentStatusCompleted, CompletedAt: &now}, nil
 }
 
-func (f *fakeCommands) Refund(_ context.Context, meta app.Meta, paymentID string) (projections.PaymentView, error) {
+func (f *fakeCommands) Refund(_ context.Context, meta app.Meta, paymentID string) (app.Payment, error) {
 	if err := f.record("Refund", meta, " ", paymentID); err != nil {
-		return projections.PaymentView{}, err
+		return app.Payment{}, err
 	}
 	now := f.clock.Now()
-	return projections.PaymentView{PaymentID: paymentID, ReservationID: "r1", UserID: "u1", Amount: 1000,
+	return app.Payment{PaymentID: paymentID, ReservationID: "r1", UserID: "u1", Amount: 1000,
 		Status: aggregates.PaymentStatusRefunded, CompletedAt: &now, RefundedAt: &now}, nil
 }
 

@@ -195,7 +195,7 @@ func (s *server) points(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, fiber.StatusOK, w)
+	return writeJSON(c, fiber.StatusOK, wireWallet(w))
 }
 
 // charge: POST /api/v1/users/{userId}/points/charge.
@@ -217,7 +217,7 @@ func (s *server) charge(c *fiber.Ctx) error {
 		if err != nil {
 			return result{}, err
 		}
-		return result{fiber.StatusOK, w}, nil
+		return result{fiber.StatusOK, wireWallet(w)}, nil
 	})
 }
 
@@ -316,7 +316,7 @@ func (s *server) reservation(c *fiber.Ctx) error {
 	if err := s.checkUser(c, r.UserID); err != nil {
 		return err
 	}
-	return writeJSON(c, fiber.StatusOK, s.reservationJSON(r))
+	return writeJSON(c, fiber.StatusOK, s.reservationViewJSON(r))
 }
 
 // cancel: DELETE /api/v1/reservations/{id}. The queue token names the user; Commands.Cancel
@@ -352,7 +352,7 @@ func (s *server) userReservations(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, fiber.StatusOK, fiber.Map{"reservations": localized(list, s.reservationJSON)})
+	return writeJSON(c, fiber.StatusOK, fiber.Map{"reservations": localized(list, s.reservationViewJSON)})
 }
 
 // ---- payments ----
@@ -392,7 +392,7 @@ func (s *server) payment(c *fiber.Ctx) error {
 	if err := s.checkUser(c, p.UserID); err != nil {
 		return err
 	}
-	return writeJSON(c, fiber.StatusOK, s.paymentJSON(p))
+	return writeJSON(c, fiber.StatusOK, s.paymentViewJSON(p))
 }
 
 // refund: POST /api/v1/payments/{id}/refund (admin).

@@ -9,7 +9,6 @@ import (
 
 	"github.com/booking-engine/booking/api"
 	"github.com/booking-engine/booking/app"
-	"github.com/booking-engine/booking/projections"
 )
 
 // logRecorder keeps every record logged.
@@ -106,6 +105,6 @@ func TestRequestLogging(t *testing.T) {
 // panickyCommands panics in Charge, as a bug would.
 type panickyCommands struct{ api.Commands }
 
-func (panickyCommands) Charge(context.Context, app.Meta, string, int64) (projections.WalletView, error) {
+func (panickyCommands) Charge(context.Context, app.Meta, string, int64) (app.Wallet, error) {
 	panic("boom")
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
-	"github.com/booking-engine/booking/projections"
 )
 
 // dateRef names one concert date: the aggregate that decides its seats and reservations.
@@ -80,29 +79,29 @@ func (s *Service) dateOf(ctx context.Context, resID string) (dateRef, error) {
 // the seats are held by a reservation that exists, or not at all. Concurrent holds on a date
 // share commits; one that finds a seat taken or the user at the limit is refused in memory
 // and writes nothing.
-func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (projections.ReservationView, error) {
+func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (Reservation, error) {
 	if !aggregates.ValidID(req.UserID) {
-		return projections.ReservationView{}, fmt.Errorf("user %q: %w", req.UserID, aggregates.ErrInvalid)
+		return Reservation{}, fmt.Errorf("user %q: %w", req.UserID, aggregates.ErrInvalid)
 	}
 	c, err := s.concert(ctx, req.ConcertID)
 	if err != nil {
-		return projections.ReservationView{}, err
+		return Reservation{}, err
 	}
 	date, ok := c.Date(req.DateID)
 	if !ok {
-		return projections.ReservationView{}, fmt.Errorf("date %s of %s: %w", req.DateID, req.ConcertID, aggregates.ErrDateNotFound)
+		return Reservation{}, fmt.Errorf("date %s of %s: %w", req.DateID, req.ConcertID, aggregates.ErrDateNotFound)
 	}
 	nos := req.SeatNos
 	if len(nos) == 0 {
 		nos = []int{req.SeatNo}
 	} else if nos, err = aggregates.SeatNosOf(nos); err != nil {
-		return projections.ReservationView{}, fmt.Errorf("hold: %w", err)
+		return Reservation{}, fmt.Errorf("hold: %w", err)
 	}
 	var price int64
 	for _, n := range nos {
 		p, ok := date.PriceOf(n)
 		if !ok {
-			return projections.ReservationView{}, fmt.Errorf("seat %d of %s/%s: %w", n, req.ConcertID, req.DateID, aggregates.ErrSeatNotFound)
+			return Reservation{}, fmt.Errorf("seat %d of %s/%s: %w", n, req.ConcertID, req.DateID, aggregates.ErrSeatNotFound)
 		}
 		price += p
 	}
@@ -111,12 +110,12 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 	if meta.ReplayOnly {
 		r, err := s.reservation(ctx, ref, resID)
 		if err != nil {
-			return projections.ReservationView{}, err
+			return Reservation{}, err
 		}
 		if !r.Exists() || r.Held().UserID != req.UserID {
-			return projections.ReservationView{}, fmt.Errorf("hold: %w", ErrTokenExpired)
+			return Reservation{}, fmt.Errorf("hold: %w", ErrTokenExpired)
 		}
-		return reservationView(r), nil
+		return reservationResult(r), nil
 	}
 	now := s.clock.Now()
 	hold := aggregates.HoldSeats{
@@ -127,86 +126,86 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (project
 		return d.DecideHold(hold)
 	})
 	if err != nil {
-		return projections.ReservationView{}, fmt.Errorf("hold seats %v of %s: %w", nos, ref.key(), err)
+		return Reservation{}, fmt.Errorf("hold seats %v of %s: %w", nos, ref.key(), err)
 	}
 	s.resDates.put(resID, ref, 0)
 	if r.Status() == aggregates.ReservationStatusHeld {
 		s.sweeper.track(HeldSeat{ConcertID: req.ConcertID, DateID: req.DateID, SeatNo: r.Held().SeatNo, ReservationID: resID, HeldUntil: r.Held().HeldUntil})
 	}
-	return reservationView(r), nil
+	return reservationResult(r), nil
 }
 
 // Cancel cancels a held reservation of its owner and frees its seats, in one commit.
-func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID string) (projections.ReservationView, error) {
+func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID string) (Reservation, error) {
 	if !aggregates.ValidID(reservationID) {
-		return projections.ReservationView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
+		return Reservation{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
 	}
 	ref, err := s.dateOf(ctx, reservationID)
 	if err != nil {
-		return projections.ReservationView{}, err
+		return Reservation{}, err
 	}
 	if meta.ReplayOnly {
 		r, err := s.reservation(ctx, ref, reservationID)
 		if err != nil {
-			return projections.ReservationView{}, err
+			return Reservation{}, err
 		}
 		if _, err := r.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")}); err != nil || r.Status() != aggregates.ReservationStatusCancelled {
-			return projections.ReservationView{}, fmt.Errorf("cancel: %w", ErrTokenExpired)
+			return Reservation{}, fmt.Errorf("cancel: %w", ErrTokenExpired)
 		}
-		return reservationView(r), nil
+		return reservationResult(r), nil
 	}
 	r, err := s.decideReservation(ctx, ref, reservationID, meta.step(reservationID+"/cancel"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideCancel(reservationID, aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")})
 	})
 	if err != nil {
-		return projections.ReservationView{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
+		return Reservation{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
 	}
 	s.sweeper.untrack(reservationID)
-	return reservationView(r), nil
+	return reservationResult(r), nil
 }
 
 // Pay pays a held reservation with the user's points. See runPayment for the saga.
-func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID string) (projections.PaymentView, error) {
+func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID string) (Payment, error) {
 	if !aggregates.ValidID(reservationID) {
-		return projections.PaymentView{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
+		return Payment{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
 	}
 	pid := idFor(meta, "payment")
 	if meta.RequestKey != "" {
 		// A retry of a payment whose answer was lost: finish or report the same payment.
 		p, _, err := s.payments.Load(ctx, pid)
 		if err != nil {
-			return projections.PaymentView{}, err
+			return Payment{}, err
 		}
 		if p.Exists() && p.Started().ReservationID != reservationID {
 			// The key's payment pays another reservation. Going on would run its saga for this
 			// one under the same payment ID, whose debit the wallet already holds: a
 			// confirmation without a debit.
-			return projections.PaymentView{}, fmt.Errorf("payment %s pays reservation %s, not %s: %w", pid, p.Started().ReservationID, reservationID, ErrKeyReused)
+			return Payment{}, fmt.Errorf("payment %s pays reservation %s, not %s: %w", pid, p.Started().ReservationID, reservationID, ErrKeyReused)
 		}
 		if p.Exists() {
 			switch p.Status() {
 			case aggregates.PaymentStatusStarted:
 				return s.runPayment(ctx, meta, pid, p.Started(), false)
 			case aggregates.PaymentStatusFailed:
-				return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
+				return Payment{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
 			default:
-				return paymentView(p), nil
+				return paymentResult(p), nil
 			}
 		}
 		if meta.ReplayOnly {
-			return projections.PaymentView{}, fmt.Errorf("pay: %w", ErrTokenExpired)
+			return Payment{}, fmt.Errorf("pay: %w", ErrTokenExpired)
 		}
 	}
 	ref, err := s.dateOf(ctx, reservationID)
 	if err != nil {
-		return projections.PaymentView{}, err
+		return Payment{}, err
 	}
 	r, err := s.reservation(ctx, ref, reservationID)
 	if err != nil {
-		return projections.PaymentView{}, err
+		return Payment{}, err
 	}
 	if err := r.PayableBy(userID); err != nil {
-		return projections.PaymentView{}, fmt.Errorf("reservation %s: %w", reservationID, err)
+		return Payment{}, fmt.Errorf("reservation %s: %w", reservationID, err)
 	}
 	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now()}
 	// The payment's record and the reservation's lock do not depend on each other: they go
@@ -228,10 +227,10 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 				s.slog.Warn("a payment without its record keeps its lock until the hold lapses", "payment", pid, "reservation", reservationID, "err", err)
 			}
 		}
-		return projections.PaymentView{}, fmt.Errorf("start payment: %w", startErr)
+		return Payment{}, fmt.Errorf("start payment: %w", startErr)
 	}
 	if lockErr != nil && !aggregates.IsRefusal(lockErr) {
-		return projections.PaymentView{}, lockErr
+		return Payment{}, lockErr
 	}
 	return s.runPayment(ctx, meta, pid, started, lockErr == nil)
 }
@@ -272,32 +271,32 @@ func (s *Service) unlock(ctx context.Context, meta Meta, date dateRef, p aggrega
 // pid is the payment aggregate, where the saga records its progress; p is the record it was
 // started with, whose IDs the steps' commands carry. They agree unless the record is damaged
 // (a payment ID missing from it): then a step refuses it and the failure still lands on pid.
-func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggregates.PaymentStarted, locked bool) (projections.PaymentView, error) {
+func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggregates.PaymentStarted, locked bool) (Payment, error) {
 	resID := p.ReservationID
 	ref, err := s.dateOf(ctx, resID)
 	if err != nil && !aggregates.IsRefusal(err) {
-		return projections.PaymentView{}, err
+		return Payment{}, err
 	}
 	// fail ends the payment: it reverses the debit if there was one and releases the
 	// reservation's lock if this payment holds it (both no-ops otherwise, which matters when
 	// recovery resumes a payment whose debit landed before a crash), then records the failure.
-	fail := func(reason string, cause error) (projections.PaymentView, error) {
+	fail := func(reason string, cause error) (Payment, error) {
 		if _, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/reverse"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 			return w.DecideRefund(aggregates.RefundDebit{PaymentID: p.PaymentID, Reason: aggregates.RefundReversal})
 		}); err != nil {
-			return projections.PaymentView{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
+			return Payment{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
 		}
 		if ref != (dateRef{}) {
 			if err := s.unlock(ctx, meta, ref, p, reason); err != nil {
-				return projections.PaymentView{}, err
+				return Payment{}, err
 			}
 		}
 		if _, err := s.payments.Do(ctx, pid, meta.step(pid+"/fail"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 			return st.DecideFail(reason, s.clock.Now())
 		}); err != nil {
-			return projections.PaymentView{}, fmt.Errorf("fail payment %s: %w", pid, err)
+			return Payment{}, fmt.Errorf("fail payment %s: %w", pid, err)
 		}
-		return projections.PaymentView{}, fmt.Errorf("payment %s: %w", pid, cause)
+		return Payment{}, fmt.Errorf("payment %s: %w", pid, cause)
 	}
 	if err != nil {
 		// The reservation is unknown: nothing of it can be paid.
@@ -309,7 +308,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 			if aggregates.IsRefusal(err) {
 				return fail(aggregates.FailNotPayable, err)
 			}
-			return projections.PaymentView{}, err
+			return Payment{}, err
 		}
 	}
 
@@ -318,7 +317,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 	})
 	if err != nil {
 		if !aggregates.IsRefusal(err) {
-			return projections.PaymentView{}, fmt.Errorf("debit %s: %w", p.UserID, err)
+			return Payment{}, fmt.Errorf("debit %s: %w", p.UserID, err)
 		}
 		if errors.Is(err, aggregates.ErrInsufficientPoints) {
 			return fail(aggregates.FailInsufficientPoints, err)
@@ -331,7 +330,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 	})
 	if err != nil {
 		if !aggregates.IsRefusal(err) {
-			return projections.PaymentView{}, fmt.Errorf("confirm reservation %s: %w", resID, err)
+			return Payment{}, fmt.Errorf("confirm reservation %s: %w", resID, err)
 		}
 		// The hold lapsed or was cancelled while we debited: reverse the debit.
 		return fail(aggregates.FailNotPayable, err)
@@ -355,27 +354,27 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 	revokeErr := s.revokeToken(ctx, meta, p.UserID, pid)
 	wg.Wait()
 	if completeErr != nil {
-		return projections.PaymentView{}, fmt.Errorf("complete payment %s: %w", pid, completeErr)
+		return Payment{}, fmt.Errorf("complete payment %s: %w", pid, completeErr)
 	}
 	if revokeErr != nil {
 		s.slog.Warn("a paid user's queue token stays active until its TTL", "payment", pid, "user", p.UserID, "correlation_id", meta.CorrelationID, "err", revokeErr)
 	}
-	return paymentView(st), nil
+	return paymentResult(st), nil
 }
 
 // Refund reverses a completed payment; see runRefund.
-func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (projections.PaymentView, error) {
+func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (Payment, error) {
 	if !aggregates.ValidID(paymentID) {
-		return projections.PaymentView{}, fmt.Errorf("payment %q: %w", paymentID, aggregates.ErrPaymentNotFound)
+		return Payment{}, fmt.Errorf("payment %q: %w", paymentID, aggregates.ErrPaymentNotFound)
 	}
 	p, err := s.payments.Do(ctx, paymentID, meta.step(paymentID+"/refund"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 		return st.DecideRefundRequest(s.clock.Now(), requestID(meta, "refund"))
 	})
 	if err != nil {
-		return projections.PaymentView{}, fmt.Errorf("refund %s: %w", paymentID, err)
+		return Payment{}, fmt.Errorf("refund %s: %w", paymentID, err)
 	}
 	if p.Status() == aggregates.PaymentStatusRefunded {
-		return paymentView(p), nil
+		return paymentResult(p), nil
 	}
 	return s.runRefund(ctx, meta, p.Started())
 }
@@ -384,29 +383,29 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (proj
 // of its seats (one commit of the date) → PointsRefunded{REFUND} → PaymentRefunded. Each step
 // is a reversal event and idempotent; nothing is deleted. Recovery calls it for a payment
 // left REFUNDING.
-func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (projections.PaymentView, error) {
+func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (Payment, error) {
 	pid, resID := p.PaymentID, p.ReservationID
 	ref, err := s.dateOf(ctx, resID)
 	if err != nil {
-		return projections.PaymentView{}, err
+		return Payment{}, err
 	}
 	if _, err := s.decideReservation(ctx, ref, resID, meta.step(pid+"/refund-cancel"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideCancelForRefund(resID, aggregates.CancelForRefund{PaymentID: pid, Now: s.clock.Now()})
 	}); err != nil {
-		return projections.PaymentView{}, fmt.Errorf("cancel reservation %s for refund: %w", resID, err)
+		return Payment{}, fmt.Errorf("cancel reservation %s for refund: %w", resID, err)
 	}
 	if _, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/refund-points"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})
 	}); err != nil {
-		return projections.PaymentView{}, fmt.Errorf("refund points of %s: %w", pid, err)
+		return Payment{}, fmt.Errorf("refund points of %s: %w", pid, err)
 	}
 	st, err := s.payments.Do(ctx, pid, meta.step(pid+"/refunded"), func(st aggregates.Payment) ([]aggregates.Event, error) {
 		return st.DecideFinishRefund(s.clock.Now())
 	})
 	if err != nil {
-		return projections.PaymentView{}, fmt.Errorf("finish refund %s: %w", pid, err)
+		return Payment{}, fmt.Errorf("finish refund %s: %w", pid, err)
 	}
-	return paymentView(st), nil
+	return paymentResult(st), nil
 }
 
 // requestID names a request for the aggregates, when it has a key (empty otherwise).
@@ -425,18 +424,18 @@ func failureError(reason string) error {
 	return aggregates.ErrReservationNotPayable
 }
 
-func reservationView(r aggregates.Reservation) projections.ReservationView {
+func reservationResult(r aggregates.Reservation) Reservation {
 	h := r.Held()
-	return projections.ReservationView{
+	return Reservation{
 		ReservationID: h.ReservationID, UserID: h.UserID, ConcertID: h.ConcertID, DateID: h.DateID,
 		SeatNo: h.SeatNo, SeatNos: r.SeatNos(), Price: h.Price, Status: r.Status(), HeldAt: h.HeldAt, HeldUntil: h.HeldUntil,
 		PaymentID: r.PaymentID(),
 	}
 }
 
-func paymentView(p aggregates.Payment) projections.PaymentView {
+func paymentResult(p aggregates.Payment) Payment {
 	st := p.Started()
-	v := projections.PaymentView{
+	v := Payment{
 		PaymentID: st.PaymentID, ReservationID: st.ReservationID, UserID: st.UserID,
 		Amount: st.Amount, Status: p.Status(), FailureReason: p.FailureReason(),
 	}

@@ -7,6 +7,8 @@ package app
 import (
 	"errors"
 	"time"
+
+	"github.com/booking-engine/booking/aggregates"
 )
 
 // Errors of the queue token check. The API maps them to 401/403.
@@ -78,15 +80,51 @@ type SeatPrice struct {
 	Price    int64
 }
 
-// Token is a queue token as the API shows it.
+// Token is a queue token as IssueToken and TokenStatus report it. Status is an
+// aggregates.TokenStatus (WAITING, ACTIVE, EXPIRED); an unknown time is nil.
 type Token struct {
-	Token     string     `json:"token"`
-	UserID    string     `json:"userId"`
-	Position  uint64     `json:"position"`
-	Status    string     `json:"status"`
-	Ahead     uint64     `json:"ahead"`
-	ActiveAt  *time.Time `json:"activeAt"`
-	ExpiresAt *time.Time `json:"expiresAt"`
+	Token     string
+	UserID    string
+	Position  uint64
+	Status    string
+	Ahead     uint64
+	ActiveAt  *time.Time
+	ExpiresAt *time.Time
+}
+
+// Reservation is a reservation as a command left it: the result of Hold and Cancel, read from
+// the aggregate the command decided on, so it is current even before the read models apply it.
+type Reservation struct {
+	ReservationID string
+	UserID        string
+	ConcertID     string
+	DateID        string
+	SeatNo        int
+	SeatNos       []int
+	Price         int64
+	Status        aggregates.ReservationStatus
+	HeldAt        time.Time
+	HeldUntil     time.Time
+	PaymentID     string
+}
+
+// Payment is a payment as a command left it: the result of Pay and Refund. A refund still
+// under way shows as COMPLETED, as the payments read model shows it.
+type Payment struct {
+	PaymentID     string
+	ReservationID string
+	UserID        string
+	Amount        int64
+	Status        aggregates.PaymentStatus
+	CompletedAt   *time.Time
+	RefundedAt    *time.Time
+	FailureReason string
+}
+
+// Wallet is a user's balance after Charge.
+type Wallet struct {
+	UserID  string
+	Balance int64
 }
 
 // HoldRequest is the input of Hold.

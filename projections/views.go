@@ -38,7 +38,8 @@ type SeatView struct {
 	Status aggregates.SeatStatus `json:"status"`
 }
 
-// ReservationView is a reservation as the API shows it.
+// ReservationView is a reservation as the reservations read model holds it. The API converts
+// it to the contract's shape, which a command's app.Reservation shares.
 type ReservationView struct {
 	ReservationID string                       `json:"reservationId"`
 	UserID        string                       `json:"userId"`
@@ -53,7 +54,8 @@ type ReservationView struct {
 	PaymentID     string                       `json:"paymentId,omitempty"`
 }
 
-// PaymentView is a payment as the API shows it.
+// PaymentView is a payment as the payments read model holds it. The API converts it to the
+// contract's shape, which a command's app.Payment shares.
 type PaymentView struct {
 	PaymentID     string                   `json:"paymentId"`
 	ReservationID string                   `json:"reservationId"`

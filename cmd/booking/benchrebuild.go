@@ -65,7 +65,7 @@ func newBenchRebuilder(ctx context.Context, dataDir string, events int, fsync st
 					_, err = svc.Charge(ctx, app.Meta{}, user, 100)
 				}
 				if err == nil {
-					var r projections.ReservationView
+					var r app.Reservation
 					if r, err = svc.Hold(ctx, app.Meta{}, app.HoldRequest{UserID: user, ConcertID: "rebuild-bench", DateID: date, SeatNo: seat}); err == nil {
 						_, err = svc.Pay(ctx, app.Meta{}, r.ReservationID, user)
 					}
