@@ -200,9 +200,16 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if err != nil {
 		return Payment{}, err
 	}
-	r, err := s.reservation(ctx, ref, reservationID)
-	if err != nil {
-		return Payment{}, err
+	// What this instance knows of the reservation is enough to go on with: the lock decides
+	// again against the log. Only a refusal, or a date not cached, reads the log first; with
+	// other instances writing, that read would otherwise hold up the date's lane for every
+	// payment.
+	var r aggregates.Reservation
+	known := s.dates.Peek(ref.key(), func(d aggregates.Date) { r, _ = d.Reservation(reservationID) })
+	if !known || r.PayableBy(userID) != nil {
+		if r, err = s.reservation(ctx, ref, reservationID); err != nil {
+			return Payment{}, err
+		}
 	}
 	if err := r.PayableBy(userID); err != nil {
 		return Payment{}, fmt.Errorf("reservation %s: %w", reservationID, err)

@@ -118,6 +118,20 @@ func (r *Repository[S]) Read(ctx context.Context, id string, fn func(S)) error {
 	return nil
 }
 
+// Peek calls fn with the cached state under the aggregate's lock, without asking the store, and
+// reports whether a state was cached. With other writers possible it may be behind the log:
+// for checks that a later decision repeats against the log.
+func (r *Repository[S]) Peek(id string, fn func(S)) bool {
+	mu := r.lock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	st, _, ok := r.cache.get(id)
+	if ok {
+		fn(st)
+	}
+	return ok
+}
+
 // Cached returns the cached state without asking the store; ok is false if none is cached.
 // For aggregates that never change once created (a concert) this is always current.
 func (r *Repository[S]) Cached(id string) (S, uint64, bool) { return r.cache.get(id) }
