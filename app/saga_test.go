@@ -604,3 +604,34 @@ func TestATokenAdmittedThroughOneInstanceIsActiveThroughAnotherAtOnce(t *testing
 		}
 	}
 }
+
+func TestAPaymentThroughAnInstanceWithAStaleDateIsDecidedByTheLog(t *testing.T) {
+	log := stores[0].open(t)
+	a, b := newHarness(t, log, Config{}), newHarness(t, log, Config{})
+	for _, h := range []*harness{a, b} {
+		if err := h.svc.Start(h.ctx, logReads{log}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.concert(5, 100)
+	a.charge("u1", 1000)
+	first, second := a.hold("u1", 1), a.hold("u1", 2)
+	// b has never seen the date: it reads it from the log, and pays.
+	if _, err := b.svc.Pay(b.ctx, Meta{}, first, "u1"); err != nil {
+		t.Fatalf("pay through the instance that had not seen the hold: %v", err)
+	}
+	// b's cached date now shows the second hold HELD; a cancels it.
+	if _, err := a.svc.Cancel(a.ctx, Meta{}, second, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.svc.Pay(b.ctx, Meta{}, second, "u1")
+	if !isErr(err, aggregates.ErrReservationNotPayable) {
+		t.Fatalf("paying a reservation cancelled through the other instance: %v, want not payable", err)
+	}
+	if st := a.reservation(second).Status(); st != aggregates.ReservationStatusCancelled {
+		t.Fatalf("the cancelled reservation is %s after the refused payment", st)
+	}
+	if bal := a.wallet("u1").Balance(); bal != 900 {
+		t.Fatalf("balance %d, want 900: one payment of 100, the refused one debited nothing or was reversed", bal)
+	}
+}
