@@ -2,6 +2,7 @@ package aggregates
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -22,6 +23,12 @@ type Date struct {
 	seats        map[int]Seat           // only seats that are not AVAILABLE
 	reservations map[string]Reservation // every reservation of the date
 	owned        map[string]int         // user → seats in their HELD and CONFIRMED reservations
+}
+
+// Clone returns a copy of the date that no later Apply to either changes. The repository takes
+// one before deciding where other instances may win the append, to catch up from it.
+func (d Date) Clone() Date {
+	return Date{seats: maps.Clone(d.seats), reservations: maps.Clone(d.reservations), owned: maps.Clone(d.owned)}
 }
 
 // Reservation returns one reservation of the date; ok is false for one it does not have.

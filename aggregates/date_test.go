@@ -176,3 +176,25 @@ func TestSeatNosOfSortsAndRefusesMalformedLists(t *testing.T) {
 		})
 	}
 }
+
+func TestADateCloneIsNotChangedByWhatIsAppliedToTheOriginal(t *testing.T) {
+	held := func(rid string, n int) []Event {
+		return []Event{SeatHeld{ReservationID: rid, UserID: "alice", HeldUntil: at(time.Minute), SeatNo: n},
+			ReservationHeld{ReservationID: rid, UserID: "alice", ConcertID: "c1", DateID: "d1", SeatNo: n, SeatNos: []int{n}, Price: 100, HeldAt: t0, HeldUntil: at(time.Minute)}}
+	}
+	d := fold(Date.Apply, held("r1", 1))
+	c := d.Clone()
+	for _, e := range held("r2", 2) {
+		d = d.Apply(e)
+	}
+	if _, ok := c.Reservation("r2"); ok || c.Seat(2).Status() != SeatStatusAvailable || c.SeatsOwnedBy("alice") != 1 {
+		t.Fatalf("the clone changed with the original: r2 known, seat 2 %s, alice owns %d", c.Seat(2).Status(), c.SeatsOwnedBy("alice"))
+	}
+	if _, ok := c.Reservation("r1"); !ok || c.Seat(1).Status() != SeatStatusHeld {
+		t.Fatal("the clone lost what it was cloned with")
+	}
+	var zero Date
+	if z := zero.Clone(); z.Seat(1).Status() != SeatStatusAvailable {
+		t.Fatal("a clone of a date without events has a seat taken")
+	}
+}

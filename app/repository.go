@@ -250,6 +250,15 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 				return
 			}
 		}
+		// Deciding applies the commit's events to st in place. Where another instance may win
+		// the append, keep a copy of the state it was decided on, if the state can copy
+		// itself, so that a conflict catches that copy up instead of reading the aggregate's
+		// whole history again (a date's is thousands of commits).
+		var before S
+		canResume := false
+		if c, ok := any(st).(cloner[S]); ok && !r.singleWriter {
+			before, canResume = c.Clone(), true
+		}
 		d := r.decideAll(id, st, live)
 		if len(d.events) == 0 {
 			if !fresh {
@@ -285,8 +294,12 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 		// commit landed, the state is no longer the one at ver.
 		if errors.Is(err, eventstore.ErrConcurrency) {
 			r.metrics.Conflict(r.typ)
-			var zero S
-			if st, ver, err = r.catchUp(ctx, id, zero, 0); err != nil {
+			from, fromVer := before, ver
+			if !canResume {
+				var zero S
+				from, fromVer = zero, 0
+			}
+			if st, ver, err = r.catchUp(ctx, id, from, fromVer); err != nil {
 				r.cache.del(id)
 				fail(err)
 				return
@@ -331,6 +344,9 @@ func (r *Repository[S]) dropExpired(id string, batch []*command[S]) []*command[S
 	}
 	return live
 }
+
+// cloner is a state that can copy itself, so that no later Apply to one changes the other.
+type cloner[S any] interface{ Clone() S }
 
 // decisions is what a batch of commands decided, one after another.
 type decisions[S any] struct {
