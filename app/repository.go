@@ -41,6 +41,10 @@ type Repository[S any] struct {
 	// owner, when set, names the aggregate each event belongs to, where that is not the one
 	// the commit is appended to (nil): a date's commits carry seat and reservation events.
 	owner func(id string, ev aggregates.Event) *eventstore.AggregateRef
+	// contended holds the IDs of the aggregates another instance has won an append of: their
+	// commits keep a copy of the state they were decided on (see commit). A few per process:
+	// the dates two instances sell at once.
+	contended sync.Map
 }
 
 // lockStripes is how many mutexes serialise commands per aggregate. Unrelated aggregates that
@@ -250,14 +254,18 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 				return
 			}
 		}
-		// Deciding applies the commit's events to st in place. Where another instance may win
-		// the append, keep a copy of the state it was decided on, if the state can copy
-		// itself, so that a conflict catches that copy up instead of reading the aggregate's
-		// whole history again (a date's is thousands of commits).
+		// Deciding applies the commit's events to st in place. Where another instance has won
+		// an append of this aggregate before, keep a copy of the state the commit is decided
+		// on, if the state can copy itself, so that a conflict catches that copy up instead of
+		// reading the aggregate's whole history again (a date's is thousands of commits). Only
+		// there: a copy of a busy date costs about as much as deciding a commit of it, which
+		// an aggregate nobody else writes would pay for nothing.
 		var before S
 		canResume := false
 		if c, ok := any(st).(cloner[S]); ok && !r.singleWriter {
-			before, canResume = c.Clone(), true
+			if _, contended := r.contended.Load(id); contended {
+				before, canResume = c.Clone(), true
+			}
 		}
 		d := r.decideAll(id, st, live)
 		if len(d.events) == 0 {
@@ -294,6 +302,9 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 		// commit landed, the state is no longer the one at ver.
 		if errors.Is(err, eventstore.ErrConcurrency) {
 			r.metrics.Conflict(r.typ)
+			if _, ok := any(st).(cloner[S]); ok {
+				r.contended.Store(id, struct{}{})
+			}
 			from, fromVer := before, ver
 			if !canResume {
 				var zero S
