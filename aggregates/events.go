@@ -158,11 +158,16 @@ type (
 		UserID        string    `json:"userId"`
 		Amount        int64     `json:"amount"`
 		StartedAt     time.Time `json:"startedAt"`
+		// SeatNos are the reservation's seats, so that the payment's own facts can name them.
+		SeatNos []int `json:"seatNos,omitempty"`
 	}
 	// PaymentCompleted records that points were debited, the reservation confirmed and the
 	// seat sold.
 	PaymentCompleted struct {
 		CompletedAt time.Time `json:"completedAt"`
+		// SeatNos are the seats paid for (those of PaymentStarted): the data platform's fact
+		// of the payment names them.
+		SeatNos []int `json:"seatNos,omitempty"`
 	}
 	// PaymentFailed records that the payment did not happen; any debit was reversed.
 	PaymentFailed struct {
@@ -181,6 +186,7 @@ type (
 	// reservation cancelled, seat released, each by its own reversal event before this one.
 	PaymentRefunded struct {
 		RefundedAt time.Time `json:"refundedAt"`
+		SeatNos    []int     `json:"seatNos,omitempty"` // the seats refunded, as in PaymentCompleted
 	}
 )
 

@@ -83,7 +83,7 @@ func (p Payment) DecideStart(cmd PaymentStarted) ([]Event, error) {
 func (p Payment) DecideComplete(now time.Time) ([]Event, error) {
 	switch p.status {
 	case PaymentStatusStarted:
-		return []Event{PaymentCompleted{CompletedAt: now}}, nil
+		return []Event{PaymentCompleted{CompletedAt: now, SeatNos: p.started.SeatNos}}, nil
 	case PaymentStatusCompleted, PaymentStatusRefunding, PaymentStatusRefunded:
 		return nil, nil
 	case "":
@@ -117,7 +117,7 @@ func (p Payment) DecideRefund(now time.Time) ([]Event, error) {
 func (p Payment) DecideFinishRefund(now time.Time) ([]Event, error) {
 	switch p.status {
 	case PaymentStatusRefunding:
-		return []Event{PaymentRefunded{RefundedAt: now}}, nil
+		return []Event{PaymentRefunded{RefundedAt: now, SeatNos: p.started.SeatNos}}, nil
 	case PaymentStatusRefunded:
 		return nil, nil
 	}

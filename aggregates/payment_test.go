@@ -1,6 +1,7 @@
 package aggregates
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -44,7 +45,7 @@ func TestPayment(t *testing.T) {
 			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(2*time.Minute), "req-2") }, err: ErrPaymentNotRefundable},
 		{name: "a payment starts", when: start(started), then: []Event{started}, after: func(t *testing.T, p Payment) {
 			is(PaymentStatusStarted)(t, p)
-			if !p.Exists() || p.Started() != started {
+			if !p.Exists() || !reflect.DeepEqual(p.Started(), started) {
 				t.Fatalf("started = %#v, want %#v", p.Started(), started)
 			}
 		}},
@@ -56,6 +57,12 @@ func TestPayment(t *testing.T) {
 		{name: "a repeated start is a no-op", given: []Event{started}, when: start(started), after: is(PaymentStatusStarted)},
 		{name: "a start of a completed payment is a no-op", given: []Event{started, completed}, when: start(started), after: is(PaymentStatusCompleted)},
 
+		{name: "the completion of a payment names the seats it was started for",
+			given: []Event{with(func(c *PaymentStarted) { c.SeatNos = []int{3, 4} })},
+			when:  complete, then: []Event{PaymentCompleted{CompletedAt: now, SeatNos: []int{3, 4}}}},
+		{name: "the refund of a payment names the seats it was started for",
+			given: []Event{with(func(c *PaymentStarted) { c.SeatNos = []int{3, 4} }), completed, refundStarted},
+			when:  finishRefund, then: []Event{PaymentRefunded{RefundedAt: now, SeatNos: []int{3, 4}}}},
 		{name: "a started payment completes", given: []Event{started}, when: complete, then: []Event{PaymentCompleted{CompletedAt: now}}, after: func(t *testing.T, p Payment) {
 			is(PaymentStatusCompleted)(t, p)
 			if !p.CompletedAt().Equal(now) || !p.RefundedAt().IsZero() {

@@ -214,7 +214,7 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if err := r.PayableBy(userID); err != nil {
 		return Payment{}, fmt.Errorf("reservation %s: %w", reservationID, err)
 	}
-	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now()}
+	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now(), SeatNos: r.SeatNos()}
 	// The payment's record and the reservation's lock do not depend on each other: they go
 	// side by side, one round of commits.
 	var startErr error

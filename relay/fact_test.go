@@ -133,10 +133,15 @@ func TestFactOf(t *testing.T) {
 			want: map[string]any{"reservationId": "r1", "seatNos": []any{}, "version": float64(2)},
 		},
 		{
-			name:  "a payment fact carries no seats",
+			name:  "a payment fact gets no seats from its commit",
 			env:   eventstore.Envelope{AggregateType: eventstore.TypePayment, AggregateID: "p1", Sequence: 3, Data: json.RawMessage(`{}`)},
 			seats: []int{3},
 			want:  map[string]any{"paymentId": "p1", "version": float64(3)},
+		},
+		{
+			name: "a payment fact carries the seats its payload names (PaymentCompleted, PaymentRefunded)",
+			env:  eventstore.Envelope{AggregateType: eventstore.TypePayment, AggregateID: "p1", Sequence: 4, Data: json.RawMessage(`{"completedAt":"2026-12-24T19:00:00Z","seatNos":[3,4]}`)},
+			want: map[string]any{"completedAt": "2026-12-24T19:00:00Z", "seatNos": []any{float64(3), float64(4)}, "paymentId": "p1", "version": float64(4)},
 		},
 		{
 			name: "a payment fact carries the payment ID",
