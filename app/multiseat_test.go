@@ -3,11 +3,13 @@ package app
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/eventstore"
 )
 
 func TestMultiSeatHolds(t *testing.T) {
@@ -107,6 +109,17 @@ func TestMultiSeatHolds(t *testing.T) {
 				p, err := h.svc.Pay(h.ctx, Meta{}, paid.ReservationID, "u1")
 				if err != nil || p.Amount != 300 {
 					t.Fatalf("pay: %+v, %v", p, err)
+				}
+				envs, err := h.log.Load(h.ctx, eventstore.AggregateRef{Type: eventstore.TypePayment, ID: p.PaymentID}, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				named := false
+				for _, e := range envs {
+					named = named || e.Type == "PaymentCompleted" && strings.Contains(string(e.Data), `"seatNos":[1,2,3]`)
+				}
+				if !named {
+					t.Fatalf("no PaymentCompleted naming the seats [1 2 3] among %d payment events", len(envs))
 				}
 				cancelled, err := h.svc.Hold(h.ctx, Meta{}, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNos: []int{4, 5}})
 				if err != nil {
