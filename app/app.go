@@ -106,7 +106,7 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	// A date's state grows with its held and sold seats and its reservations, not with its
 	// seat count: 1,000 dates of a flash sale fit, and an evicted one is read back from the log.
 	s.dates = NewRepository(log, eventstore.TypeDate, aggregates.Date.Apply, 1_000, s.clock, s.obs)
-	s.dates.owner = dateEventOwner
+	s.dates.owner = DateEventRef
 	s.resDates = newStateCache[dateRef](200_000)
 	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.clock, s.obs)
 	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)

@@ -17,9 +17,11 @@ type dateRef struct{ concertID, dateID string }
 
 func (d dateRef) key() string { return d.concertID + "." + d.dateID }
 
-// dateEventOwner names the seat or the reservation each event of a date's commit is about, so
-// that readers see seat and reservation events as before, stored in the date's commits.
-func dateEventOwner(dateKey string, ev aggregates.Event) *eventstore.AggregateRef {
+// DateEventRef names the seat or the reservation an event of a date's commit is about (nil for
+// another event), so that readers see seat and reservation events as before, stored in the
+// date's commits (eventstore.Event.Ref). dateKey is the date's aggregate ID, "concert.date".
+// Tools and tests that write date commits by hand use it to write what the service writes.
+func DateEventRef(dateKey string, ev aggregates.Event) *eventstore.AggregateRef {
 	if n, ok := aggregates.EventSeatNo(ev); ok {
 		return &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: dateKey + "." + strconv.Itoa(n)}
 	}

@@ -30,7 +30,7 @@ func (h *harness) record(typ, id string, evs ...aggregates.Event) {
 		}
 		out[i] = eventstore.Event{Type: ev.EventType(), Data: data}
 		if typ == eventstore.TypeDate {
-			out[i].Ref = dateEventOwner(id, ev)
+			out[i].Ref = DateEventRef(id, ev)
 		}
 	}
 	if _, err := h.log.Append(h.ctx, ref, ver, out, "", eventstore.Metadata{OccurredAt: h.clock.Now()}); err != nil {

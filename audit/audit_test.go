@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/audit"
 	"github.com/booking-engine/booking/eventstore"
 )
@@ -109,11 +110,8 @@ func (w *world) apply(typ, id string, ev aggregates.Event) {
 // directly, it writes what a broken decider would.
 func (w *world) commitOn(key string, evs ...aggregates.Event) {
 	w.record(dateStream, func(ev aggregates.Event) (string, string) {
-		if n, ok := aggregates.EventSeatNo(ev); ok {
-			return eventstore.TypeSeat, fmt.Sprintf("%s.%d", key, n)
-		}
-		id, _ := aggregates.EventReservationID(ev)
-		return eventstore.TypeReservation, id
+		ref := app.DateEventRef(key, ev)
+		return ref.Type, ref.ID
 	}, evs...)
 }
 

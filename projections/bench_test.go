@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 )
 
@@ -48,7 +49,7 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 			data, _ := aggregates.Encode(ev)
 			batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
 			if typ == eventstore.TypeDate {
-				batch[i].Ref = eventOwner(id, ev)
+				batch[i].Ref = app.DateEventRef(id, ev)
 			}
 		}
 		env, err := eventstore.EncodeCommit(agg, batch, eventstore.Metadata{OccurredAt: at})

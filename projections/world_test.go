@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 )
 
@@ -80,18 +81,6 @@ func (w *world) load(ref eventstore.AggregateRef) ([]aggregates.Event, uint64) {
 	return evs, v
 }
 
-// eventOwner names the seat or the reservation an event of a date's commit is about, as the
-// app's dateEventOwner does.
-func eventOwner(dateAgg string, ev aggregates.Event) *eventstore.AggregateRef {
-	if n, ok := aggregates.EventSeatNo(ev); ok {
-		return &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: seatIDOf(dateAgg, n)}
-	}
-	if id, ok := aggregates.EventReservationID(ev); ok {
-		return &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
-	}
-	return nil
-}
-
 // append appends the events decided for ref at version v, as one commit.
 func (w *world) append(ref eventstore.AggregateRef, v uint64, evs []aggregates.Event) error {
 	if len(evs) == 0 {
@@ -105,7 +94,7 @@ func (w *world) append(ref eventstore.AggregateRef, v uint64, evs []aggregates.E
 		}
 		batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
 		if ref.Type == eventstore.TypeDate {
-			batch[i].Ref = eventOwner(ref.ID, ev)
+			batch[i].Ref = app.DateEventRef(ref.ID, ev)
 		}
 	}
 	if _, err := w.store.Append(context.Background(), ref, v, batch, "", eventstore.Metadata{OccurredAt: w.clock()}); err != nil {

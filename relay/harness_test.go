@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 	"github.com/booking-engine/booking/relay/mockplatform"
 )
@@ -124,11 +124,7 @@ func appendDate(t testing.TB, h *testJetStream, date string, events ...aggregate
 	batch := make([]typed, len(events))
 	for i, ev := range events {
 		batch[i] = typed{typ: ev.EventType(), payload: ev}
-		if n, ok := aggregates.EventSeatNo(ev); ok {
-			batch[i].ref = &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: date + "." + strconv.Itoa(n)}
-		} else if id, ok := aggregates.EventReservationID(ev); ok {
-			batch[i].ref = &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
-		}
+		batch[i].ref = app.DateEventRef(date, ev)
 	}
 	return appendCommit(t, h, eventstore.TypeDate, date, batch...)
 }

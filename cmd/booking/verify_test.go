@@ -140,11 +140,7 @@ var dateC1D1 = eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"}
 func onDate(t *testing.T, e aggregates.Event) eventstore.Event {
 	t.Helper()
 	ev := encoded(t, e)
-	if n, ok := aggregates.EventSeatNo(e); ok {
-		ev.Ref = &eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: fmt.Sprintf("%s.%d", dateC1D1.ID, n)}
-	} else if id, ok := aggregates.EventReservationID(e); ok {
-		ev.Ref = &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
-	}
+	ev.Ref = app.DateEventRef(dateC1D1.ID, e)
 	return ev
 }
 
