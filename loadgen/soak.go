@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,12 @@ type Trend struct {
 	Floor       float64 `json:"floor"`
 	Rising      bool    `json:"rising"`
 	Samples     int     `json:"samples"`
+	// The fitted line runs from (FromSec, FitFrom) to (ToSec, FitTo), the window's first and
+	// last sample: the charts draw it over the series, so a reader sees what was judged.
+	FromSec float64 `json:"fromSec"`
+	ToSec   float64 `json:"toSec"`
+	FitFrom float64 `json:"fitFrom"`
+	FitTo   float64 `json:"fitTo"`
 }
 
 // SoakResult holds the soak's own figures.
@@ -112,6 +119,8 @@ func judgeTrend(series string, t, v []float64, from, threshold, floor float64) (
 	}
 	climb := slope * (xs[len(xs)-1] - xs[0])
 	tr.Mean, tr.SlopePerMin = my, slope*60
+	tr.FromSec, tr.ToSec = xs[0], xs[len(xs)-1]
+	tr.FitFrom, tr.FitTo = my+slope*(tr.FromSec-mx), my+slope*(tr.ToSec-mx)
 	if my != 0 {
 		tr.Rise = climb / math.Abs(my)
 	} else if climb > 0 {
@@ -289,18 +298,15 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 func judgeSoak(res *Result, samples []SoakSample, instances int, from, threshold float64) []Trend {
 	var trends []Trend
 	short := 0
-	judge := func(name string, inst int, get func(SoakSample) float64) {
+	judge := func(m soakMetric, inst int) {
 		var t, v []float64
 		for _, sm := range samples {
 			if sm.Instance == inst {
-				t, v = append(t, sm.AtSec), append(v, get(sm))
+				t, v = append(t, sm.AtSec), append(v, m.get(sm))
 			}
 		}
-		series := name
-		if instances > 1 {
-			series = fmt.Sprintf("%s @%d", name, inst+1)
-		}
-		tr, ok := judgeTrend(series, t, v, from, threshold, trendFloors[name])
+		series := trendSeries(m.name, inst, instances)
+		tr, ok := judgeTrend(series, t, v, from, threshold, trendFloors[m.name])
 		if !ok {
 			short = tr.Samples
 			return
@@ -314,12 +320,17 @@ func judgeSoak(res *Result, samples []SoakSample, instances int, from, threshold
 		})
 	}
 	for inst := range instances {
-		judge("rss MB", inst, func(s SoakSample) float64 { return s.RSSMB })
-		judge("goroutines", inst, func(s SoakSample) float64 { return s.Goroutines })
-		judge("open fds", inst, func(s SoakSample) float64 { return s.OpenFDs })
-		judge("lag events", inst, func(s SoakSample) float64 { return s.LagEvents })
+		for _, m := range soakMetrics {
+			if !m.client {
+				judge(m, inst)
+			}
+		}
 	}
-	judge("p99 ms", 0, func(s SoakSample) float64 { return s.P99Ms })
+	for _, m := range soakMetrics {
+		if m.client {
+			judge(m, 0) // the same client-side figure on every instance's row
+		}
+	}
 	if len(trends) == 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("too short to judge trends: %d samples in the second half, %d needed (lengthen --duration or shorten --sample-every)", short, minTrendSamples))
 	}
@@ -388,51 +399,106 @@ func soakRows(samples []SoakSample) [][]string {
 	return rows
 }
 
+// soakMetric is one sampled series: its name in the table, the checks and the trends, its
+// part of an image file's name, its chart's title, and whether it is the client's own figure
+// (the same on every instance's row) rather than a server's.
+type soakMetric struct {
+	name, file, title string
+	client            bool
+	get               func(SoakSample) float64
+}
+
+// soakMetrics are the sampled series in the order of the checks, the report and the images.
+var soakMetrics = []soakMetric{
+	{name: "rss MB", file: "rss", title: "Resident memory", get: func(s SoakSample) float64 { return s.RSSMB }},
+	{name: "goroutines", file: "goroutines", title: "Goroutines", get: func(s SoakSample) float64 { return s.Goroutines }},
+	{name: "open fds", file: "open-fds", title: "Open files", get: func(s SoakSample) float64 { return s.OpenFDs }},
+	{name: "lag events", file: "lag", title: "Read-model lag", get: func(s SoakSample) float64 { return s.LagEvents }},
+	{name: "p99 ms", file: "p99", title: "Client p99 per sample interval", client: true, get: func(s SoakSample) float64 { return s.P99Ms }},
+}
+
+// trendSeries names a metric's trend (and check) on an instance: the metric's name alone
+// when one instance was sampled.
+func trendSeries(name string, inst, instances int) string {
+	if instances > 1 {
+		return fmt.Sprintf("%s @%d", name, inst+1)
+	}
+	return name
+}
+
 // soakSection is the report's soak part: one chart per sampled series, one line per
 // instance, and the samples' table.
 func soakSection(r *SoakResult) extraSection {
-	sec := extraSection{Title: "Soak samples", Header: soakHeader, Rows: soakRows(r.Samples)}
-	colors := []string{"#1f77b4", "#9467bd", "#8c564b", "#17becf"}
-	metrics := []struct {
-		name string
-		get  func(SoakSample) float64
-	}{
-		{"rss MB", func(s SoakSample) float64 { return s.RSSMB }},
-		{"goroutines", func(s SoakSample) float64 { return s.Goroutines }},
-		{"open fds", func(s SoakSample) float64 { return s.OpenFDs }},
-		{"lag events", func(s SoakSample) float64 { return s.LagEvents }},
-		{"p99 ms", func(s SoakSample) float64 { return s.P99Ms }},
-	}
+	return extraSection{Title: "Soak samples", Header: soakHeader, Rows: soakRows(r.Samples), Charts: soakCharts([]soakRun{{soak: r}})}
+}
+
+// soakRun is one run's soak figures under its label ("" on the run's own page).
+type soakRun struct {
+	label string
+	soak  *SoakResult
+}
+
+// soakCharts draws one chart per sampled series: a line per run and instance (the client's
+// p99 once per run) and, dashed, the line the trend verdict fitted over the second half when
+// the result has one. Every chart shares one time axis, long enough for the longest run.
+// The instances are those the samples name, so a sample's index cannot make it loop.
+func soakCharts(runs []soakRun) []chart {
 	xMax := 0.0
-	instances := 0
-	for _, s := range r.Samples {
-		xMax, instances = math.Max(xMax, s.AtSec), max(instances, s.Instance+1)
+	insts := make([][]int, len(runs))
+	for i, run := range runs {
+		seen := map[int]bool{}
+		for _, s := range run.soak.Samples {
+			xMax = math.Max(xMax, s.AtSec)
+			if s.Instance >= 0 && !seen[s.Instance] {
+				seen[s.Instance] = true
+				insts[i] = append(insts[i], s.Instance)
+			}
+		}
+		slices.Sort(insts[i])
 	}
-	var xt []tick
-	step := math.Max(1, math.Ceil(xMax/10))
-	for x := 0.0; x <= xMax; x += step {
-		xt = append(xt, tick{Pos: x, Label: fmt.Sprintf("%.0f", x)})
-	}
-	for _, m := range metrics {
+	xt, xTop := linearAxis(xMax)
+	var charts []chart
+	for _, m := range soakMetrics {
 		var lines []series
 		yMax := 0.0
-		for inst := range instances {
-			if m.name == "p99 ms" && inst > 0 {
-				break // the same client-side figure on every instance's row
-			}
-			l := series{name: fmt.Sprintf("instance %d", inst+1), color: colors[inst%len(colors)]}
-			if m.name == "p99 ms" {
-				l.name = "client p99"
-			}
-			for _, s := range r.Samples {
-				if s.Instance == inst {
-					l.x, l.y = append(l.x, s.AtSec), append(l.y, m.get(s))
-					yMax = math.Max(yMax, m.get(s))
+		for i, run := range runs {
+			for k, inst := range insts[i] {
+				if m.client && k > 0 {
+					break
+				}
+				l := series{name: soakLineName(run.label, m.client, inst, len(insts[i])), color: palette[(i+k*len(runs))%len(palette)]}
+				for _, s := range run.soak.Samples {
+					if s.Instance == inst {
+						l.x, l.y = append(l.x, s.AtSec), append(l.y, m.get(s))
+						yMax = math.Max(yMax, m.get(s))
+					}
+				}
+				lines = append(lines, l)
+				name := trendSeries(m.name, inst, len(insts[i]))
+				for _, tr := range run.soak.Trends {
+					if tr.Series == name && tr.ToSec > tr.FromSec {
+						lines = append(lines, series{name: l.name + ", fitted", color: l.color, dashed: true,
+							x: []float64{tr.FromSec, tr.ToSec}, y: []float64{tr.FitFrom, tr.FitTo}})
+						yMax = math.Max(yMax, math.Max(tr.FitFrom, tr.FitTo))
+					}
 				}
 			}
-			lines = append(lines, l)
 		}
-		sec.Charts = append(sec.Charts, newChart(m.name, "seconds since the measured phase began", m.name, xMax, yMax, xt, lines))
+		charts = append(charts, newChart(m.title, "seconds since the measured phase began", m.name, xTop, yMax, xt, lines))
 	}
-	return sec
+	return charts
+}
+
+// soakLineName names a soak chart's line: by instance on the run's own page, by the run's
+// label in a comparison (with the instance when the run sampled several).
+func soakLineName(label string, client bool, inst, instances int) string {
+	switch {
+	case label == "" && client:
+		return "client p99"
+	case label == "":
+		return fmt.Sprintf("instance %d", inst+1)
+	case instances > 1 && !client:
+		return fmt.Sprintf("%s, instance %d", label, inst+1)
+	}
+	return label
 }

@@ -24,6 +24,7 @@ type benchOptions struct {
 	adminToken  string
 	jsonPath    string
 	reportPath  string
+	svgDir      string
 	rate        float64
 	duration    time.Duration
 	maxInflight int
@@ -77,6 +78,7 @@ affinity (read-your-writes holds per instance).`,
 	pf.StringVar(&o.adminToken, "admin-token", "", "admin token of the target, to create the benchmark's concerts (generated with --embedded)")
 	pf.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
 	pf.StringVar(&o.reportPath, "report", "", "also write a self-contained HTML page (throughput over time, latency percentile curve) to this file")
+	pf.StringVar(&o.svgDir, "svg-dir", "", "also write the run's charts as SVG images, named after the scenario, into this directory (as bench chart draws them)")
 	pf.Float64Var(&o.rate, "rate", 1000, "arrival rate, requests (or flows) per second")
 	pf.DurationVar(&o.duration, "duration", 10*time.Second, "how long to offer load (flash-sale, read)")
 	pf.IntVar(&o.maxInflight, "max-inflight", 1024, "safety cap on requests in flight and connections; launches it delays are counted")
@@ -85,7 +87,7 @@ affinity (read-your-writes holds per instance).`,
 	pf.StringVar(&o.fsync, "fsync", "always", "with --embedded: the service's --fsync, always or interval")
 	pf.BoolVar(&o.groupCommit, "group-commit", true, "with --embedded: the service's --group-commit")
 	pf.StringVar(&o.client, "client", string(loadgen.ClientFastHTTP), "HTTP client library of the generator: fasthttp (least CPU) or nethttp (Go's net/http, as most users' clients)")
-	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o), newBenchSoakCmd(o))
+	cmd.AddCommand(newBenchRaceCmd(o), newBenchFlashSaleCmd(o), newBenchBookingCmd(o), newBenchReadCmd(o), newBenchRebuildCmd(o), newBenchWatchCmd(o), newBenchSoakCmd(o), newBenchChartCmd())
 	return cmd
 }
 
@@ -265,6 +267,52 @@ func newBenchRebuildCmd(o *benchOptions) *cobra.Command {
 	return cmd
 }
 
+func newBenchChartCmd() *cobra.Command {
+	var runs []string
+	var outDir, name string
+	cmd := &cobra.Command{
+		Use:   "chart --run LABEL=FILE.json [--run ...] --out-dir DIR --name NAME",
+		Short: "Draw the --json results of one or more runs side by side as SVG images (runs nothing)",
+		Long: `Reads results written by "booking bench ... --json FILE" and draws them side by side as
+standalone SVG images (white background, so they read on light and dark pages) into --out-dir:
+
+  NAME-throughput.svg     accepted answers per second over the run, a line per run
+  NAME-latency.svg        latency by percentile on HdrHistogram's log axis, a line per run
+  NAME-soak-SERIES.svg    for soak results, each sampled series (rss, goroutines, open-fds,
+                          lag, p99) with the line the trend verdict fitted over the second half
+
+--run LABEL=FILE is repeatable; the label names the run's line in the legends (split at the
+last "="; without one the file's base name is the label). The images are the HTML report's
+charts and depend only on the files and labels, so drawing them again changes no byte.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(runs) == 0 {
+				return errors.New("bench chart: give at least one --run LABEL=FILE.json")
+			}
+			var loaded []loadgen.ChartRun
+			for _, spec := range runs {
+				r, err := loadgen.LoadChartRun(spec)
+				if err != nil {
+					return fmt.Errorf("bench chart: %w", err)
+				}
+				loaded = append(loaded, r)
+			}
+			paths, err := loadgen.WriteChartSVGs(outDir, name, loaded)
+			if err != nil {
+				return fmt.Errorf("bench chart: %w", err)
+			}
+			for _, p := range paths {
+				fmt.Fprintln(cmd.OutOrStdout(), p)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&runs, "run", nil, "a run to draw, LABEL=FILE.json (a bench --json result); repeat for several")
+	cmd.Flags().StringVar(&outDir, "out-dir", ".", "directory to write the images into (made if missing)")
+	cmd.Flags().StringVar(&name, "name", "bench", "prefix of the image files' names")
+	return cmd
+}
+
 // run sets up the target, runs one HTTP scenario against it and reports the result.
 func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, loadgen.Config) (loadgen.Result, error)) error {
 	ctx := cmd.Context()
@@ -368,6 +416,11 @@ func (o *benchOptions) report(cmd *cobra.Command, res loadgen.Result) error {
 	}
 	if o.reportPath != "" {
 		if err := res.WriteHTMLFile(o.reportPath); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if o.svgDir != "" {
+		if _, err := loadgen.WriteChartSVGs(o.svgDir, res.Scenario, []loadgen.ChartRun{{Label: res.Scenario, Result: res}}); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
