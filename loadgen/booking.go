@@ -96,6 +96,12 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 // book runs one user's flow through c, recording every step, and returns the flow's outcome:
 // that of the first step that failed, or OK.
 func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdRequest) (Outcome, string) {
+	o, code, _ := s.bookPaid(ctx, c, rec, seat)
+	return o, code
+}
+
+// bookPaid is book that also returns the payment's ID when the payment was answered 2xx.
+func (s *session) bookPaid(ctx context.Context, c *Client, rec *Recorder, seat holdRequest) (Outcome, string, string) {
 	step := func(name string, call func() (Response, error)) (Outcome, string) {
 		t := s.clk.Now()
 		r, err := call()
@@ -115,7 +121,7 @@ func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdR
 		return r, err
 	})
 	if o != OutcomeOK {
-		return o, code
+		return o, code, ""
 	}
 	o, code = step(stepCharge, func() (Response, error) {
 		body, err := json.Marshal(struct {
@@ -127,16 +133,19 @@ func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdR
 		return c.Do(ctx, "POST", "/api/v1/users/"+seat.UserID+"/points/charge", nil, body, nil)
 	})
 	if o != OutcomeOK {
-		return o, code
+		return o, code, ""
 	}
 	var held struct {
 		ReservationID string `json:"reservationId"`
 	}
 	o, code = step(stepHold, func() (Response, error) { return s.hold(ctx, c, tok.Token, seat, &held) })
 	if o != OutcomeOK {
-		return o, code
+		return o, code, ""
 	}
-	return step(stepPay, func() (Response, error) {
+	var paid struct {
+		PaymentID string `json:"paymentId"`
+	}
+	o, code = step(stepPay, func() (Response, error) {
 		body, err := json.Marshal(struct {
 			ReservationID string `json:"reservationId"`
 			UserID        string `json:"userId"`
@@ -144,6 +153,7 @@ func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdR
 		if err != nil {
 			return Response{}, err
 		}
-		return c.Do(ctx, "POST", "/api/v1/payments", tokenHeaders(tok.Token), body, nil)
+		return c.Do(ctx, "POST", "/api/v1/payments", tokenHeaders(tok.Token), body, &paid)
 	})
+	return o, code, paid.PaymentID
 }

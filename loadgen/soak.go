@@ -26,7 +26,20 @@ type SoakOptions struct {
 	// Threshold is how far a series' fitted line may climb over the judged window, relative
 	// to its mean there, before it counts as trending upward (default DefaultTrendThreshold).
 	Threshold float64
+	// Users is the population the arrivals are drawn from, round robin (default
+	// DefaultSoakUsers): users come back, as they do to a real service, so that what the
+	// service keeps per user reaches its steady state within the run.
+	Users int
 }
+
+// DefaultSoakUsers is the soak's default population. At 600 arrivals/s a user comes back
+// about every 30 s, after the hold they left has expired (the embedded service's --hold-ttl
+// is 15 s), so returning users meet neither their own holds nor the per-user seat limit.
+const DefaultSoakUsers = 10_000
+
+// defaultSoakHoldTTL is what the soak assumes of a target whose --hold-ttl it is not told:
+// the service's default.
+const defaultSoakHoldTTL = 5 * time.Minute
 
 // DefaultTrendThreshold: a series whose least-squares line climbs by more than 10% of its
 // mean over the second half of the run trends upward. Less would flag the saw-tooth of the
@@ -42,8 +55,11 @@ type SoakSample struct {
 	// AtSec is the time since the measured phase began.
 	AtSec float64 `json:"atSec"`
 	// Instance is the target's index in Config.Target.
-	Instance   int     `json:"instance"`
-	RSSMB      float64 `json:"rssMB"`
+	Instance int     `json:"instance"`
+	RSSMB    float64 `json:"rssMB"`
+	// HeapMB is the Go heap in use (go_memstats_heap_inuse_bytes): what the service's own
+	// state and garbage take, without what the runtime has not returned to the OS yet.
+	HeapMB     float64 `json:"heapMB"`
 	Goroutines float64 `json:"goroutines"`
 	OpenFDs    float64 `json:"openFds"`
 	// LagEvents is booking_projection_lag_events summed over the read models.
@@ -86,7 +102,7 @@ type SoakResult struct {
 
 // trendFloors are the smallest climbs across the window that count, per series: below them a
 // climb is noise whatever the mean (a lag of 0 that becomes 3, two goroutines more).
-var trendFloors = map[string]float64{"rss MB": 5, "goroutines": 20, "open fds": 10, "lag events": 100, "p99 ms": 2}
+var trendFloors = map[string]float64{"rss MB": 5, "heap MB": 5, "goroutines": 20, "open fds": 10, "lag events": 100, "p99 ms": 2}
 
 // judgeTrend fits a least-squares line to the samples (t in seconds, v) with t at or after
 // from and says whether it climbs across that window by more than threshold × its mean and
@@ -133,16 +149,24 @@ func judgeTrend(series string, t, v []float64, from, threshold, floor float64) (
 // The soak's requests, beside the booking steps.
 const (
 	stepAbandon = "hold-left" // a hold nobody pays: it must expire
+	stepRefund  = "refund"    // a booking's payment refunded, which gives its seat back
 	stepRead    = "seats"
 )
 
 // Soak offers a steady mix at Config.Rate arrivals per second for Config.Duration, of every
-// four arrivals: one new user's whole booking (token, charge, hold, pay), one new user's hold
-// left unpaid to expire, and two seat-map reads of the date on sale. Each user's requests go
-// to one target (see session.on). Every SampleEvery it samples every target's resident
-// memory, goroutines, open files and read-model lag from its /metrics, beside the client-side
-// p99 since the previous sample, and at the end it judges whether any of them trends upward
-// over the second half of the run (the first half is warm-up: caches fill, pools grow).
+// four arrivals: one user's whole booking (token, charge, hold, pay) refunded at once by the
+// admin API, one user's hold left unpaid to expire, and two seat-map reads of a date on sale.
+// Each user's requests go to one target (see session.on). Every SampleEvery it samples every
+// target's resident memory, Go heap, goroutines, open files and read-model lag from its
+// /metrics, beside the client-side p99 since the previous sample, and at the end it judges
+// whether any of them trends upward over the second half of the run (the first half is
+// warm-up: caches fill, pools grow).
+//
+// The load is a steady state, not a growing sale: users come from a fixed population
+// (SoakOptions.Users) and seats from a fixed set that refunds and expiries give back (see
+// seatPool). A run of new users buying ever more seats would grow the service's data, and
+// the state it keeps for the dates on sale, by design; a trend in that run could not tell a
+// leak from the data. Its growth per booking is measured apart (docs/BENCHMARKS.md).
 func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 	res := Result{Scenario: ScenarioSoak, Target: cfg.Target, Rate: cfg.Rate}
 	if opts.SampleEvery == 0 {
@@ -158,12 +182,23 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	count := CountFor(s.cfg.Rate, s.cfg.Duration)
-	seats := count/2 + 1
-	if seats > maxFlashSaleSeats {
-		return res, fmt.Errorf("%w: rate × duration needs %d seats, more than %d", ErrBadConfig, seats, maxFlashSaleSeats)
+	if opts.Users == 0 {
+		opts.Users = DefaultSoakUsers
 	}
-	res.Seats = seats
+	if opts.Users < 0 {
+		return res, fmt.Errorf("%w: --users %d must be positive", ErrBadConfig, opts.Users)
+	}
+	count := CountFor(s.cfg.Rate, s.cfg.Duration)
+	holdTTL := opts.HoldTTL
+	if holdTTL <= 0 {
+		holdTTL = defaultSoakHoldTTL
+	}
+	seats := soakSeats(s.cfg.Rate, holdTTL, count)
+	if seats > maxFlashSaleSeats {
+		return res, fmt.Errorf("%w: rate × hold TTL needs %d seats, more than %d", ErrBadConfig, seats, maxFlashSaleSeats)
+	}
+	res.Seats, res.Users = seats, opts.Users
+	pool := newSeatPool(seats)
 	concert := s.id("soak", 0)
 	dates, err := s.createConcert(ctx, concert, seatDates(seats, bookingPrice))
 	if err != nil {
@@ -173,11 +208,11 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 		return res, err
 	}
 
-	rec := NewRecorder(stepToken, stepCharge, stepHold, stepPay, stepE2E, stepAbandon, stepRead)
+	rec := NewRecorder(stepToken, stepCharge, stepHold, stepPay, stepRefund, stepE2E, stepAbandon, stepRead)
 	var (
 		intervalMu sync.Mutex
 		interval   = newHistogram()
-		nextSeat   atomic.Int64
+		dry        atomic.Int64 // arrivals that found no free seat
 	)
 	record := func(step string, d time.Duration, o Outcome, code string) {
 		rec.Record(step, d, o, code)
@@ -195,15 +230,18 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 		record(step, s.elapsed(t), o, r.Code)
 		return o, r.Code
 	}
-	seat := func(i int) holdRequest {
-		n := int(nextSeat.Add(1)) - 1
-		return holdRequest{UserID: s.id("soak-u", i), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
+	// Arrivals 0 and 1 of every four are users' (a booking, an abandoned hold): user i/2
+	// of the population, so consecutive users alternate the two roles as they come back.
+	seat := func(i, n int) holdRequest {
+		return holdRequest{UserID: s.id("soak-u", (i/2)%opts.Users), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
 	}
-	readPath := func() string {
-		n := int(nextSeat.Load())
-		d := dates[min(n/maxSeatsPerDate, len(dates)-1)]
+	readPath := func(i int) string {
+		d := dates[(i/4)%len(dates)]
 		return "/api/v1/concerts/" + url.PathEscape(concert) + "/dates/" + url.PathEscape(d) + "/seats"
 	}
+	// An abandoned hold's seat comes back once the hold has lapsed and the sweeper (within
+	// a second of heldUntil) has released it.
+	expiredBy := holdTTL + 3*time.Second
 	gzip := []Header{{Name: "Accept-Encoding", Value: "gzip"}}
 
 	sampler := newSoakSampler(s)
@@ -239,22 +277,41 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		c := s.on(i)
 		switch i % 4 {
-		case 0:
-			o, code := s.book(ctx, c, rec, seat(i))
-			record(stepE2E, s.elapsed(at), o, code)
-		case 1:
-			h := seat(i)
-			var tok tokenAnswer
-			if o, _ := timed(stepToken, func() (Response, error) {
-				t, r, err := s.issueToken(ctx, c, h.UserID)
-				tok = t
-				return r, err
-			}); o != OutcomeOK {
+		case 0, 1:
+			n, ok := pool.take(s.clk.Now())
+			if !ok {
+				dry.Add(1)
 				return
 			}
-			timed(stepAbandon, func() (Response, error) { return s.hold(ctx, c, tok.Token, h, nil) })
+			h := seat(i, n)
+			if i%4 == 1 {
+				var tok tokenAnswer
+				if o, _ := timed(stepToken, func() (Response, error) {
+					t, r, err := s.issueToken(ctx, c, h.UserID)
+					tok = t
+					return r, err
+				}); o != OutcomeOK {
+					pool.put(n) // nothing was held
+					return
+				}
+				if o, _ := timed(stepAbandon, func() (Response, error) { return s.hold(ctx, c, tok.Token, h, nil) }); o == OutcomeOK {
+					pool.putAt(n, s.clk.Now().Add(expiredBy))
+				}
+				return
+			}
+			o, code, pid := s.bookPaid(ctx, c, rec, h)
+			if o == OutcomeOK {
+				o, code = timed(stepRefund, func() (Response, error) {
+					return c.Do(ctx, "POST", "/api/v1/payments/"+url.PathEscape(pid)+"/refund", c.adminHeaders(), nil, nil)
+				})
+				if o == OutcomeOK {
+					pool.put(n)
+				}
+			}
+			// A seat whose flow failed part way stays out of the pool: its state is unknown.
+			record(stepE2E, s.elapsed(at), o, code)
 		default:
-			timed(stepRead, func() (Response, error) { return c.Do(ctx, "GET", readPath(), gzip, nil, nil) })
+			timed(stepRead, func() (Response, error) { return c.Do(ctx, "GET", readPath(i), gzip, nil, nil) })
 		}
 	})
 	elapsed := s.elapsed(start)
@@ -275,8 +332,11 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 	}
 
 	res.Steps = rec.Steps()
-	res.headline(rec.Merged("all", stepToken, stepCharge, stepHold, stepPay, stepAbandon, stepRead))
-	res.pictures(rec, stepToken, stepCharge, stepHold, stepPay, stepAbandon, stepRead)
+	res.headline(rec.Merged("all", stepToken, stepCharge, stepHold, stepPay, stepRefund, stepAbandon, stepRead))
+	res.pictures(rec, stepToken, stepCharge, stepHold, stepPay, stepRefund, stepAbandon, stepRead)
+	if n := dry.Load(); n > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d arrivals found no free seat among %d and were skipped: seats came back slower than the hold TTL (%s) says", n, seats, holdTTL))
+	}
 	res.schedule(st)
 	res.DurationSec = elapsed.Seconds()
 	res.AcceptedPerSec = perSec(res.Accepted, res.DurationSec)
@@ -358,7 +418,7 @@ func (p *soakSampler) sample(ctx context.Context, at, p99 float64) (map[string]f
 			first = m
 		}
 		p.mu.Lock()
-		p.samples = append(p.samples, SoakSample{AtSec: at, Instance: i, RSSMB: m["process_resident_memory_bytes"] / (1 << 20),
+		p.samples = append(p.samples, SoakSample{AtSec: at, Instance: i, RSSMB: m["process_resident_memory_bytes"] / (1 << 20), HeapMB: m["go_memstats_heap_inuse_bytes"] / (1 << 20),
 			Goroutines: m["go_goroutines"], OpenFDs: m["process_open_fds"], LagEvents: m["booking_projection_lag_events"], P99Ms: p99})
 		p.mu.Unlock()
 	}
@@ -388,12 +448,12 @@ func scrapeMetrics(ctx context.Context, target string) (map[string]float64, erro
 }
 
 // soakHeader and soakRows lay out the samples for the table and the report.
-var soakHeader = []string{"t s", "instance", "rss MB", "goroutines", "open fds", "lag events", "p99 ms"}
+var soakHeader = []string{"t s", "instance", "rss MB", "heap MB", "goroutines", "open fds", "lag events", "p99 ms"}
 
 func soakRows(samples []SoakSample) [][]string {
 	rows := make([][]string, 0, len(samples))
 	for _, sm := range samples {
-		rows = append(rows, []string{fmt.Sprintf("%.0f", sm.AtSec), fmt.Sprint(sm.Instance + 1), fmt.Sprintf("%.1f", sm.RSSMB),
+		rows = append(rows, []string{fmt.Sprintf("%.0f", sm.AtSec), fmt.Sprint(sm.Instance + 1), fmt.Sprintf("%.1f", sm.RSSMB), fmt.Sprintf("%.1f", sm.HeapMB),
 			fmt.Sprintf("%.0f", sm.Goroutines), fmt.Sprintf("%.0f", sm.OpenFDs), fmt.Sprintf("%.0f", sm.LagEvents), fmt.Sprintf("%.2f", sm.P99Ms)})
 	}
 	return rows
@@ -411,6 +471,7 @@ type soakMetric struct {
 // soakMetrics are the sampled series in the order of the checks, the report and the images.
 var soakMetrics = []soakMetric{
 	{name: "rss MB", file: "rss", title: "Resident memory", get: func(s SoakSample) float64 { return s.RSSMB }},
+	{name: "heap MB", file: "heap", title: "Go heap in use", get: func(s SoakSample) float64 { return s.HeapMB }},
 	{name: "goroutines", file: "goroutines", title: "Goroutines", get: func(s SoakSample) float64 { return s.Goroutines }},
 	{name: "open fds", file: "open-fds", title: "Open files", get: func(s SoakSample) float64 { return s.OpenFDs }},
 	{name: "lag events", file: "lag", title: "Read-model lag", get: func(s SoakSample) float64 { return s.LagEvents }},
@@ -501,4 +562,63 @@ func soakLineName(label string, client bool, inst, instances int) string {
 		return fmt.Sprintf("%s, instance %d", label, inst+1)
 	}
 	return label
+}
+
+// soakSeats sizes the soak's seat set: the seats held at once at a steady state (a quarter
+// of the arrivals hold a seat for the hold TTL and a few seconds more until the sweeper gives
+// it back; another quarter for the few seconds a booking and its refund take), twice over,
+// and never more than the run could use.
+func soakSeats(rate float64, holdTTL time.Duration, arrivals int) int {
+	inUse := rate / 4 * ((holdTTL + 3*time.Second).Seconds() + 10)
+	return max(1, min(int(math.Ceil(2*inUse)), arrivals/2+1))
+}
+
+// seatPool hands out the soak's seats (numbered from 0) and takes them back: at once after a
+// refund, or from a given time on after an abandoned hold, when the hold has lapsed. Seats
+// given back with a time come back in that order, since every such delay is the same.
+type seatPool struct {
+	mu      sync.Mutex
+	free    []int
+	pending []pendingSeat // FIFO, by ready time
+}
+
+type pendingSeat struct {
+	seat  int
+	ready time.Time
+}
+
+func newSeatPool(seats int) *seatPool {
+	p := &seatPool{free: make([]int, seats)}
+	for i := range p.free {
+		p.free[i] = seats - 1 - i // taken from the end: seat 0 first
+	}
+	return p
+}
+
+// take returns a free seat, ok false when none is free at now.
+func (p *seatPool) take(now time.Time) (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.pending) > 0 && !p.pending[0].ready.After(now) {
+		p.free = append(p.free, p.pending[0].seat)
+		p.pending = p.pending[1:]
+	}
+	if len(p.free) == 0 {
+		return 0, false
+	}
+	n := p.free[len(p.free)-1]
+	p.free = p.free[:len(p.free)-1]
+	return n, true
+}
+
+func (p *seatPool) put(seat int) {
+	p.mu.Lock()
+	p.free = append(p.free, seat)
+	p.mu.Unlock()
+}
+
+func (p *seatPool) putAt(seat int, ready time.Time) {
+	p.mu.Lock()
+	p.pending = append(p.pending, pendingSeat{seat, ready})
+	p.mu.Unlock()
 }

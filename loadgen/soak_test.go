@@ -1,9 +1,11 @@
 package loadgen
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTheTrendRule(t *testing.T) {
@@ -74,5 +76,62 @@ process_resident_memory_bytes 3.3554432e+07
 	}
 	if m["booking_projection_lag_events"] != 7 || m["go_goroutines"] != 17 || m["process_resident_memory_bytes"] != 32<<20 {
 		t.Errorf("parsed %v", m)
+	}
+}
+
+func TestTheSoaksSeatPool(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	// take takes a seat at t, -1 when none is free.
+	take := func(p *seatPool, t time.Time) int {
+		if n, ok := p.take(t); ok {
+			return n
+		}
+		return -1
+	}
+	tests := []struct {
+		name string
+		run  func(p *seatPool) []int // the seats taken, in order
+		want []int
+	}{
+		{"seats are handed out once each, lowest first", func(p *seatPool) []int {
+			return []int{take(p, t0), take(p, t0), take(p, t0)}
+		}, []int{0, 1, -1}},
+		{"a seat given back after a refund is free at once", func(p *seatPool) []int {
+			a, b := take(p, t0), take(p, t0)
+			p.put(a)
+			return []int{a, b, take(p, t0)}
+		}, []int{0, 1, 0}},
+		{"an abandoned hold's seat is free once its hold has lapsed, not before", func(p *seatPool) []int {
+			a, b := take(p, t0), take(p, t0)
+			p.putAt(a, t0.Add(20*time.Second))
+			return []int{a, b, take(p, t0.Add(19*time.Second)), take(p, t0.Add(20*time.Second))}
+		}, []int{0, 1, -1, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.run(newSeatPool(2)); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("seats taken %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTheSoaksSeatSetCoversTheSeatsInUse(t *testing.T) {
+	tests := []struct {
+		name     string
+		rate     float64
+		ttl      time.Duration
+		arrivals int
+		want     int
+	}{
+		{"600 arrivals/s with a 15 s hold TTL need twice the 4,200 seats in use", 600, 15 * time.Second, 360_000, 8_400},
+		{"a short run never gets more seats than it has users' arrivals", 100, 5 * time.Minute, 300, 151},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := soakSeats(tt.rate, tt.ttl, tt.arrivals); got != tt.want {
+				t.Errorf("soakSeats(%g, %s, %d) = %d, want %d", tt.rate, tt.ttl, tt.arrivals, got, tt.want)
+			}
+		})
 	}
 }

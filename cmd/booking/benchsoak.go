@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,19 +20,23 @@ func newBenchSoakCmd(o *benchOptions) *cobra.Command {
 	var holdTTL time.Duration
 	cmd := &cobra.Command{
 		Use:   "soak",
-		Short: "Holds, payments, expiries and seat-map reads at --rate for --duration (default 10m); fails when the server's RSS, goroutines, open files, p99 or read-model lag trend upward",
+		Short: "Bookings with refunds, expiries and seat-map reads at --rate for --duration (default 10m); fails when the server's RSS, heap, goroutines, open files, p99 or read-model lag trend upward",
 		Long: `Offers a steady mix at --rate arrivals per second for --duration: of every four arrivals,
-one new user's booking (token, charge, hold, pay), one new user's hold left unpaid to expire,
-and two seat-map reads. Every --sample-every it reads each target's /metrics
-(process_resident_memory_bytes, go_goroutines, process_open_fds, booking_projection_lag_events)
-and the client-side p99 since the last sample. Over the second half of the run (the first is
-warm-up) it fits a least-squares line to each series; one whose line climbs by more than
---threshold of its mean (and more than a small absolute floor) fails the run.
+one user's booking (token, charge, hold, pay) refunded at once through the admin API, one
+user's hold left unpaid to expire, and two seat-map reads. Users come back from a population of
+--users, and seats from a fixed set that refunds and expiries give back, so the service's data
+reaches a steady state instead of growing with the run. Every --sample-every it reads each
+target's /metrics (process_resident_memory_bytes, go_memstats_heap_inuse_bytes, go_goroutines,
+process_open_fds, booking_projection_lag_events) and the client-side p99 since the last
+sample. Over the second half of the run (the first is warm-up) it fits a least-squares line to
+each series; one whose line climbs by more than --threshold of its mean (and more than a small
+absolute floor) fails the run.
 
 Run it at about half the measured capacity. With --embedded the service runs as a child
 process (booking serve on a temporary data dir) with --hold-ttl, so that abandoned holds
 expire during the run and only the server's own memory and goroutines are sampled; against
---target, set --hold-ttl on the target.`,
+--target, run the target with --user-rate-limit 0 --queue-batch 0 and pass its --hold-ttl
+here too (it sizes the seat set; unset, the service's default of 5m is assumed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("duration") {
@@ -46,7 +49,7 @@ expire during the run and only the server's own memory and goroutines are sample
 				opts.HoldTTL = holdTTL
 				o.child, o.childArgs = true, []string{"--hold-ttl=" + holdTTL.String()}
 			} else if cmd.Flags().Changed("hold-ttl") {
-				return errors.New("bench soak: --hold-ttl applies to --embedded only; set it on the target service")
+				opts.HoldTTL = holdTTL
 			}
 			return o.run(cmd, func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
 				return loadgen.Soak(ctx, cfg, opts)
@@ -54,7 +57,8 @@ expire during the run and only the server's own memory and goroutines are sample
 		},
 	}
 	cmd.Flags().DurationVar(&opts.SampleEvery, "sample-every", 10*time.Second, "how often every target's /metrics is sampled")
-	cmd.Flags().DurationVar(&holdTTL, "hold-ttl", 15*time.Second, "with --embedded: the service's --hold-ttl, short so that abandoned holds expire during the run")
+	cmd.Flags().DurationVar(&holdTTL, "hold-ttl", 15*time.Second, "with --embedded: the service's --hold-ttl, short so that abandoned holds expire during the run; with --target: the target's --hold-ttl")
+	cmd.Flags().IntVar(&opts.Users, "users", loadgen.DefaultSoakUsers, "the population users are drawn from, round robin")
 	cmd.Flags().Float64Var(&opts.Threshold, "threshold", loadgen.DefaultTrendThreshold, "largest climb of a series' fitted line over the second half, relative to its mean")
 	return cmd
 }
