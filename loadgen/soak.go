@@ -230,18 +230,30 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 		record(step, s.elapsed(t), o, r.Code)
 		return o, r.Code
 	}
-	// Arrivals 0 and 1 of every four are users' (a booking, an abandoned hold): user i/2
-	// of the population, so consecutive users alternate the two roles as they come back.
+	// Arrivals 0 and 1 of every four are users' (a booking, an abandoned hold), two users
+	// apart: were they one user, the booking's payment would revoke the token the abandoned
+	// hold is using. Consecutive users alternate the two roles as they come back.
 	seat := func(i, n int) holdRequest {
-		return holdRequest{UserID: s.id("soak-u", (i/2)%opts.Users), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
+		u := (i/4*2 + i%4) % opts.Users
+		return holdRequest{UserID: s.id("soak-u", u), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
 	}
 	readPath := func(i int) string {
 		d := dates[(i/4)%len(dates)]
 		return "/api/v1/concerts/" + url.PathEscape(concert) + "/dates/" + url.PathEscape(d) + "/seats"
 	}
-	// An abandoned hold's seat comes back once the hold has lapsed and the sweeper (within
-	// a second of heldUntil) has released it.
-	expiredBy := holdTTL + 3*time.Second
+	// An abandoned hold's seat comes back once the hold has lapsed and the sweeper has
+	// released it: within a second of heldUntil when the service keeps up, later when it is
+	// overloaded (its expiries queue behind the holds).
+	expiredBy := holdTTL + soakExpirySlack
+	// giveBack returns a seat after a hold answered: a refusal because the seat is taken
+	// means an earlier hold of it has not been swept yet, so it is tried again a hold TTL
+	// later instead of being lost to the pool; after any other failure the seat's state is
+	// unknown and it stays out.
+	giveBack := func(n int, o Outcome, code string) {
+		if o == OutcomeConflict && code == codeSeatUnavailable {
+			pool.putAt(n, s.clk.Now().Add(expiredBy))
+		}
+	}
 	gzip := []Header{{Name: "Accept-Encoding", Value: "gzip"}}
 
 	sampler := newSoakSampler(s)
@@ -294,12 +306,15 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 					pool.put(n) // nothing was held
 					return
 				}
-				if o, _ := timed(stepAbandon, func() (Response, error) { return s.hold(ctx, c, tok.Token, h, nil) }); o == OutcomeOK {
+				o, code := timed(stepAbandon, func() (Response, error) { return s.hold(ctx, c, tok.Token, h, nil) })
+				if o == OutcomeOK {
 					pool.putAt(n, s.clk.Now().Add(expiredBy))
 				}
+				giveBack(n, o, code)
 				return
 			}
 			o, code, pid := s.bookPaid(ctx, c, rec, h)
+			giveBack(n, o, code)
 			if o == OutcomeOK {
 				o, code = timed(stepRefund, func() (Response, error) {
 					return c.Do(ctx, "POST", "/api/v1/payments/"+url.PathEscape(pid)+"/refund", c.adminHeaders(), nil, nil)
@@ -564,12 +579,15 @@ func soakLineName(label string, client bool, inst, instances int) string {
 	return label
 }
 
+// soakExpirySlack is how long after an abandoned hold's TTL the soak gives its seat back.
+const soakExpirySlack = 10 * time.Second
+
 // soakSeats sizes the soak's seat set: the seats held at once at a steady state (a quarter
 // of the arrivals hold a seat for the hold TTL and a few seconds more until the sweeper gives
 // it back; another quarter for the few seconds a booking and its refund take), twice over,
 // and never more than the run could use.
 func soakSeats(rate float64, holdTTL time.Duration, arrivals int) int {
-	inUse := rate / 4 * ((holdTTL + 3*time.Second).Seconds() + 10)
+	inUse := rate / 4 * ((holdTTL + soakExpirySlack).Seconds() + 10)
 	return max(1, min(int(math.Ceil(2*inUse)), arrivals/2+1))
 }
 

@@ -124,7 +124,7 @@ func TestTheSoaksSeatSetCoversTheSeatsInUse(t *testing.T) {
 		arrivals int
 		want     int
 	}{
-		{"600 arrivals/s with a 15 s hold TTL need twice the 4,200 seats in use", 600, 15 * time.Second, 360_000, 8_400},
+		{"600 arrivals/s with a 15 s hold TTL need twice the 5,250 seats in use", 600, 15 * time.Second, 360_000, 10_500},
 		{"a short run never gets more seats than it has users' arrivals", 100, 5 * time.Minute, 300, 151},
 	}
 	for _, tt := range tests {

@@ -34,6 +34,9 @@ const (
 // codeTokenNotActive is the contract's code for a queue token that is still waiting.
 const codeTokenNotActive = "TOKEN_NOT_ACTIVE"
 
+// codeSeatUnavailable is the problem code of a hold refused because a seat is taken.
+const codeSeatUnavailable = "SEAT_UNAVAILABLE"
+
 // Classify maps one request's result to its outcome.
 func Classify(r Response, err error) Outcome {
 	switch {
