@@ -247,7 +247,8 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 // lock locks the reservation for one payment, so that of concurrent payments only one debits.
 func (s *Service) lock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted) error {
 	_, err := s.decideReservation(ctx, date, p.ReservationID, meta.step(p.PaymentID+"/lock"), func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideStartPayment(p.ReservationID, aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
+		r, _ := d.Reservation(p.ReservationID)
+		return r.DecideStartPayment(aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
 	})
 	if err != nil {
 		return fmt.Errorf("lock reservation %s: %w", p.ReservationID, err)
