@@ -10,11 +10,13 @@ import (
 // MaxSeatsPerHold is how many seats one hold may take (contract v1.1).
 const MaxSeatsPerHold = 8
 
-// Date is one concert date as a consistency boundary: its seats and its reservations. Every
-// rule that spans them (a seat is in at most one live reservation, a reservation's seats move
-// together, a user holds at most so many seats of a date) is decided on one state, so a hold
-// is one commit, however many seats it takes, and no crash can leave a seat held by a
-// reservation that does not exist.
+// Date is one concert date as a consistency boundary: its seats, its reservations and their
+// payments. Every rule that spans them (a seat is in at most one live reservation, a
+// reservation's seats move together, a user holds at most so many seats of a date, of
+// concurrent payments of a reservation one debits, a payment completes with the sale of its
+// seats) is decided on one state, so a hold is one commit, however many seats it takes, and a
+// payment's start, completion and refund are each one commit with the reservation's and seats'
+// events they go with.
 //
 // Apply updates the state's maps in place (a date of 10,000 seats is not copied per event), so
 // a Date is owned by whoever applies to it: read it only where it is decided on, and keep the
@@ -23,12 +25,19 @@ type Date struct {
 	seats        map[int]Seat           // only seats that are not AVAILABLE
 	reservations map[string]Reservation // every reservation of the date
 	owned        map[string]int         // user → seats in their HELD and CONFIRMED reservations
+	payments     map[string]Payment     // every payment of the date's reservations
 }
 
 // Clone returns a copy of the date that no later Apply to either changes. The repository takes
 // one before deciding where other instances may win the append, to catch up from it.
 func (d Date) Clone() Date {
-	return Date{seats: maps.Clone(d.seats), reservations: maps.Clone(d.reservations), owned: maps.Clone(d.owned)}
+	return Date{seats: maps.Clone(d.seats), reservations: maps.Clone(d.reservations), owned: maps.Clone(d.owned), payments: maps.Clone(d.payments)}
+}
+
+// Payment returns one payment of the date's reservations; ok is false for one it does not have.
+func (d Date) Payment(id string) (Payment, bool) {
+	p, ok := d.payments[id]
+	return p, ok
 }
 
 // Reservation returns one reservation of the date; ok is false for one it does not have.
@@ -129,9 +138,107 @@ func (d Date) DecideHold(cmd HoldSeats) ([]Event, error) {
 	}), nil
 }
 
-// DecideStartPayment locks a held reservation of the date for one payment.
+// DecideStartPayment starts a payment of a held reservation and locks the reservation for it,
+// in one decision: PaymentStarted (with the reservation's price and seats) and
+// ReservationPaymentStarted, or nothing. A reservation its user may not pay now (unknown,
+// another user's, not HELD, locked by another payment, past heldUntil) refuses the payment,
+// which then does not exist: no record is left for recovery to fail. Repeating the start of a
+// payment the date has is a no-op; its ID given for another reservation is refused.
 func (d Date) DecideStartPayment(reservationID string, cmd StartPayment) ([]Event, error) {
-	return d.reservations[reservationID].DecideStartPayment(cmd)
+	if p, ok := d.payments[cmd.PaymentID]; ok {
+		if p.started.ReservationID != reservationID {
+			return nil, fmt.Errorf("%w: payment %s pays reservation %s", ErrInvalid, cmd.PaymentID, p.started.ReservationID)
+		}
+		return nil, nil
+	}
+	r := d.reservations[reservationID]
+	lock, err := r.DecideStartPayment(cmd)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := Payment{}.DecideStart(PaymentStarted{
+		PaymentID: cmd.PaymentID, ReservationID: reservationID, UserID: cmd.UserID,
+		Amount: r.held.Price, StartedAt: cmd.Now, SeatNos: r.SeatNos(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(evs, lock...), nil
+}
+
+// DecideCompletePayment confirms the reservation of a payment whose points were debited,
+// sells its seats and completes the payment, in one decision (DecideConfirm's events, then
+// PaymentCompleted). A confirmation the reservation refuses (its hold lapsed, it was
+// cancelled) refuses it all, so the saga reverses the debit. Repeating it is a no-op.
+func (d Date) DecideCompletePayment(paymentID string, now time.Time) ([]Event, error) {
+	p, ok := d.payments[paymentID]
+	if !ok {
+		return nil, ErrPaymentNotFound
+	}
+	done, err := p.DecideComplete(now)
+	if err != nil || len(done) == 0 {
+		return done, err
+	}
+	evs, err := d.DecideConfirm(p.started.ReservationID, Confirm{PaymentID: paymentID, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	return append(evs, done...), nil
+}
+
+// DecideFailPayment ends a started payment FAILED and releases its lock on the reservation,
+// if it still holds it, in one decision. A payment that already ended is left as it is.
+func (d Date) DecideFailPayment(paymentID, reason string, now time.Time) ([]Event, error) {
+	p, ok := d.payments[paymentID]
+	if !ok {
+		return nil, ErrPaymentNotFound
+	}
+	failed, err := p.DecideFail(reason, now)
+	if err != nil || len(failed) == 0 {
+		return failed, err
+	}
+	unlock, err := d.DecideAbortPayment(p.started.ReservationID, AbortPayment{PaymentID: paymentID, Reason: reason})
+	if err != nil {
+		return nil, err
+	}
+	return append(unlock, failed...), nil
+}
+
+// RefundPayment is the command to refund a completed payment; RequestID, when set, names the
+// request, so that its retry finishes the same refund.
+type RefundPayment struct {
+	Now       time.Time
+	RequestID string
+}
+
+// DecideRefund passes the refund gate of a completed payment and reverses its confirmation,
+// in one decision: PaymentRefundStarted, then DecideCancelForRefund's events (the reservation
+// cancelled, its seats released). Of concurrent refunds exactly one passes; the others are
+// refused with ErrPaymentNotRefundable, the request that passed may repeat it as a no-op.
+func (d Date) DecideRefund(paymentID string, cmd RefundPayment) ([]Event, error) {
+	p, ok := d.payments[paymentID]
+	if !ok {
+		return nil, ErrPaymentNotFound
+	}
+	gate, err := p.DecideRefundRequest(cmd.Now, cmd.RequestID)
+	if err != nil || len(gate) == 0 {
+		return gate, err
+	}
+	cancel, err := d.DecideCancelForRefund(p.started.ReservationID, CancelForRefund{PaymentID: paymentID, Now: cmd.Now})
+	if err != nil {
+		return nil, err
+	}
+	return append(gate, cancel...), nil
+}
+
+// DecideFinishRefund records that a refunding payment's points were returned; repeating it is a
+// no-op.
+func (d Date) DecideFinishRefund(paymentID string, now time.Time) ([]Event, error) {
+	p, ok := d.payments[paymentID]
+	if !ok {
+		return nil, ErrPaymentNotFound
+	}
+	return p.DecideFinishRefund(now)
 }
 
 // DecideAbortPayment releases a payment's lock on a reservation of the date.
@@ -193,7 +300,7 @@ func (d Date) releasing(reservationID, reason string, evs []Event, err error) ([
 // Apply returns the state after one event of the date's commits.
 func (d Date) Apply(e Event) Date {
 	if d.seats == nil {
-		d = Date{seats: map[int]Seat{}, reservations: map[string]Reservation{}, owned: map[string]int{}}
+		d = Date{seats: map[int]Seat{}, reservations: map[string]Reservation{}, owned: map[string]int{}, payments: map[string]Payment{}}
 	}
 	if n, ok := EventSeatNo(e); ok {
 		if s := d.seats[n].Apply(e); s.Status() == SeatStatusAvailable {
@@ -201,6 +308,10 @@ func (d Date) Apply(e Event) Date {
 		} else {
 			d.seats[n] = s
 		}
+		return d
+	}
+	if id, ok := EventPaymentID(e); ok {
+		d.payments[id] = d.payments[id].Apply(e)
 		return d
 	}
 	id, ok := EventReservationID(e)
@@ -255,6 +366,24 @@ func EventReservationID(e Event) (string, bool) {
 		return ev.ReservationID, true
 	case ReservationCancelled:
 		return ev.ReservationID, true
+	}
+	return "", false
+}
+
+// EventPaymentID returns the payment a payment event is about (not the payment a reservation
+// or seat event names).
+func EventPaymentID(e Event) (string, bool) {
+	switch ev := e.(type) {
+	case PaymentStarted:
+		return ev.PaymentID, true
+	case PaymentCompleted:
+		return ev.PaymentID, true
+	case PaymentFailed:
+		return ev.PaymentID, true
+	case PaymentRefundStarted:
+		return ev.PaymentID, true
+	case PaymentRefunded:
+		return ev.PaymentID, true
 	}
 	return "", false
 }

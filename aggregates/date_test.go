@@ -137,6 +137,87 @@ func TestDate(t *testing.T) {
 			}, err: ErrReservationNotFound},
 	})
 
+	// A payment of r1 (alice's seats 3 and 4, 200 points) on the date.
+	pay := func(pid, user string, now time.Time) func(Date) ([]Event, error) {
+		return func(d Date) ([]Event, error) {
+			return d.DecideStartPayment("r1", StartPayment{PaymentID: pid, UserID: user, Now: now})
+		}
+	}
+	startedP1 := []Event{PaymentStarted{PaymentID: "p1", ReservationID: "r1", UserID: "alice", Amount: 200, StartedAt: t0, SeatNos: []int{3, 4}},
+		ReservationPaymentStarted{ReservationID: "r1", PaymentID: "p1"}}
+	completedP1 := cat(paid("r1", "p1", 3, 4)[1:], []Event{PaymentCompleted{PaymentID: "p1", CompletedAt: before, SeatNos: []int{3, 4}}})
+	refundingP1 := cat([]Event{PaymentRefundStarted{PaymentID: "p1", StartedAt: after, RequestID: "req-1"},
+		ReservationCancelled{ReservationID: "r1", Reason: ReleaseRefunded, PaymentID: "p1", CancelledAt: after}}, released("r1", ReleaseRefunded, 3, 4))
+	paymentIs := func(pid string, want PaymentStatus) func(*testing.T, Date) {
+		return func(t *testing.T, d Date) {
+			t.Helper()
+			if p, _ := d.Payment(pid); p.Status() != want {
+				t.Errorf("payment %s is %q, want %s", pid, p.Status(), want)
+			}
+		}
+	}
+	lockedBy := func(pid string) func(*testing.T, Date) {
+		return func(t *testing.T, d Date) {
+			t.Helper()
+			if r, _ := d.Reservation("r1"); r.PayingWith() != pid {
+				t.Errorf("r1 is locked by %q, want %q", r.PayingWith(), pid)
+			}
+		}
+	}
+	refund := func(requestID string) func(Date) ([]Event, error) {
+		return func(d Date) ([]Event, error) {
+			return d.DecideRefund("p1", RefundPayment{Now: after, RequestID: requestID})
+		}
+	}
+	run(t, Date.Apply, []spec[Date]{
+		{name: "a payment of a held reservation starts and locks it in the same decision", given: held("r1", "alice", 3, 4),
+			when: pay("p1", "alice", t0), then: startedP1, after: both(paymentIs("p1", PaymentStatusStarted), lockedBy("p1"))},
+		{name: "a payment of a reservation another payment locked is refused and leaves no payment", given: cat(held("r1", "alice", 3, 4), startedP1),
+			when: pay("p2", "alice", t0), err: ErrReservationNotPayable},
+		{name: "a payment of another user's reservation is forbidden", given: held("r1", "alice", 3, 4),
+			when: pay("p1", "bob", t0), err: ErrForbidden},
+		{name: "a payment of a lapsed hold is refused", given: held("r1", "alice", 3, 4),
+			when: pay("p1", "alice", after), err: ErrReservationNotPayable},
+		{name: "a payment of a sold reservation is refused", given: cat(held("r1", "alice", 3, 4), startedP1, completedP1),
+			when: pay("p2", "alice", before), err: ErrReservationNotPayable},
+		{name: "repeating the start of a payment changes nothing", given: cat(held("r1", "alice", 3, 4), startedP1),
+			when: pay("p1", "alice", before), after: lockedBy("p1")},
+		{name: "a payment ID the date has for another reservation is refused", given: cat(held("r1", "alice", 3, 4), startedP1, held("r2", "alice", 5)),
+			when: func(d Date) ([]Event, error) {
+				return d.DecideStartPayment("r2", StartPayment{PaymentID: "p1", UserID: "alice", Now: t0})
+			}, err: ErrInvalid},
+		{name: "a debited payment completes with the confirmation and the sale of every seat in the same decision",
+			given: cat(held("r1", "alice", 3, 4), startedP1),
+			when:  func(d Date) ([]Event, error) { return d.DecideCompletePayment("p1", before) },
+			then:  completedP1, after: both(paymentIs("p1", PaymentStatusCompleted), seatsAre(map[int]SeatStatus{3: SeatStatusSold, 4: SeatStatusSold}))},
+		{name: "a payment whose hold lapsed does not complete and sells nothing", given: cat(held("r1", "alice", 3, 4), startedP1),
+			when: func(d Date) ([]Event, error) { return d.DecideCompletePayment("p1", after) }, err: ErrReservationNotPayable},
+		{name: "repeating a completion changes nothing", given: cat(held("r1", "alice", 3, 4), startedP1, completedP1),
+			when: func(d Date) ([]Event, error) { return d.DecideCompletePayment("p1", before) }},
+		{name: "completing a payment the date does not have is not found",
+			when: func(d Date) ([]Event, error) { return d.DecideCompletePayment("p9", before) }, err: ErrPaymentNotFound},
+		{name: "a failed payment releases its lock in the same decision", given: cat(held("r1", "alice", 3, 4), startedP1),
+			when: func(d Date) ([]Event, error) { return d.DecideFailPayment("p1", FailInsufficientPoints, before) },
+			then: []Event{ReservationPaymentAborted{ReservationID: "r1", PaymentID: "p1", Reason: FailInsufficientPoints},
+				PaymentFailed{PaymentID: "p1", Reason: FailInsufficientPoints, FailedAt: before}},
+			after: both(paymentIs("p1", PaymentStatusFailed), lockedBy(""))},
+		{name: "failing a completed payment changes nothing", given: cat(held("r1", "alice", 3, 4), startedP1, completedP1),
+			when: func(d Date) ([]Event, error) { return d.DecideFailPayment("p1", FailNotPayable, after) }},
+		{name: "a refund passes its gate and cancels the reservation with the release of its seats in one decision",
+			given: cat(held("r1", "alice", 3, 4), startedP1, completedP1), when: refund("req-1"), then: refundingP1,
+			after: both(paymentIs("p1", PaymentStatusRefunding), seatsAre(map[int]SeatStatus{3: SeatStatusAvailable, 4: SeatStatusAvailable}), owns("alice", 0))},
+		{name: "a second refund of a payment is refused", given: cat(held("r1", "alice", 3, 4), startedP1, completedP1, refundingP1),
+			when: refund("req-2"), err: ErrPaymentNotRefundable},
+		{name: "the request that started a refund repeats it as a no-op", given: cat(held("r1", "alice", 3, 4), startedP1, completedP1, refundingP1),
+			when: refund("req-1")},
+		{name: "a started payment cannot be refunded", given: cat(held("r1", "alice", 3, 4), startedP1),
+			when: refund(""), err: ErrPaymentNotRefundable},
+		{name: "refunding a payment the date does not have is not found", when: refund(""), err: ErrPaymentNotFound},
+		{name: "a refunding payment finishes its refund", given: cat(held("r1", "alice", 3, 4), startedP1, completedP1, refundingP1),
+			when: func(d Date) ([]Event, error) { return d.DecideFinishRefund("p1", after) },
+			then: []Event{PaymentRefunded{PaymentID: "p1", RefundedAt: after, SeatNos: []int{3, 4}}}, after: paymentIs("p1", PaymentStatusRefunded)},
+	})
+
 	t.Run("a refusal of a multi-seat hold names every seat that was not available", func(t *testing.T) {
 		d := fold(Date.Apply, held("r1", "alice", 4), held("r2", "bob", 6))
 		_, err := d.DecideHold(holdOf("r3", "carol", 3, 4, 5, 6))
@@ -184,8 +265,11 @@ func TestADateCloneIsNotChangedByWhatIsAppliedToTheOriginal(t *testing.T) {
 	}
 	d := fold(Date.Apply, held("r1", 1))
 	c := d.Clone()
-	for _, e := range held("r2", 2) {
+	for _, e := range append(held("r2", 2), PaymentStarted{PaymentID: "p1", ReservationID: "r1", UserID: "alice", Amount: 100, StartedAt: t0}) {
 		d = d.Apply(e)
+	}
+	if _, ok := c.Payment("p1"); ok {
+		t.Fatal("the clone knows a payment started on the original after the copy")
 	}
 	if _, ok := c.Reservation("r2"); ok || c.Seat(2).Status() != SeatStatusAvailable || c.SeatsOwnedBy("alice") != 1 {
 		t.Fatalf("the clone changed with the original: r2 known, seat 2 %s, alice owns %d", c.Seat(2).Status(), c.SeatsOwnedBy("alice"))

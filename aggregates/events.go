@@ -164,6 +164,9 @@ type (
 	// PaymentCompleted records that points were debited, the reservation confirmed and the
 	// seat sold.
 	PaymentCompleted struct {
+		// PaymentID names the payment within its date's commit (a payment is decided and
+		// stored with its reservation's date), as in every payment event below.
+		PaymentID   string    `json:"paymentId"`
 		CompletedAt time.Time `json:"completedAt"`
 		// SeatNos are the seats paid for (those of PaymentStarted): the data platform's fact
 		// of the payment names them.
@@ -171,12 +174,14 @@ type (
 	}
 	// PaymentFailed records that the payment did not happen; any debit was reversed.
 	PaymentFailed struct {
-		Reason   string    `json:"reason"`
-		FailedAt time.Time `json:"failedAt"`
+		PaymentID string    `json:"paymentId"`
+		Reason    string    `json:"reason"`
+		FailedAt  time.Time `json:"failedAt"`
 	}
 	// PaymentRefundStarted is the gate of a refund: of concurrent refunds of one payment only
 	// one gets past it. Recovery finishes every payment left here by a crash.
 	PaymentRefundStarted struct {
+		PaymentID string    `json:"paymentId"`
 		StartedAt time.Time `json:"startedAt"`
 		// RequestID names the request that refunds, so that its retry is told apart from
 		// another refund request.
@@ -185,6 +190,7 @@ type (
 	// PaymentRefunded records that a completed payment was reversed: points returned,
 	// reservation cancelled, seat released, each by its own reversal event before this one.
 	PaymentRefunded struct {
+		PaymentID  string    `json:"paymentId"`
 		RefundedAt time.Time `json:"refundedAt"`
 		SeatNos    []int     `json:"seatNos,omitempty"` // the seats refunded, as in PaymentCompleted
 	}

@@ -83,7 +83,7 @@ func (p Payment) DecideStart(cmd PaymentStarted) ([]Event, error) {
 func (p Payment) DecideComplete(now time.Time) ([]Event, error) {
 	switch p.status {
 	case PaymentStatusStarted:
-		return []Event{PaymentCompleted{CompletedAt: now, SeatNos: p.started.SeatNos}}, nil
+		return []Event{PaymentCompleted{PaymentID: p.started.PaymentID, CompletedAt: now, SeatNos: p.started.SeatNos}}, nil
 	case PaymentStatusCompleted, PaymentStatusRefunding, PaymentStatusRefunded:
 		return nil, nil
 	case "":
@@ -97,7 +97,7 @@ func (p Payment) DecideFail(reason string, now time.Time) ([]Event, error) {
 	if p.status != PaymentStatusStarted {
 		return nil, nil
 	}
-	return []Event{PaymentFailed{Reason: reason, FailedAt: now}}, nil
+	return []Event{PaymentFailed{PaymentID: p.started.PaymentID, Reason: reason, FailedAt: now}}, nil
 }
 
 // DecideRefund starts the refund of a completed payment. It is the gate of the refund saga:
@@ -106,7 +106,7 @@ func (p Payment) DecideFail(reason string, now time.Time) ([]Event, error) {
 func (p Payment) DecideRefund(now time.Time) ([]Event, error) {
 	switch p.status {
 	case PaymentStatusCompleted:
-		return []Event{PaymentRefundStarted{StartedAt: now}}, nil
+		return []Event{PaymentRefundStarted{PaymentID: p.started.PaymentID, StartedAt: now}}, nil
 	case "":
 		return nil, ErrPaymentNotFound
 	}
@@ -117,7 +117,7 @@ func (p Payment) DecideRefund(now time.Time) ([]Event, error) {
 func (p Payment) DecideFinishRefund(now time.Time) ([]Event, error) {
 	switch p.status {
 	case PaymentStatusRefunding:
-		return []Event{PaymentRefunded{RefundedAt: now, SeatNos: p.started.SeatNos}}, nil
+		return []Event{PaymentRefunded{PaymentID: p.started.PaymentID, RefundedAt: now, SeatNos: p.started.SeatNos}}, nil
 	case PaymentStatusRefunded:
 		return nil, nil
 	}

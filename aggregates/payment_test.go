@@ -8,10 +8,10 @@ import (
 
 func TestPayment(t *testing.T) {
 	started := PaymentStarted{PaymentID: "p1", ReservationID: "r1", UserID: "alice", Amount: 120000, StartedAt: t0}
-	completed := PaymentCompleted{CompletedAt: at(time.Second)}
-	failed := PaymentFailed{Reason: FailInsufficientPoints, FailedAt: at(time.Second)}
-	refundStarted := PaymentRefundStarted{StartedAt: at(time.Hour)}
-	refunded := PaymentRefunded{RefundedAt: at(time.Hour + time.Second)}
+	completed := PaymentCompleted{PaymentID: "p1", CompletedAt: at(time.Second)}
+	failed := PaymentFailed{PaymentID: "p1", Reason: FailInsufficientPoints, FailedAt: at(time.Second)}
+	refundStarted := PaymentRefundStarted{PaymentID: "p1", StartedAt: at(time.Hour)}
+	refunded := PaymentRefunded{PaymentID: "p1", RefundedAt: at(time.Hour + time.Second)}
 	now := at(2 * time.Hour)
 
 	start := func(cmd PaymentStarted) func(Payment) ([]Event, error) {
@@ -38,10 +38,10 @@ func TestPayment(t *testing.T) {
 	run(t, Payment.Apply, []spec[Payment]{
 		{name: "a refund request records its ID on the refund gate", given: []Event{started, completed},
 			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(time.Minute), "req-1") },
-			then: []Event{PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}}},
-		{name: "the request that started a refund may repeat it to finish it", given: []Event{started, completed, PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}},
+			then: []Event{PaymentRefundStarted{PaymentID: "p1", StartedAt: at(time.Minute), RequestID: "req-1"}}},
+		{name: "the request that started a refund may repeat it to finish it", given: []Event{started, completed, PaymentRefundStarted{PaymentID: "p1", StartedAt: at(time.Minute), RequestID: "req-1"}},
 			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(2*time.Minute), "req-1") }},
-		{name: "another request cannot refund a refunding payment", given: []Event{started, completed, PaymentRefundStarted{StartedAt: at(time.Minute), RequestID: "req-1"}},
+		{name: "another request cannot refund a refunding payment", given: []Event{started, completed, PaymentRefundStarted{PaymentID: "p1", StartedAt: at(time.Minute), RequestID: "req-1"}},
 			when: func(p Payment) ([]Event, error) { return p.DecideRefundRequest(at(2*time.Minute), "req-2") }, err: ErrPaymentNotRefundable},
 		{name: "a payment starts", when: start(started), then: []Event{started}, after: func(t *testing.T, p Payment) {
 			is(PaymentStatusStarted)(t, p)
@@ -59,11 +59,11 @@ func TestPayment(t *testing.T) {
 
 		{name: "the completion of a payment names the seats it was started for",
 			given: []Event{with(func(c *PaymentStarted) { c.SeatNos = []int{3, 4} })},
-			when:  complete, then: []Event{PaymentCompleted{CompletedAt: now, SeatNos: []int{3, 4}}}},
+			when:  complete, then: []Event{PaymentCompleted{PaymentID: "p1", CompletedAt: now, SeatNos: []int{3, 4}}}},
 		{name: "the refund of a payment names the seats it was started for",
 			given: []Event{with(func(c *PaymentStarted) { c.SeatNos = []int{3, 4} }), completed, refundStarted},
-			when:  finishRefund, then: []Event{PaymentRefunded{RefundedAt: now, SeatNos: []int{3, 4}}}},
-		{name: "a started payment completes", given: []Event{started}, when: complete, then: []Event{PaymentCompleted{CompletedAt: now}}, after: func(t *testing.T, p Payment) {
+			when:  finishRefund, then: []Event{PaymentRefunded{PaymentID: "p1", RefundedAt: now, SeatNos: []int{3, 4}}}},
+		{name: "a started payment completes", given: []Event{started}, when: complete, then: []Event{PaymentCompleted{PaymentID: "p1", CompletedAt: now}}, after: func(t *testing.T, p Payment) {
 			is(PaymentStatusCompleted)(t, p)
 			if !p.CompletedAt().Equal(now) || !p.RefundedAt().IsZero() {
 				t.Fatalf("completedAt %v, refundedAt %v; want %v, zero", p.CompletedAt(), p.RefundedAt(), now)
@@ -75,7 +75,7 @@ func TestPayment(t *testing.T) {
 		{name: "a failed payment cannot complete", given: []Event{started, failed}, when: complete, err: ErrReservationNotPayable},
 		{name: "an unknown payment cannot complete", when: complete, err: ErrPaymentNotFound},
 
-		{name: "a started payment fails", given: []Event{started}, when: fail, then: []Event{PaymentFailed{Reason: FailNotPayable, FailedAt: now}}, after: func(t *testing.T, p Payment) {
+		{name: "a started payment fails", given: []Event{started}, when: fail, then: []Event{PaymentFailed{PaymentID: "p1", Reason: FailNotPayable, FailedAt: now}}, after: func(t *testing.T, p Payment) {
 			is(PaymentStatusFailed)(t, p)
 			if p.FailureReason() != FailNotPayable {
 				t.Fatalf("failure reason = %q, want %q", p.FailureReason(), FailNotPayable)
@@ -90,14 +90,14 @@ func TestPayment(t *testing.T) {
 		{name: "a refunded payment cannot fail", given: []Event{started, completed, refundStarted, refunded}, when: fail, after: is(PaymentStatusRefunded)},
 		{name: "failing an unknown payment changes nothing", when: fail},
 
-		{name: "a completed payment can be refunded", given: []Event{started, completed}, when: refund, then: []Event{PaymentRefundStarted{StartedAt: now}}, after: is(PaymentStatusRefunding)},
+		{name: "a completed payment can be refunded", given: []Event{started, completed}, when: refund, then: []Event{PaymentRefundStarted{PaymentID: "p1", StartedAt: now}}, after: is(PaymentStatusRefunding)},
 		{name: "a second refund is refused while the first is under way", given: []Event{started, completed, refundStarted}, when: refund, err: ErrPaymentNotRefundable},
 		{name: "a second refund is refused after the first finished", given: []Event{started, completed, refundStarted, refunded}, when: refund, err: ErrPaymentNotRefundable},
 		{name: "a started payment is not refundable", given: []Event{started}, when: refund, err: ErrPaymentNotRefundable},
 		{name: "a failed payment is not refundable", given: []Event{started, failed}, when: refund, err: ErrPaymentNotRefundable},
 		{name: "an unknown payment cannot be refunded", when: refund, err: ErrPaymentNotFound},
 
-		{name: "a refunding payment finishes its refund", given: []Event{started, completed, refundStarted}, when: finishRefund, then: []Event{PaymentRefunded{RefundedAt: now}}, after: func(t *testing.T, p Payment) {
+		{name: "a refunding payment finishes its refund", given: []Event{started, completed, refundStarted}, when: finishRefund, then: []Event{PaymentRefunded{PaymentID: "p1", RefundedAt: now}}, after: func(t *testing.T, p Payment) {
 			is(PaymentStatusRefunded)(t, p)
 			if !p.RefundedAt().Equal(now) || !p.CompletedAt().Equal(completed.CompletedAt) {
 				t.Fatalf("refundedAt %v, completedAt %v; want %v, %v", p.RefundedAt(), p.CompletedAt(), now, completed.CompletedAt)

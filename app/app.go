@@ -21,7 +21,7 @@ type EventLog interface {
 
 // ReadSide is what the application needs of the read models: at start-up, the seats that are
 // held (to arm their expiry) and the payments a crash left in the middle of a saga; then the
-// date of a reservation known by its ID only.
+// date of a reservation, or the reservation of a payment, known by its ID only.
 type ReadSide interface {
 	HeldSeats(ctx context.Context) ([]HeldSeat, error)
 	PendingPayments(ctx context.Context) ([]string, error)
@@ -29,6 +29,9 @@ type ReadSide interface {
 	// model has not seen yet is looked up again once it has applied everything the log held
 	// when asked; one that is still unknown is aggregates.ErrReservationNotFound.
 	ReservationDate(ctx context.Context, reservationID string) (concertID, dateID string, err error)
+	// PaymentReservation returns the reservation a payment pays, looked up again like
+	// ReservationDate's; a payment still unknown is aggregates.ErrPaymentNotFound.
+	PaymentReservation(ctx context.Context, paymentID string) (reservationID string, err error)
 }
 
 // HeldSeat is a seat held by a reservation until HeldUntil.
@@ -49,15 +52,16 @@ type Service struct {
 	concerts   *Repository[aggregates.Concert]
 	sellouts   *Repository[aggregates.SellOut]
 	dates      *Repository[aggregates.Date]
-	payments   *Repository[aggregates.Payment]
 	wallets    *Repository[aggregates.Wallet]
 	queueUsers *Repository[aggregates.QueueUser]
 	gate       *Repository[aggregates.Admission]
 
-	// reads finds the date of a reservation (set by Start); resDates remembers the dates of
-	// the reservations this process held or looked up, so most commands need no read model.
+	// reads finds the date of a reservation or a payment (set by Start); resDates and payDates
+	// remember the dates of the reservations and payments this process started or looked up,
+	// so most commands need no read model.
 	reads    atomic.Pointer[ReadSide]
 	resDates *stateCache[dateRef]
+	payDates *stateCache[dateRef]
 
 	queue *queueIndex
 	// queueShared is set once the queue follower runs and other instances may write the
@@ -108,13 +112,13 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s.dates = NewRepository(log, eventstore.TypeDate, aggregates.Date.Apply, 1_000, s.clock, s.obs)
 	s.dates.owner = DateEventRef
 	s.resDates = newStateCache[dateRef](200_000)
-	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.clock, s.obs)
+	s.payDates = newStateCache[dateRef](200_000)
 	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
 		s.concerts.singleWriter, s.sellouts.singleWriter = true, true
-		s.dates.singleWriter, s.payments.singleWriter, s.wallets.singleWriter = true, true, true
+		s.dates.singleWriter, s.wallets.singleWriter = true, true
 		s.queueUsers.singleWriter, s.gate.singleWriter = true, true
 	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})

@@ -17,9 +17,9 @@ type dateRef struct{ concertID, dateID string }
 
 func (d dateRef) key() string { return d.concertID + "." + d.dateID }
 
-// DateEventRef names the seat or the reservation an event of a date's commit is about (nil for
-// another event), so that readers see seat and reservation events as before, stored in the
-// date's commits (eventstore.Event.Ref). dateKey is the date's aggregate ID, "concert.date".
+// DateEventRef names the seat, the reservation or the payment an event of a date's commit is
+// about (nil for another event), so that readers see seat, reservation and payment events as
+// before, stored in the date's commits (eventstore.Event.Ref). dateKey is the date's aggregate ID, "concert.date".
 // Tools and tests that write date commits by hand use it to write what the service writes.
 func DateEventRef(dateKey string, ev aggregates.Event) *eventstore.AggregateRef {
 	if n, ok := aggregates.EventSeatNo(ev); ok {
@@ -28,26 +28,43 @@ func DateEventRef(dateKey string, ev aggregates.Event) *eventstore.AggregateRef 
 	if id, ok := aggregates.EventReservationID(ev); ok {
 		return &eventstore.AggregateRef{Type: eventstore.TypeReservation, ID: id}
 	}
+	if id, ok := aggregates.EventPaymentID(ev); ok {
+		return &eventstore.AggregateRef{Type: eventstore.TypePayment, ID: id}
+	}
 	return nil
 }
 
-// decideReservation decides one command about reservation resID on its date, in a commit it
-// may share with other commands of the date, and returns the reservation as that commit left
-// it (as it is, for a no-op). The reservation is copied out while the decision runs under the
-// date's lock: the date's maps are updated in place by later commits.
-func (s *Service) decideReservation(ctx context.Context, date dateRef, resID string, st step, decide func(aggregates.Date) ([]aggregates.Event, error)) (aggregates.Reservation, error) {
-	var res aggregates.Reservation
+// decideOn decides one command on a date, in a commit it may share with other commands of the
+// date, and returns the reservation or payment id as that commit left it (as it is, for a
+// no-op): get reads it from the date, about tells which events are its. It is copied out while
+// the decision runs under the date's lock: the date's maps are updated in place by later
+// commits.
+func decideOn[T interface{ Apply(aggregates.Event) T }](ctx context.Context, s *Service, date dateRef, id string, st step,
+	get func(aggregates.Date, string) (T, bool), about func(aggregates.Event) (string, bool),
+	decide func(aggregates.Date) ([]aggregates.Event, error)) (T, error) {
+	var v T
 	_, err := s.dates.Do(ctx, date.key(), st, func(d aggregates.Date) ([]aggregates.Event, error) {
 		evs, err := decide(d)
-		res, _ = d.Reservation(resID)
+		v, _ = get(d, id)
 		for _, ev := range evs {
-			if id, ok := aggregates.EventReservationID(ev); ok && id == resID {
-				res = res.Apply(ev)
+			if x, ok := about(ev); ok && x == id {
+				v = v.Apply(ev)
 			}
 		}
 		return evs, err
 	})
-	return res, err
+	return v, err
+}
+
+// decideReservation decides one command about reservation resID on its date (see decideOn).
+func (s *Service) decideReservation(ctx context.Context, date dateRef, resID string, st step, decide func(aggregates.Date) ([]aggregates.Event, error)) (aggregates.Reservation, error) {
+	return decideOn(ctx, s, date, resID, st, aggregates.Date.Reservation, aggregates.EventReservationID, decide)
+}
+
+// decidePayment decides one command about payment pid on its reservation's date (see
+// decideOn).
+func (s *Service) decidePayment(ctx context.Context, date dateRef, pid string, st step, decide func(aggregates.Date) ([]aggregates.Event, error)) (aggregates.Payment, error) {
+	return decideOn(ctx, s, date, pid, st, aggregates.Date.Payment, aggregates.EventPaymentID, decide)
 }
 
 // reservation returns a reservation's current state from its date.
@@ -166,7 +183,12 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 	return reservationResult(r), nil
 }
 
-// Pay pays a held reservation with the user's points. See runPayment for the saga.
+// Pay pays a held reservation with the user's points, in three rounds of commits: the
+// payment's start with the reservation's lock (one commit of the date) → the debit → the
+// confirmation with the sale of every seat and the payment's completion (one commit of the
+// date) beside the queue token's revocation. See runPayment for the rounds after the first.
+// A reservation the user may not pay now is refused in the first round's decision, and no
+// payment exists.
 func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID string) (Payment, error) {
 	if !aggregates.ValidID(reservationID) {
 		return Payment{}, fmt.Errorf("reservation %q: %w", reservationID, aggregates.ErrReservationNotFound)
@@ -174,25 +196,18 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	pid := idFor(meta, "payment")
 	if meta.RequestKey != "" {
 		// A retry of a payment whose answer was lost: finish or report the same payment.
-		p, _, err := s.payments.Load(ctx, pid)
+		p, ref, err := s.keyedPayment(ctx, pid, reservationID)
 		if err != nil {
 			return Payment{}, err
 		}
 		if p.Exists() && p.Started().ReservationID != reservationID {
-			// The key's payment pays another reservation. Going on would run its saga for this
-			// one under the same payment ID, whose debit the wallet already holds: a
-			// confirmation without a debit.
+			// The key's payment pays another reservation of the date. Going on would run its
+			// saga for this one under the same payment ID, whose debit the wallet already
+			// holds: a confirmation without a debit.
 			return Payment{}, fmt.Errorf("payment %s pays reservation %s, not %s: %w", pid, p.Started().ReservationID, reservationID, ErrKeyReused)
 		}
 		if p.Exists() {
-			switch p.Status() {
-			case aggregates.PaymentStatusStarted:
-				return s.runPayment(ctx, meta, pid, p.Started(), false)
-			case aggregates.PaymentStatusFailed:
-				return Payment{}, fmt.Errorf("payment %s: %w", pid, failureError(p.FailureReason()))
-			default:
-				return paymentResult(p), nil
-			}
+			return s.resumePayment(ctx, meta, ref, p)
 		}
 		if meta.ReplayOnly {
 			return Payment{}, fmt.Errorf("pay: %w", ErrTokenExpired)
@@ -202,127 +217,132 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if err != nil {
 		return Payment{}, err
 	}
-	// What this instance knows of the reservation is enough to go on with: the lock decides
-	// again against the log. Only a refusal, or a date not cached, reads the log first; with
-	// other instances writing, that read would otherwise hold up the date's lane for every
-	// payment.
-	var r aggregates.Reservation
-	known := s.dates.Peek(ref.key(), func(d aggregates.Date) { r, _ = d.Reservation(reservationID) })
-	if !known || r.PayableBy(userID) != nil {
-		if r, err = s.reservation(ctx, ref, reservationID); err != nil {
-			return Payment{}, err
-		}
-	}
-	if err := r.PayableBy(userID); err != nil {
-		return Payment{}, fmt.Errorf("reservation %s: %w", reservationID, err)
-	}
-	started := aggregates.PaymentStarted{PaymentID: pid, ReservationID: reservationID, UserID: userID, Amount: r.Held().Price, StartedAt: s.clock.Now(), SeatNos: r.SeatNos()}
-	// The payment's record and the reservation's lock do not depend on each other: they go
-	// side by side, one round of commits.
-	var startErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		_, startErr = s.payments.Do(ctx, pid, meta.step(pid+"/start"), func(p aggregates.Payment) ([]aggregates.Event, error) {
-			return p.DecideStart(started)
-		})
-	})
-	lockErr := s.lock(ctx, meta, ref, started)
-	wg.Wait()
-	if startErr != nil {
-		if lockErr == nil {
-			// Without its record nobody would ever finish this payment, and its lock would
-			// keep every other payment of the reservation out until the hold lapses.
-			if err := s.unlock(ctx, meta, ref, started, aggregates.FailNotPayable); err != nil {
-				s.slog.Warn("a payment without its record keeps its lock until the hold lapses", "payment", pid, "reservation", reservationID, "err", err)
-			}
-		}
-		return Payment{}, fmt.Errorf("start payment: %w", startErr)
-	}
-	if lockErr != nil && !aggregates.IsRefusal(lockErr) {
-		return Payment{}, lockErr
-	}
-	return s.runPayment(ctx, meta, pid, started, lockErr == nil)
-}
-
-// lock locks the reservation for one payment, so that of concurrent payments only one debits.
-func (s *Service) lock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted) error {
-	_, err := s.decideReservation(ctx, date, p.ReservationID, meta.step(p.PaymentID+"/lock"), func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideStartPayment(p.ReservationID, aggregates.StartPayment{PaymentID: p.PaymentID, UserID: p.UserID, Now: s.clock.Now()})
+	// The payment's record and the reservation's lock are one decision of the date, decided
+	// against the log by the commit: of concurrent payments of a reservation one starts, and
+	// a refused one leaves nothing behind.
+	now := s.clock.Now()
+	p, err := s.decidePayment(ctx, ref, pid, meta.step(pid+"/start"), func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideStartPayment(reservationID, aggregates.StartPayment{PaymentID: pid, UserID: userID, Now: now})
 	})
 	if err != nil {
-		return fmt.Errorf("lock reservation %s: %w", p.ReservationID, err)
+		if aggregates.IsRefusal(err) {
+			return Payment{}, fmt.Errorf("reservation %s: %w", reservationID, err)
+		}
+		return Payment{}, fmt.Errorf("start payment: %w", err)
 	}
-	return nil
+	s.payDates.put(pid, ref, 0)
+	// A retry of the same key may have started the payment first: this is then a no-op.
+	return s.resumePayment(ctx, meta, ref, p)
 }
 
-// unlock releases a payment's lock on its reservation (a no-op if it holds none).
-func (s *Service) unlock(ctx context.Context, meta Meta, date dateRef, p aggregates.PaymentStarted, reason string) error {
-	_, err := s.decideReservation(ctx, date, p.ReservationID, meta.step(p.PaymentID+"/abort"), func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideAbortPayment(p.ReservationID, aggregates.AbortPayment{PaymentID: p.PaymentID, Reason: reason})
-	})
+// resumePayment carries a payment on from where it stands: a STARTED one is run on, a FAILED
+// one answers its failure, a finished one its result.
+func (s *Service) resumePayment(ctx context.Context, meta Meta, ref dateRef, p aggregates.Payment) (Payment, error) {
+	switch p.Status() {
+	case aggregates.PaymentStatusStarted:
+		return s.runPayment(ctx, meta, ref, p.Started())
+	case aggregates.PaymentStatusFailed:
+		return Payment{}, fmt.Errorf("payment %s: %w", p.Started().PaymentID, failureError(p.FailureReason()))
+	default:
+		return paymentResult(p), nil
+	}
+}
+
+// keyedPayment finds the payment a keyed request may have started before its answer was
+// lost, and its date: the date this process saw it start on, else the reservation's date. A
+// payment in neither may pay a reservation of another date (its key reused, through another
+// instance or before a restart): the payments read model tells, and such a reuse is
+// ErrKeyReused. A payment that does not exist is the zero Payment.
+func (s *Service) keyedPayment(ctx context.Context, pid, resID string) (aggregates.Payment, dateRef, error) {
+	ref, _, seen := s.payDates.get(pid)
+	if !seen {
+		var err error
+		if ref, err = s.dateOf(ctx, resID); err != nil {
+			return aggregates.Payment{}, ref, err
+		}
+	}
+	var p aggregates.Payment
+	find := func(d aggregates.Date) { p, _ = d.Payment(pid) }
+	// The cached date finds a retry without a read of the log, which would hold up the
+	// date's commits while other instances write it.
+	if s.dates.Peek(ref.key(), find); !p.Exists() {
+		if err := s.dates.Read(ctx, ref.key(), find); err != nil {
+			return p, ref, err
+		}
+	}
+	if p.Exists() || seen {
+		return p, ref, nil
+	}
+	reads := s.reads.Load()
+	if reads == nil {
+		return p, ref, nil
+	}
+	other, err := (*reads).PaymentReservation(ctx, pid)
+	switch {
+	case errors.Is(err, aggregates.ErrPaymentNotFound):
+		return p, ref, nil
+	case err != nil:
+		return p, ref, fmt.Errorf("payment %s: %w", pid, err)
+	case other != resID:
+		return p, ref, fmt.Errorf("payment %s pays reservation %s, not %s: %w", pid, other, resID, ErrKeyReused)
+	}
+	return p, ref, nil
+}
+
+// paymentDate returns the date that holds a payment known by its ID: remembered if this
+// process started or looked it up before, else through the payments read model (the
+// payment's reservation) and the reservation's date.
+func (s *Service) paymentDate(ctx context.Context, pid string) (dateRef, error) {
+	if d, _, ok := s.payDates.get(pid); ok {
+		return d, nil
+	}
+	reads := s.reads.Load()
+	if reads == nil {
+		return dateRef{}, fmt.Errorf("payment %s: %w", pid, aggregates.ErrPaymentNotFound)
+	}
+	resID, err := (*reads).PaymentReservation(ctx, pid)
 	if err != nil {
-		return fmt.Errorf("unlock reservation %s: %w", p.ReservationID, err)
+		return dateRef{}, fmt.Errorf("payment %s: %w", pid, err)
 	}
-	return nil
-}
-
-// runPayment carries a started payment to its end, in rounds of commits: the reservation's
-// lock (beside PaymentStarted, in Pay; locked says it is taken) → the debit → the
-// confirmation with the sale of every seat (one commit of the date) → PaymentCompleted beside
-// the queue token's revocation. A failure after the debit reverses it with PointsRefunded.
-// Every step is idempotent (the deciders ignore a repeated step and each append has a dedup
-// ID of payment and step), so recovery calls this again for a payment a crash left STARTED,
-// and it completes or reverses. Infrastructure errors leave the payment STARTED for recovery
-// and are returned as they are; a refusal of any step is final (aggregates.IsRefusal), so it
-// ends the payment FAILED; were it left STARTED, recovery would run into the same refusal
-// every 30 s for ever.
-//
-// pid is the payment aggregate, where the saga records its progress; p is the record it was
-// started with, whose IDs the steps' commands carry. They agree unless the record is damaged
-// (a payment ID missing from it): then a step refuses it and the failure still lands on pid.
-func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggregates.PaymentStarted, locked bool) (Payment, error) {
-	resID := p.ReservationID
 	ref, err := s.dateOf(ctx, resID)
-	if err != nil && !aggregates.IsRefusal(err) {
-		return Payment{}, err
+	if err != nil {
+		return dateRef{}, fmt.Errorf("payment %s: %w", pid, err)
 	}
-	// fail ends the payment: it reverses the debit if there was one and releases the
-	// reservation's lock if this payment holds it (both no-ops otherwise, which matters when
-	// recovery resumes a payment whose debit landed before a crash), then records the failure.
+	s.payDates.put(pid, ref, 0)
+	return ref, nil
+}
+
+// runPayment carries a started payment (its reservation locked for it, in the same commit) to
+// its end: the debit → the reservation's confirmation with the sale of every seat and the
+// payment's completion (one commit of the date), beside the queue token's revocation. A
+// confirmation refused after the debit reverses it with PointsRefunded and ends the payment
+// FAILED with its lock released (one commit of the date). Every step is idempotent (the
+// deciders ignore a repeated step and each append has a dedup ID of payment and step), so
+// recovery calls this again for a payment a crash left STARTED, and it completes or reverses.
+// Infrastructure errors leave the payment STARTED for recovery and are returned as they are;
+// a refusal of any step is final (aggregates.IsRefusal), so it ends the payment FAILED; were
+// it left STARTED, recovery would run into the same refusal every 30 s for ever.
+func (s *Service) runPayment(ctx context.Context, meta Meta, ref dateRef, p aggregates.PaymentStarted) (Payment, error) {
+	pid, resID := p.PaymentID, p.ReservationID
+	// fail ends the payment: it reverses the debit if there was one (a no-op otherwise, which
+	// matters when recovery resumes a payment whose debit did not land before a crash), then
+	// records the failure with the release of the reservation's lock.
 	fail := func(reason string, cause error) (Payment, error) {
 		if _, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/reverse"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
-			return w.DecideRefund(aggregates.RefundDebit{PaymentID: p.PaymentID, Reason: aggregates.RefundReversal})
+			return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})
 		}); err != nil {
 			return Payment{}, fmt.Errorf("reverse debit of %s: %w", pid, err)
 		}
-		if ref != (dateRef{}) {
-			if err := s.unlock(ctx, meta, ref, p, reason); err != nil {
-				return Payment{}, err
-			}
-		}
-		if _, err := s.payments.Do(ctx, pid, meta.step(pid+"/fail"), func(st aggregates.Payment) ([]aggregates.Event, error) {
-			return st.DecideFail(reason, s.clock.Now())
+		if _, err := s.decidePayment(ctx, ref, pid, meta.step(pid+"/fail"), func(d aggregates.Date) ([]aggregates.Event, error) {
+			return d.DecideFailPayment(pid, reason, s.clock.Now())
 		}); err != nil {
 			return Payment{}, fmt.Errorf("fail payment %s: %w", pid, err)
 		}
 		return Payment{}, fmt.Errorf("payment %s: %w", pid, cause)
 	}
-	if err != nil {
-		// The reservation is unknown: nothing of it can be paid.
-		return fail(aggregates.FailNotPayable, err)
-	}
 
-	if !locked {
-		if err := s.lock(ctx, meta, ref, p); err != nil {
-			if aggregates.IsRefusal(err) {
-				return fail(aggregates.FailNotPayable, err)
-			}
-			return Payment{}, err
-		}
-	}
-
-	_, err = s.wallets.Do(ctx, p.UserID, meta.step(pid+"/debit"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
-		return w.DecideDebit(aggregates.Debit{PaymentID: p.PaymentID, Amount: p.Amount})
+	_, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/debit"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+		return w.DecideDebit(aggregates.Debit{PaymentID: pid, Amount: p.Amount})
 	})
 	if err != nil {
 		if !aggregates.IsRefusal(err) {
@@ -334,50 +354,49 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, pid string, p aggre
 		return fail(aggregates.FailNotPayable, err)
 	}
 
-	_, err = s.decideReservation(ctx, ref, resID, meta.step(pid+"/confirm"), func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideConfirm(resID, aggregates.Confirm{PaymentID: p.PaymentID, Now: s.clock.Now()})
-	})
-	if err != nil {
-		if !aggregates.IsRefusal(err) {
-			return Payment{}, fmt.Errorf("confirm reservation %s: %w", resID, err)
-		}
-		// The hold lapsed or was cancelled while we debited: reverse the debit.
-		return fail(aggregates.FailNotPayable, err)
-	}
-	s.sweeper.untrack(resID)
-
 	// Completing the payment and revoking the queue token touch unrelated aggregates and
 	// neither decides anything for the other: they go side by side, one round instead of two.
 	// Recovery finishes a payment whose completion did not land. A revocation that did not
 	// land is not retried: the payment is done, and the token only keeps its queue slot until
-	// its active TTL, which ends it anyway.
+	// its active TTL, which ends it anyway. (A completion refused after all, its hold lapsed
+	// during the debit, leaves the token revoked: the user joins the queue again.)
 	var st aggregates.Payment
 	var completeErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		now := s.clock.Now()
-		st, completeErr = s.payments.Do(ctx, pid, meta.step(pid+"/complete"), func(st aggregates.Payment) ([]aggregates.Event, error) {
-			return st.DecideComplete(now)
+		st, completeErr = s.decidePayment(ctx, ref, pid, meta.step(pid+"/complete"), func(d aggregates.Date) ([]aggregates.Event, error) {
+			return d.DecideCompletePayment(pid, now)
 		})
 	})
 	revokeErr := s.revokeToken(ctx, meta, p.UserID, pid)
 	wg.Wait()
 	if completeErr != nil {
-		return Payment{}, fmt.Errorf("complete payment %s: %w", pid, completeErr)
+		if !aggregates.IsRefusal(completeErr) {
+			return Payment{}, fmt.Errorf("complete payment %s: %w", pid, completeErr)
+		}
+		// The hold lapsed or was cancelled while we debited: reverse the debit.
+		return fail(aggregates.FailNotPayable, completeErr)
 	}
+	s.sweeper.untrack(resID)
 	if revokeErr != nil {
 		s.slog.Warn("a paid user's queue token stays active until its TTL", "payment", pid, "user", p.UserID, "correlation_id", meta.CorrelationID, "err", revokeErr)
 	}
 	return paymentResult(st), nil
 }
 
-// Refund reverses a completed payment; see runRefund.
+// Refund reverses a completed payment: its gate with the reservation's cancellation and the
+// release of its seats (one commit of the date), then runRefund.
 func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (Payment, error) {
 	if !aggregates.ValidID(paymentID) {
 		return Payment{}, fmt.Errorf("payment %q: %w", paymentID, aggregates.ErrPaymentNotFound)
 	}
-	p, err := s.payments.Do(ctx, paymentID, meta.step(paymentID+"/refund"), func(st aggregates.Payment) ([]aggregates.Event, error) {
-		return st.DecideRefundRequest(s.clock.Now(), requestID(meta, "refund"))
+	ref, err := s.paymentDate(ctx, paymentID)
+	if err != nil {
+		return Payment{}, fmt.Errorf("refund: %w", err)
+	}
+	p, err := s.decidePayment(ctx, ref, paymentID, meta.step(paymentID+"/refund"), func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideRefund(paymentID, aggregates.RefundPayment{Now: s.clock.Now(), RequestID: requestID(meta, "refund")})
 	})
 	if err != nil {
 		return Payment{}, fmt.Errorf("refund %s: %w", paymentID, err)
@@ -385,31 +404,22 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (Paym
 	if p.Status() == aggregates.PaymentStatusRefunded {
 		return paymentResult(p), nil
 	}
-	return s.runRefund(ctx, meta, p.Started())
+	return s.runRefund(ctx, meta, ref, p.Started())
 }
 
-// runRefund carries a refund past its gate: ReservationCancelled{REFUNDED} with the release
-// of its seats (one commit of the date) → PointsRefunded{REFUND} → PaymentRefunded. Each step
-// is a reversal event and idempotent; nothing is deleted. Recovery calls it for a payment
-// left REFUNDING.
-func (s *Service) runRefund(ctx context.Context, meta Meta, p aggregates.PaymentStarted) (Payment, error) {
-	pid, resID := p.PaymentID, p.ReservationID
-	ref, err := s.dateOf(ctx, resID)
-	if err != nil {
-		return Payment{}, err
-	}
-	if _, err := s.decideReservation(ctx, ref, resID, meta.step(pid+"/refund-cancel"), func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideCancelForRefund(resID, aggregates.CancelForRefund{PaymentID: pid, Now: s.clock.Now()})
-	}); err != nil {
-		return Payment{}, fmt.Errorf("cancel reservation %s for refund: %w", resID, err)
-	}
+// runRefund carries a refund past its gate (which cancelled the reservation and released its
+// seats in the same commit): PointsRefunded{REFUND} → PaymentRefunded. Each step is a
+// reversal event and idempotent; nothing is deleted. Recovery calls it for a payment left
+// REFUNDING.
+func (s *Service) runRefund(ctx context.Context, meta Meta, ref dateRef, p aggregates.PaymentStarted) (Payment, error) {
+	pid := p.PaymentID
 	if _, err := s.wallets.Do(ctx, p.UserID, meta.step(pid+"/refund-points"), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})
 	}); err != nil {
 		return Payment{}, fmt.Errorf("refund points of %s: %w", pid, err)
 	}
-	st, err := s.payments.Do(ctx, pid, meta.step(pid+"/refunded"), func(st aggregates.Payment) ([]aggregates.Event, error) {
-		return st.DecideFinishRefund(s.clock.Now())
+	st, err := s.decidePayment(ctx, ref, pid, meta.step(pid+"/refunded"), func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideFinishRefund(pid, s.clock.Now())
 	})
 	if err != nil {
 		return Payment{}, fmt.Errorf("finish refund %s: %w", pid, err)

@@ -119,6 +119,15 @@ func TestConcurrency(t *testing.T) {
 				if n := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, "PointsDebited"); n != 1 {
 					t.Fatalf("%d debits, want 1", n)
 				}
+				// The refused payments were refused in their start's decision: none left a record.
+				started := 0
+				if err := (logReads{h.log}).each(h.ctx, eventstore.TypePayment, func(_ string, ev aggregates.Event) {
+					if _, ok := ev.(aggregates.PaymentStarted); ok {
+						started++
+					}
+				}); err != nil || started != 1 {
+					t.Fatalf("%d payments started (%v), want 1", started, err)
+				}
 			})
 
 			t.Run("10 holds paid concurrently with money for 5 confirm exactly 5", func(t *testing.T) {

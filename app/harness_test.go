@@ -21,10 +21,23 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 // faultyLog fails the appends whose dedup ID ends with one of the armed step suffixes, once
 // each, as if the process died right before that step.
+// after runs a function once an append of a step has landed, as if the world moved on right
+// after that step (a clock advancing, another writer).
 type faultyLog struct {
 	EventLog
 	mu    sync.Mutex
 	armed map[string]bool
+	after map[string]func()
+}
+
+// then arms fn to run right after the next append of step has landed.
+func (f *faultyLog) then(step string, fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.after == nil {
+		f.after = map[string]func(){}
+	}
+	f.after[step] = fn
 }
 
 func (f *faultyLog) arm(steps ...string) {
@@ -46,7 +59,22 @@ func (f *faultyLog) Append(ctx context.Context, agg eventstore.AggregateRef, exp
 		}
 	}
 	f.mu.Unlock()
-	return f.EventLog.Append(ctx, agg, expected, events, dedupID, meta)
+	ver, err := f.EventLog.Append(ctx, agg, expected, events, dedupID, meta)
+	if err == nil {
+		f.mu.Lock()
+		var fn func()
+		for step, g := range f.after {
+			if strings.HasSuffix(dedupID, step) {
+				fn = g
+				delete(f.after, step)
+			}
+		}
+		f.mu.Unlock()
+		if fn != nil {
+			fn()
+		}
+	}
+	return ver, err
 }
 
 // logReads is a ReadSide computed straight from the log, so app tests need no projections.
@@ -88,6 +116,19 @@ func (r logReads) ReservationDate(ctx context.Context, reservationID string) (st
 		err = aggregates.ErrReservationNotFound
 	}
 	return c, d, err
+}
+
+func (r logReads) PaymentReservation(ctx context.Context, paymentID string) (string, error) {
+	var resID string
+	err := r.each(ctx, eventstore.TypePayment, func(id string, ev aggregates.Event) {
+		if s, ok := ev.(aggregates.PaymentStarted); ok && id == paymentID {
+			resID = s.ReservationID
+		}
+	})
+	if err == nil && resID == "" {
+		err = aggregates.ErrPaymentNotFound
+	}
+	return resID, err
 }
 
 // each calls fn with every event of aggregates of type typ, in log order.
@@ -168,6 +209,9 @@ func newHarness(t *testing.T, log EventLog, cfg Config, sole ...bool) *harness {
 	clock := testclock.New(t0)
 	h := &harness{t: t, ctx: ctx, log: log, fault: f, clock: clock}
 	h.svc = New(f, cfg, Options{Clock: clock, Logger: quietLogger(), SingleWriter: len(sole) > 0 && sole[0]})
+	// What Start would set: a payment this process did not start is found through the log.
+	var reads ReadSide = logReads{log}
+	h.svc.reads.Store(&reads)
 	return h
 }
 
@@ -230,9 +274,15 @@ func (h *harness) seat(n int) aggregates.Seat {
 	return s
 }
 
+// payment folds a payment from the log (its events are in its date's commits).
 func (h *harness) payment(id string) aggregates.Payment {
 	h.t.Helper()
-	p, _, err := h.svc.payments.Load(h.ctx, id)
+	var p aggregates.Payment
+	err := logReads{h.log}.each(h.ctx, eventstore.TypePayment, func(pid string, ev aggregates.Event) {
+		if pid == id {
+			p = p.Apply(ev)
+		}
+	})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -243,7 +293,7 @@ func (h *harness) payment(id string) aggregates.Payment {
 func (h *harness) countEvents(ref eventstore.AggregateRef, typ string) int {
 	h.t.Helper()
 	stored := ref
-	if ref.Type == eventstore.TypeSeat || ref.Type == eventstore.TypeReservation {
+	if ref.Type == eventstore.TypeSeat || ref.Type == eventstore.TypeReservation || ref.Type == eventstore.TypePayment {
 		stored = eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"} // the harness's date
 	}
 	envs, err := h.log.Load(h.ctx, stored, 0)

@@ -110,13 +110,14 @@ func TestMultiSeatHolds(t *testing.T) {
 				if err != nil || p.Amount != 300 {
 					t.Fatalf("pay: %+v, %v", p, err)
 				}
-				envs, err := h.log.Load(h.ctx, eventstore.AggregateRef{Type: eventstore.TypePayment, ID: p.PaymentID}, 0)
+				envs, err := h.log.Load(h.ctx, eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"}, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
 				named := false
 				for _, e := range envs {
-					named = named || e.Type == "PaymentCompleted" && strings.Contains(string(e.Data), `"seatNos":[1,2,3]`)
+					named = named || e.Type == "PaymentCompleted" && e.AggregateType == eventstore.TypePayment && e.AggregateID == p.PaymentID &&
+						strings.Contains(string(e.Data), `"seatNos":[1,2,3]`)
 				}
 				if !named {
 					t.Fatalf("no PaymentCompleted naming the seats [1 2 3] among %d payment events", len(envs))

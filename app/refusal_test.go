@@ -38,20 +38,22 @@ func (h *harness) record(typ, id string, evs ...aggregates.Event) {
 	}
 }
 
-// TestARefusalEndsThePaymentSaga: whatever step of the payment saga a decider refuses, the
-// payment ends FAILED with its debit reversed and its reservation unlocked (or un-confirmed).
-// A refusal is final, so a payment left STARTED would be retried by recovery every 30 s for
-// ever; the cases with a recorded payment go through recovery, the others through Pay.
+// TestARefusalEndsThePaymentSaga: whatever step of the payment saga after its start a decider
+// refuses, the payment ends FAILED with its debit reversed and its reservation unlocked (or
+// un-confirmed). A refusal is final, so a payment left STARTED would be retried by recovery
+// every 30 s for ever; the cases with a recorded payment go through recovery, the others
+// through Pay. (A refused start leaves no payment: TestARefusalEndsTheOtherSagas.)
 func TestARefusalEndsThePaymentSaga(t *testing.T) {
 	type given struct {
 		h       *harness
 		res     string // reservation of u1 holding seat 1 (price 100); u1 was charged 1,000
 		payment string // set by when: the payment the saga ran
 	}
-	// started records a payment the way Pay would have opened it, but with the given fields.
-	started := func(g *given, pid string, p aggregates.PaymentStarted) {
-		g.h.record(eventstore.TypePayment, pid, p)
-		g.payment = pid
+	// started records a payment in its date the way Pay would have opened it, but with the
+	// given fields and without the reservation's lock.
+	started := func(g *given, p aggregates.PaymentStarted) {
+		g.h.record(eventstore.TypeDate, "c1.d1", p)
+		g.payment = p.PaymentID
 	}
 	// crashBefore pays the reservation with a crash right before step: the payment is left
 	// STARTED for recovery.
@@ -63,11 +65,6 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 		g.payment = g.h.pendingPayment()
 	}
 	recoverIt := func(t *testing.T, g *given) error { return g.h.svc.RecoverPayment(g.h.ctx, g.payment) }
-	pay := func(t *testing.T, g *given) error {
-		_, err := g.h.svc.Pay(g.h.ctx, Meta{}, g.res, "u1")
-		g.payment = g.h.paymentOf(g.res)
-		return err
-	}
 	tests := []struct {
 		name string
 		// given brings the log to the state the refusal comes from.
@@ -77,43 +74,23 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 		// refusal is what the saga's decider answered; Pay returns it (recovery settles it).
 		refusal error
 		reason  string // the payment's recorded failure reason
-		debited bool   // the debit landed before the refusal, so it must be reversed
+		debited bool   // the debit landed before the refusal, in given, so it must be reversed
+		// debitedInWhen: the saga debited, in when, before the refusal, so it must be reversed.
+		debitedInWhen bool
 		// confirmed: the reservation was confirmed before the refusal and is cancelled by it.
 		confirmed bool
 	}{
 		{
-			name: "a payment record without a payment ID is refused at the lock as invalid and fails",
+			name: "a payment recorded without its reservation's lock is refused at the completion and its debit reversed",
 			given: func(t *testing.T, g *given) {
-				started(g, "p-blank", aggregates.PaymentStarted{ReservationID: g.res, UserID: "u1", Amount: 100, StartedAt: t0})
+				started(g, aggregates.PaymentStarted{PaymentID: "p-unlocked", ReservationID: g.res, UserID: "u1", Amount: 100, StartedAt: t0})
 			},
-			when: recoverIt, refusal: aggregates.ErrInvalid, reason: aggregates.FailNotPayable,
-		},
-		{
-			name: "a payment of a reservation that does not exist is refused at the lock and fails",
-			given: func(t *testing.T, g *given) {
-				started(g, "p-ghost", aggregates.PaymentStarted{PaymentID: "p-ghost", ReservationID: "r-ghost", UserID: "u1", Amount: 100, StartedAt: t0})
-			},
-			when: recoverIt, refusal: aggregates.ErrReservationNotFound, reason: aggregates.FailNotPayable,
-		},
-		{
-			name: "a payment recorded for another user than the reservation's is refused at the lock and fails",
-			given: func(t *testing.T, g *given) {
-				g.h.charge("u2", 1000)
-				started(g, "p-other", aggregates.PaymentStarted{PaymentID: "p-other", ReservationID: g.res, UserID: "u2", Amount: 100, StartedAt: t0})
-			},
-			when: recoverIt, refusal: aggregates.ErrForbidden, reason: aggregates.FailNotPayable,
-		},
-		{
-			name: "a payment of a hold that lapsed before the sweeper saw it is refused at the lock and fails",
-			given: func(t *testing.T, g *given) {
-				g.h.clock.Advance(5 * time.Minute)
-			},
-			when: pay, refusal: aggregates.ErrReservationNotPayable, reason: aggregates.FailNotPayable,
+			when: recoverIt, refusal: aggregates.ErrReservationNotPayable, reason: aggregates.FailNotPayable, debitedInWhen: true,
 		},
 		{
 			name: "a payment recorded with a negative amount is refused at the debit and fails",
 			given: func(t *testing.T, g *given) {
-				started(g, "p-negative", aggregates.PaymentStarted{PaymentID: "p-negative", ReservationID: g.res, UserID: "u1", Amount: -100, StartedAt: t0})
+				started(g, aggregates.PaymentStarted{PaymentID: "p-negative", ReservationID: g.res, UserID: "u1", Amount: -100, StartedAt: t0})
 			},
 			when: recoverIt, refusal: aggregates.ErrInvalidAmount, reason: aggregates.FailNotPayable,
 		},
@@ -133,7 +110,7 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 		{
 			name: "a payment whose hold lapsed after its debit is refused at the confirmation and its debit reversed",
 			given: func(t *testing.T, g *given) {
-				crashBefore(t, g, "/confirm")
+				crashBefore(t, g, "/complete")
 				g.h.clock.Advance(5 * time.Minute)
 			},
 			when: recoverIt, refusal: aggregates.ErrReservationNotPayable, reason: aggregates.FailNotPayable, debited: true,
@@ -141,7 +118,7 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 		{
 			name: "a payment whose seat was taken from its reservation is refused at the confirmation and its debit reversed",
 			given: func(t *testing.T, g *given) {
-				crashBefore(t, g, "/confirm")
+				crashBefore(t, g, "/complete")
 				g.h.record(eventstore.TypeDate, "c1.d1", aggregates.SeatReleased{ReservationID: g.res, Reason: aggregates.ReleaseExpired, SeatNo: 1})
 			},
 			when: recoverIt, refusal: aggregates.ErrSeatNotHeld, reason: aggregates.FailNotPayable, debited: true,
@@ -181,7 +158,7 @@ func TestARefusalEndsThePaymentSaga(t *testing.T) {
 					}
 				}
 				refunds := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: p.Started().UserID}, "PointsRefunded")
-				if want := map[bool]int{true: 1, false: 0}[tt.debited]; refunds != want {
+				if want := map[bool]int{true: 1, false: 0}[tt.debited || tt.debitedInWhen]; refunds != want {
 					t.Errorf("%d reversals of the debit, want %d", refunds, want)
 				}
 				if r := h.reservation(g.res); r.PayingWith() == g.payment || r.Status() == aggregates.ReservationStatusConfirmed {
@@ -248,6 +225,22 @@ func TestARefusalEndsTheOtherSagas(t *testing.T) {
 			h.svc.ExpireDue(h.ctx)
 			if st := h.reservation(h.reservationsOf("u1")[0]).Status(); st != aggregates.ReservationStatusExpired {
 				t.Fatalf("reservation %s", st)
+			}
+		}},
+		{"a payment of a hold that lapsed before the sweeper saw it is refused and leaves no payment", func(h *harness) error {
+			h.charge("u1", 1000)
+			h.clock.Advance(5 * time.Minute)
+			_, err := h.svc.Pay(h.ctx, Meta{}, h.reservationsOf("u1")[0], "u1")
+			return err
+		}, aggregates.ErrReservationNotPayable, func(t *testing.T, h *harness) {
+			if n := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, "PointsDebited"); n != 0 {
+				t.Fatalf("%d debits", n)
+			}
+			err := logReads{h.log}.each(h.ctx, eventstore.TypePayment, func(pid string, ev aggregates.Event) {
+				t.Errorf("payment %s has %s", pid, ev.EventType())
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 		}},
 		{"a refund of an unknown payment is refused", func(h *harness) error {

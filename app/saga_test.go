@@ -60,7 +60,7 @@ func interruptedPayment(t *testing.T, sk storeKind, step string) (*harness, stri
 }
 
 func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
-	steps := []string{"/lock", "/debit", "/confirm", "/complete"}
+	steps := []string{"/debit", "/complete"}
 	for _, sk := range withSoleWriter(stores) {
 		for _, step := range steps {
 			t.Run(sk.name+": a payment interrupted before "+step+" is completed by recovery", func(t *testing.T) {
@@ -95,7 +95,7 @@ func TestPaymentSagaRecoversFromACrashAtEachStep(t *testing.T) {
 }
 
 func TestRefundSagaRecoversFromACrashAtEachStep(t *testing.T) {
-	for _, step := range []string{"/refund-cancel", "/refund-points", "/refunded"} {
+	for _, step := range []string{"/refund-points", "/refunded"} {
 		t.Run("a refund interrupted before "+step+" is finished by recovery", func(t *testing.T) {
 			h := newHarness(t, eventstore.NewMemStore(), Config{})
 			h.concert(5, 100)
@@ -123,6 +123,64 @@ func TestRefundSagaRecoversFromACrashAtEachStep(t *testing.T) {
 			}
 			if st := h.seat(3).Status(); st != aggregates.SeatStatusAvailable {
 				t.Fatalf("seat %s, want AVAILABLE", st)
+			}
+		})
+	}
+}
+
+func TestARefundWhoseGateCommitFailsChangesNothingAndCanBeRepeated(t *testing.T) {
+	h := newHarness(t, eventstore.NewMemStore(), Config{})
+	h.concert(5, 100)
+	h.charge("u1", 1000)
+	p, err := h.svc.Pay(h.ctx, Meta{}, h.hold("u1", 3), "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fault.arm("/refund")
+	if _, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID); !isErr(err, eventstore.ErrUnavailable) {
+		t.Fatalf("refund with a crash before its gate: %v", err)
+	}
+	if st, seat := h.payment(p.PaymentID).Status(), h.seat(3).Status(); st != aggregates.PaymentStatusCompleted || seat != aggregates.SeatStatusSold {
+		t.Fatalf("payment %s, seat %s after a refund that did not land; want COMPLETED, SOLD", st, seat)
+	}
+	if r, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID); err != nil || r.Status != aggregates.PaymentStatusRefunded {
+		t.Fatalf("the repeated refund: %+v %v", r, err)
+	}
+}
+
+// TestAKeyReusedForAReservationOfAnotherDateIsRefused: a payment's ID comes from its request
+// key, and the payment lives in its reservation's date; the same key sent for a reservation
+// of another date must not start a second payment of that ID there (the wallet's debit of the
+// ID is the first one's), whether this process started the first or not.
+func TestAKeyReusedForAReservationOfAnotherDateIsRefused(t *testing.T) {
+	for _, restarted := range []bool{false, true} {
+		name := map[bool]string{false: "through the process that paid", true: "through a process that did not"}[restarted]
+		t.Run(name, func(t *testing.T) {
+			log := eventstore.NewMemStore()
+			h := newHarness(t, log, Config{})
+			h.concert(5, 100)
+			if _, err := h.svc.CreateConcert(h.ctx, Meta{}, NewConcert{ConcertID: "c2", Title: "Other", Dates: []NewDate{{DateID: "d1", StartsAt: t0.Add(720 * time.Hour), SeatCount: 5, Price: 100}}}); err != nil {
+				t.Fatal(err)
+			}
+			h.charge("u1", 1000)
+			if _, err := h.svc.Pay(h.ctx, Meta{RequestKey: "pay-1"}, h.hold("u1", 1), "u1"); err != nil {
+				t.Fatal(err)
+			}
+			other, err := h.svc.Hold(h.ctx, Meta{}, HoldRequest{UserID: "u1", ConcertID: "c2", DateID: "d1", SeatNo: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if restarted {
+				h = newHarness(t, log, Config{})
+			}
+			if _, err := h.svc.Pay(h.ctx, Meta{RequestKey: "pay-1"}, other.ReservationID, "u1"); !isErr(err, ErrKeyReused) {
+				t.Fatalf("pay-1 for a reservation of another date: %v, want ErrKeyReused", err)
+			}
+			if st := h.reservation(other.ReservationID).Status(); st != aggregates.ReservationStatusHeld {
+				t.Fatalf("the other date's reservation is %s, want HELD", st)
+			}
+			if b := h.wallet("u1").Balance(); b != 900 {
+				t.Fatalf("balance %d, want 900", b)
 			}
 		})
 	}
@@ -205,6 +263,48 @@ func TestBookingFlow(t *testing.T) {
 			h.svc.ExpireDue(h.ctx)
 			h.agree("u1", res, 1, 1000, 100)
 		}},
+		{"a hold that lapses while its points are debited is not confirmed, and the debit is reversed with the lock released in one commit", func(t *testing.T, h *harness) {
+			h.charge("u1", 1000)
+			res := h.hold("u1", 1)
+			h.fault.then("/debit", func() { h.clock.Advance(5 * time.Minute) })
+			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); !isErr(err, aggregates.ErrReservationNotPayable) {
+				t.Fatalf("pay: %v", err)
+			}
+			pid := h.paymentOf(res)
+			if p := h.payment(pid); p.Status() != aggregates.PaymentStatusFailed || p.FailureReason() != aggregates.FailNotPayable {
+				t.Fatalf("payment %s (%s), want FAILED (%s)", p.Status(), p.FailureReason(), aggregates.FailNotPayable)
+			}
+			if n := h.countEvents(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, "PointsRefunded"); n != 1 {
+				t.Fatalf("%d reversals, want 1", n)
+			}
+			if r := h.reservation(res); r.PayingWith() != "" {
+				t.Fatalf("reservation still locked by %q", r.PayingWith())
+			}
+			h.sameCommit(pid, "ReservationPaymentAborted", "PaymentFailed")
+			h.svc.ExpireDue(h.ctx)
+			h.agree("u1", res, 1, 1000, 100)
+		}},
+		{"a payment is three rounds: its start with the lock, the debit, and its completion with the confirmation and the sales", func(t *testing.T, h *harness) {
+			h.charge("u1", 1000)
+			res, err := h.svc.Hold(h.ctx, Meta{}, HoldRequest{UserID: "u1", ConcertID: "c1", DateID: "d1", SeatNos: []int{2, 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := h.svc.Pay(h.ctx, Meta{}, res.ReservationID, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.sameCommit(p.PaymentID, "PaymentStarted", "ReservationPaymentStarted")
+			h.sameCommit(p.PaymentID, "ReservationConfirmed", "SeatSold", "PaymentCompleted")
+			if n := h.commitsOf(p.PaymentID); n != 2 {
+				t.Fatalf("the payment took %d commits of its date, want 2", n)
+			}
+			r, err := h.svc.Refund(h.ctx, Meta{}, p.PaymentID)
+			if err != nil || r.Status != aggregates.PaymentStatusRefunded {
+				t.Fatalf("refund: %+v %v", r, err)
+			}
+			h.sameCommit(p.PaymentID, "PaymentRefundStarted", "ReservationCancelled", "SeatReleased")
+		}},
 		{"the owner can cancel a hold and the seat is free again", func(t *testing.T, h *harness) {
 			res := h.hold("u1", 1)
 			if _, err := h.svc.Cancel(h.ctx, Meta{}, res, "u2"); !isErr(err, aggregates.ErrForbidden) {
@@ -257,7 +357,7 @@ func TestBookingFlow(t *testing.T) {
 				t.Fatalf("reservations %v after the failed hold", ids)
 			}
 		}},
-		{"a payment whose record fails to start releases its lock, so the next payment goes through", func(t *testing.T, h *harness) {
+		{"a payment whose start commit fails leaves no payment and no lock, so the next payment goes through", func(t *testing.T, h *harness) {
 			h.charge("u1", 1000)
 			res := h.hold("u1", 1)
 			h.fault.arm("/start")
@@ -266,6 +366,9 @@ func TestBookingFlow(t *testing.T) {
 			}
 			if r := h.reservation(res); r.PayingWith() != "" || r.Status() != aggregates.ReservationStatusHeld {
 				t.Fatalf("reservation %s still locked by %q", r.Status(), r.PayingWith())
+			}
+			if pending, _ := (logReads{h.log}).PendingPayments(h.ctx); len(pending) != 0 {
+				t.Fatalf("payments %v left for recovery by a start that did not land", pending)
 			}
 			if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); err != nil {
 				t.Fatalf("the next payment: %v", err)
@@ -434,7 +537,7 @@ func TestStartRearmsHoldsAndRecoversAfterARestart(t *testing.T) {
 	h.concert(5, 100)
 	h.charge("u1", 1000)
 	res := h.hold("u1", 1)
-	h.fault.arm("/confirm")
+	h.fault.arm("/complete")
 	if _, err := h.svc.Pay(h.ctx, Meta{}, res, "u1"); err == nil {
 		t.Fatal("pay succeeded despite the crash")
 	}
@@ -483,7 +586,7 @@ func TestARetriedRequestResumesTheSameSaga(t *testing.T) {
 		t.Fatalf("retried hold: %+v %v, want reservation %s", r2, err, r1.ReservationID)
 	}
 	// The payment is cut off after its debit; the retry finishes that same payment.
-	h.fault.arm("/confirm")
+	h.fault.arm("/complete")
 	if _, err := h.svc.Pay(h.ctx, key("pay-1"), r1.ReservationID, "u1"); err == nil {
 		t.Fatal("pay succeeded despite the crash")
 	}
@@ -634,4 +737,59 @@ func TestAPaymentThroughAnInstanceWithAStaleDateIsDecidedByTheLog(t *testing.T) 
 	if bal := a.wallet("u1").Balance(); bal != 900 {
 		t.Fatalf("balance %d, want 900: one payment of 100, the refused one debited nothing or was reversed", bal)
 	}
+}
+
+// dateEventsOfPayment returns the events of the harness's date that a payment's commits hold:
+// every event of each commit that has one of the payment's own events.
+func (h *harness) dateEventsOfPayment(pid string) []eventstore.Envelope {
+	h.t.Helper()
+	envs, err := h.log.Load(h.ctx, eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"}, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	mine := map[uint64]bool{}
+	for _, e := range envs {
+		if e.AggregateType == eventstore.TypePayment && e.AggregateID == pid {
+			mine[e.Sequence] = true
+		}
+	}
+	var out []eventstore.Envelope
+	for _, e := range envs {
+		if mine[e.Sequence] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// sameCommit fails unless events of every one of the types are in one commit of the payment.
+func (h *harness) sameCommit(pid string, types ...string) {
+	h.t.Helper()
+	bySeq := map[uint64]map[string]bool{}
+	for _, e := range h.dateEventsOfPayment(pid) {
+		if bySeq[e.Sequence] == nil {
+			bySeq[e.Sequence] = map[string]bool{}
+		}
+		bySeq[e.Sequence][e.Type] = true
+	}
+	for _, got := range bySeq {
+		all := true
+		for _, typ := range types {
+			all = all && got[typ]
+		}
+		if all {
+			return
+		}
+	}
+	h.t.Fatalf("no commit of payment %s holds all of %v: %v", pid, types, bySeq)
+}
+
+// commitsOf counts the commits of the harness's date that hold events of the payment.
+func (h *harness) commitsOf(pid string) int {
+	h.t.Helper()
+	seqs := map[uint64]bool{}
+	for _, e := range h.dateEventsOfPayment(pid) {
+		seqs[e.Sequence] = true
+	}
+	return len(seqs)
 }

@@ -108,8 +108,8 @@ func (s *Service) every(ctx context.Context, d time.Duration, fn func()) {
 }
 
 // Recover finishes every payment the read models show in the middle of its saga: a STARTED
-// payment is run again from its lock step (it completes, or fails and reverses its debit), a
-// REFUNDING one from its first reversal. The steps are idempotent, so recovering a payment
+// payment is run again from its debit (it completes, or fails and reverses its debit), a
+// REFUNDING one from the return of its points. The steps are idempotent, so recovering a payment
 // that another instance is still running is harmless.
 func (s *Service) Recover(ctx context.Context, reads ReadSide) error {
 	ids, err := reads.PendingPayments(ctx)
@@ -127,16 +127,20 @@ func (s *Service) Recover(ctx context.Context, reads ReadSide) error {
 
 // RecoverPayment finishes one payment left STARTED or REFUNDING.
 func (s *Service) RecoverPayment(ctx context.Context, paymentID string) error {
-	p, _, err := s.payments.Load(ctx, paymentID)
+	ref, err := s.paymentDate(ctx, paymentID)
 	if err != nil {
-		return err
+		return fmt.Errorf("recover payment %s: %w", paymentID, err)
+	}
+	var p aggregates.Payment
+	if err := s.dates.Read(ctx, ref.key(), func(d aggregates.Date) { p, _ = d.Payment(paymentID) }); err != nil {
+		return fmt.Errorf("recover payment %s: %w", paymentID, err)
 	}
 	meta := Meta{CorrelationID: "recovery/" + paymentID}
 	switch p.Status() {
 	case aggregates.PaymentStatusStarted:
-		_, err = s.runPayment(ctx, meta, paymentID, p.Started(), false)
+		_, err = s.runPayment(ctx, meta, ref, p.Started())
 	case aggregates.PaymentStatusRefunding:
-		_, err = s.runRefund(ctx, meta, p.Started())
+		_, err = s.runRefund(ctx, meta, ref, p.Started())
 	default:
 		return nil
 	}

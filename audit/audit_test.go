@@ -62,9 +62,9 @@ func oneCommit(recs []audit.Record) {
 	}
 }
 
-// streamOf is the stream of an aggregate type: a date's for seats and reservations.
+// streamOf is the stream of an aggregate type: a date's for seats, reservations and payments.
 func streamOf(typ string) string {
-	if typ == eventstore.TypeSeat || typ == eventstore.TypeReservation {
+	if typ == eventstore.TypeSeat || typ == eventstore.TypeReservation || typ == eventstore.TypePayment {
 		return dateStream
 	}
 	return strings.ToUpper(typ) + "S"
@@ -100,6 +100,9 @@ func (w *world) apply(typ, id string, ev aggregates.Event) {
 		}
 	case eventstore.TypePayment:
 		w.pays[id] = w.pays[id].Apply(ev)
+		if key, ok := w.resDate[w.pays[id].Started().ReservationID]; ok {
+			w.dates[key] = w.dates[key].Apply(ev)
+		}
 	case eventstore.TypeWallet:
 		w.wallets[id] = w.wallets[id].Apply(ev)
 	}
@@ -187,21 +190,20 @@ func (w *world) holdOn(concert, dateID, user string, nos ...int) string {
 	return rid
 }
 
-// pay runs the payment saga; beforeConfirm lets a case move the clock mid-saga.
+// pay runs the payment saga as the app does; beforeConfirm lets a case move the clock
+// mid-saga.
 func (w *world) pay(rid string, beforeConfirm func()) (string, error) {
 	w.t.Helper()
 	key := w.resDate[rid]
 	h := w.res(rid).Held()
 	pid := w.id("p")
-	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideStart(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: h.UserID, Amount: h.Price, StartedAt: w.now})))
+	if err := w.onDate(key)(w.date(key).DecideStartPayment(rid, aggregates.StartPayment{PaymentID: pid, UserID: h.UserID, Now: w.now})); err != nil {
+		return pid, err
+	}
 	fail := func(reason string, cause error) (string, error) {
 		w.must(w.decide(eventstore.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundReversal})))
-		w.must(w.onDate(key)(w.date(key).DecideAbortPayment(rid, aggregates.AbortPayment{PaymentID: pid, Reason: reason})))
-		w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideFail(reason, w.now)))
+		w.must(w.onDate(key)(w.date(key).DecideFailPayment(pid, reason, w.now)))
 		return pid, cause
-	}
-	if err := w.onDate(key)(w.date(key).DecideStartPayment(rid, aggregates.StartPayment{PaymentID: pid, UserID: h.UserID, Now: w.now})); err != nil {
-		return fail(aggregates.FailNotPayable, err)
 	}
 	if err := w.decide(eventstore.TypeWallet, h.UserID)(w.wallets[h.UserID].DecideDebit(aggregates.Debit{PaymentID: pid, Amount: h.Price})); err != nil {
 		return fail(aggregates.FailInsufficientPoints, err)
@@ -209,10 +211,9 @@ func (w *world) pay(rid string, beforeConfirm func()) (string, error) {
 	if beforeConfirm != nil {
 		beforeConfirm()
 	}
-	if err := w.onDate(key)(w.date(key).DecideConfirm(rid, aggregates.Confirm{PaymentID: pid, Now: w.now})); err != nil {
+	if err := w.onDate(key)(w.date(key).DecideCompletePayment(pid, w.now)); err != nil {
 		return fail(aggregates.FailNotPayable, err)
 	}
-	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideComplete(w.now)))
 	return pid, nil
 }
 
@@ -239,10 +240,9 @@ func (w *world) cancel(rid string) {
 func (w *world) refund(pid string) {
 	p := w.pays[pid].Started()
 	key := w.resDate[p.ReservationID]
-	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
-	w.must(w.onDate(key)(w.date(key).DecideCancelForRefund(p.ReservationID, aggregates.CancelForRefund{PaymentID: pid, Now: w.now})))
+	w.must(w.onDate(key)(w.date(key).DecideRefund(pid, aggregates.RefundPayment{Now: w.now})))
 	w.must(w.decide(eventstore.TypeWallet, p.UserID)(w.wallets[p.UserID].DecideRefund(aggregates.RefundDebit{PaymentID: pid, Reason: aggregates.RefundRefund})))
-	w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideFinishRefund(w.now)))
+	w.must(w.onDate(key)(w.date(key).DecideFinishRefund(pid, w.now)))
 }
 
 // busyDay plays every saga, with every way a payment can end.
@@ -394,17 +394,15 @@ func paidWithout(w *world, rid, pid string, skip ...string) {
 	keep := func(evs ...aggregates.Event) []aggregates.Event {
 		return slices.DeleteFunc(evs, func(ev aggregates.Event) bool { return slices.Contains(skip, ev.EventType()) })
 	}
-	w.record("PAYMENTS", func(aggregates.Event) (string, string) { return eventstore.TypePayment, pid },
-		keep(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: "u1", Amount: amount})...)
-	w.commitOn(dateKey, keep(aggregates.ReservationPaymentStarted{ReservationID: rid, PaymentID: pid})...)
+	w.commitOn(dateKey, keep(aggregates.PaymentStarted{PaymentID: pid, ReservationID: rid, UserID: "u1", Amount: amount},
+		aggregates.ReservationPaymentStarted{ReservationID: rid, PaymentID: pid})...)
 	w.record("WALLETS", func(aggregates.Event) (string, string) { return eventstore.TypeWallet, "u1" },
 		keep(aggregates.PointsDebited{Amount: amount, PaymentID: pid})...)
 	confirm := []aggregates.Event{aggregates.ReservationConfirmed{ReservationID: rid, PaymentID: pid}}
 	for _, n := range r.SeatNos() {
 		confirm = append(confirm, aggregates.SeatSold{ReservationID: rid, PaymentID: pid, SeatNo: n})
 	}
-	w.commitOn(dateKey, keep(confirm...)...)
-	w.record("PAYMENTS", func(aggregates.Event) (string, string) { return eventstore.TypePayment, pid }, keep(aggregates.PaymentCompleted{})...)
+	w.commitOn(dateKey, keep(append(confirm, aggregates.PaymentCompleted{PaymentID: pid})...)...)
 }
 
 func TestCorruptedLogsAreCaught(t *testing.T) {
@@ -925,8 +923,7 @@ func TestInFlightAndPendingStates(t *testing.T) {
 		w.charge("u1", 200)
 		r := w.hold("u1", 1, 2)
 		pid := w.mustPay(r)
-		w.must(w.decide(eventstore.TypePayment, pid)(w.pays[pid].DecideRefund(w.now)))
-		w.must(w.onDate(dateKey)(w.date(dateKey).DecideCancelForRefund(r, aggregates.CancelForRefund{PaymentID: pid, Now: w.now})))
+		w.must(w.onDate(dateKey)(w.date(dateKey).DecideRefund(pid, aggregates.RefundPayment{Now: w.now})))
 	}
 	lapsed := func(w *world) { // the sweeper has not expired it yet
 		w.hold("u1", 1, 2)

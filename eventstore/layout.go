@@ -15,7 +15,7 @@ const (
 	TypeDate        = "date"        // seats: one concert date, its seats and reservations (ID "concert.date")
 	TypeSeat        = "seat"        // one seat of one date (ID "concert.date.seatNo"), in its date's commits
 	TypeReservation = "reservation" // one reservation (ID reservationId), in its date's commits
-	TypePayment     = "payment"     // payments (ID paymentId)
+	TypePayment     = "payment"     // one payment (ID paymentId), in its reservation's date's commits
 	TypeWallet      = "wallet"      // wallets: one user's points (ID userId)
 )
 
@@ -37,7 +37,6 @@ var contexts = map[string]boundedContext{
 	TypeQueueUser: {"QUEUE", "queue", false},
 	TypeQueueGate: {"QUEUE", "queue", false},
 	TypeDate:      {"SEATS", "seats", true},
-	TypePayment:   {"PAYMENTS", "payments", true},
 	TypeWallet:    {"WALLETS", "wallets", true},
 }
 
@@ -51,7 +50,7 @@ type StreamSpec struct {
 // catalog rely on replaying it before the others.
 func Layout() []StreamSpec {
 	specs := []StreamSpec{{"CATALOG", "catalog.>"}, {"QUEUE", "queue.>"}}
-	for _, c := range []boundedContext{contexts[TypeDate], contexts[TypePayment], contexts[TypeWallet]} {
+	for _, c := range []boundedContext{contexts[TypeDate], contexts[TypeWallet]} {
 		for p := 0; p < Partitions; p++ {
 			specs = append(specs, StreamSpec{fmt.Sprintf("%s_%d", c.name, p), fmt.Sprintf("%s.%d.>", c.subject, p)})
 		}
@@ -60,9 +59,26 @@ func Layout() []StreamSpec {
 }
 
 // heldIn names, for aggregates whose events travel in another aggregate's commits, the type
-// whose subjects store them: a seat's and a reservation's events are decided and committed
-// with their concert date's.
-var heldIn = map[string]string{TypeSeat: TypeDate, TypeReservation: TypeDate}
+// whose subjects store them: a seat's, a reservation's and a payment's events are decided and
+// committed with their concert date's.
+var heldIn = map[string]string{TypeSeat: TypeDate, TypeReservation: TypeDate, TypePayment: TypeDate}
+
+// StreamsOfTypes returns the streams that hold aggregates of any of the types, each once and
+// in layout order: types stored in one context's commits (a date's seats, reservations and
+// payments) share its streams, which a reader must not read twice.
+func StreamsOfTypes(types ...string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range types {
+		for _, s := range StreamsOf(t) {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
 
 // StreamsOf returns the names of the streams that hold aggregates of type typ.
 func StreamsOf(typ string) []string {

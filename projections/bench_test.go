@@ -79,12 +79,11 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 		pub(eventstore.TypeDate, dk, aggregates.SeatHeld{ReservationID: res, UserID: user, HeldUntil: at.Add(5 * time.Minute), SeatNo: s},
 			aggregates.ReservationHeld{ReservationID: res, UserID: user, ConcertID: fmt.Sprintf("c%d", c),
 				DateID: fmt.Sprintf("d%d", d), SeatNo: s, SeatNos: []int{s}, Price: 100, HeldAt: at, HeldUntil: at.Add(5 * time.Minute)})
-		pub(eventstore.TypePayment, pay, aggregates.PaymentStarted{PaymentID: pay, ReservationID: res, UserID: user, Amount: 100, StartedAt: at})
-		pub(eventstore.TypeDate, dk, aggregates.ReservationPaymentStarted{ReservationID: res, PaymentID: pay})
+		pub(eventstore.TypeDate, dk, aggregates.PaymentStarted{PaymentID: pay, ReservationID: res, UserID: user, Amount: 100, StartedAt: at},
+			aggregates.ReservationPaymentStarted{ReservationID: res, PaymentID: pay})
 		pub(eventstore.TypeWallet, user, aggregates.PointsDebited{Amount: 100, PaymentID: pay})
 		pub(eventstore.TypeDate, dk, aggregates.ReservationConfirmed{ReservationID: res, PaymentID: pay, ConfirmedAt: at},
-			aggregates.SeatSold{ReservationID: res, PaymentID: pay, SeatNo: s})
-		pub(eventstore.TypePayment, pay, aggregates.PaymentCompleted{CompletedAt: at})
+			aggregates.SeatSold{ReservationID: res, PaymentID: pay, SeatNo: s}, aggregates.PaymentCompleted{PaymentID: pay, CompletedAt: at})
 	}
 	select {
 	case <-js.PublishAsyncComplete():

@@ -20,7 +20,7 @@ const (
 	Catalog      = "catalog"      // concerts and their dates (CATALOG)
 	Seats        = "seats"        // seat maps, per-date counts, holds, sell-out detection (CATALOG, SEATS_*)
 	Reservations = "reservations" // reservations by ID and by user (SEATS_*: in their dates' commits)
-	Payments     = "payments"     // payments by ID, unfinished payments (PAYMENTS_*)
+	Payments     = "payments"     // payments by ID, unfinished payments (SEATS_*: in their dates' commits)
 	Wallets      = "wallets"      // balances and ledgers (WALLETS_*)
 	Ranking      = "ranking"      // first sell-out of every date (CATALOG)
 )

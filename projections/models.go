@@ -222,6 +222,10 @@ func newPaymentsModel(g *generation) model { return &paymentsModel{g: g} }
 
 func (m *paymentsModel) buckets() []string { return []string{bPayments, bPending} }
 
+// wants skips the seat and reservation events that share the payments' streams (their dates'
+// commits).
+func (m *paymentsModel) wants(typ string) bool { return strings.HasPrefix(typ, "Payment") }
+
 func (m *paymentsModel) begin(t txn) (batchWriter, error) {
 	pay, pending := t.bucket(bPayments), t.bucket(bPending)
 	return batchFuncs{func(env *eventstore.Envelope, ev aggregates.Event) error {

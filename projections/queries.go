@@ -282,14 +282,14 @@ func (e *Engine) UserReservations(ctx context.Context, userID string) ([]Reserva
 }
 
 // Payment returns a payment as clients see it: a payment still STARTED is not found yet, one
-// being refunded is still COMPLETED.
+// being refunded is still COMPLETED. It waits for what this process appended to the seat
+// streams: a payment is stored in its reservation's date's commits, on any of them.
 func (e *Engine) Payment(ctx context.Context, paymentID string) (PaymentView, error) {
 	p := e.byName[Payments]
-	stream, _, err := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypePayment, ID: paymentID})
-	if err != nil {
+	if !aggregates.ValidID(paymentID) {
 		return PaymentView{}, fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
 	}
-	if err := e.waitFor(ctx, p, p.only(stream)); err != nil {
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
 		return PaymentView{}, err
 	}
 	r, found, err := e.payment(p, paymentID)
@@ -313,6 +313,34 @@ func (e *Engine) Payment(ctx context.Context, paymentID string) (PaymentView, er
 		v.RefundedAt = &t
 	}
 	return v, nil
+}
+
+// PaymentReservation returns the reservation a payment pays, for commands that name a payment
+// only (a refund, the recovery of a payment): the reservation leads to the date that holds
+// the payment. Like ReservationDate, a payment not applied yet is looked for again once the
+// projection has reached the heads the streams had when asked; one still unknown then does
+// not exist.
+func (e *Engine) PaymentReservation(ctx context.Context, paymentID string) (string, error) {
+	p := e.byName[Payments]
+	if !aggregates.ValidID(paymentID) {
+		return "", fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
+	}
+	if err := e.waitFor(ctx, p, p.all()); err != nil {
+		return "", err
+	}
+	r, found, err := e.payment(p, paymentID)
+	if err == nil && !found {
+		if err = e.waitForHeads(ctx, p); err == nil {
+			r, found, err = e.payment(p, paymentID)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
+	}
+	return r.reservationID, nil
 }
 
 func (e *Engine) payment(p *proj, id string) (r paymentRecord, found bool, err error) {

@@ -272,9 +272,10 @@ func catchUp(ctx context.Context, store eventstore.Reader, gens []*generation, s
 }
 
 // interleave orders streams so that streams replayed at the same time feed different
-// projections: SEATS_0, PAYMENTS_0, WALLETS_0, SEATS_1, ... rather than every partition of one
-// context in a row, which would queue them all behind one bbolt writer. (A SEATS stream feeds
-// two projections, seats and reservations: reservations are stored in their dates' commits.)
+// projections: SEATS_0, WALLETS_0, SEATS_1, ... rather than every partition of one context in
+// a row, which would queue them all behind one bbolt writer. (A SEATS stream feeds three
+// projections, seats, reservations and payments: reservations and payments are stored in
+// their dates' commits.)
 func interleave(streams []string) []string {
 	var families []string
 	byFamily := map[string][]string{}

@@ -32,6 +32,8 @@ type world struct {
 	// dateOf is the date (its aggregate ID, "concert.date") of every reservation held, as the app remembers
 	// it: a command naming a reservation only is decided on its date.
 	dateOf map[string]string
+	// payDate is the date of every payment started, as the app remembers it.
+	payDate map[string]string
 	// sold and sellOuts are the truth about sell-outs, kept as the seat events are appended:
 	// the seats sold per date, and every moment a date became sold out (by dateKey).
 	sold     map[string]map[int]bool
@@ -54,7 +56,7 @@ type fullStore interface {
 var epoch = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 
 func newWorld(t testing.TB) *world {
-	w := &world{t: t, now: epoch, dateOf: map[string]string{}, sold: map[string]map[int]bool{}, sellOuts: map[string][]time.Time{}}
+	w := &world{t: t, now: epoch, dateOf: map[string]string{}, payDate: map[string]string{}, sold: map[string]map[int]bool{}, sellOuts: map[string][]time.Time{}}
 	w.store = eventstore.NewMemStore(eventstore.WithMemClock(w.clock))
 	return w
 }
@@ -184,8 +186,12 @@ func (w *world) reservation(id string) (aggregates.Reservation, string) {
 	return r, dateAgg
 }
 
-func (w *world) payment(id string) (aggregates.Payment, uint64) {
-	return loadAs(w, eventstore.TypePayment, id, aggregates.Payment.Apply)
+// payment returns a payment started through the world, from its date, and the date's key.
+func (w *world) payment(id string) (aggregates.Payment, string) {
+	dateAgg := w.payDate[id]
+	d, _ := w.date(dateAgg)
+	p, _ := d.Payment(id)
+	return p, dateAgg
 }
 
 func (w *world) wallet(user string) (aggregates.Wallet, uint64) {
@@ -276,36 +282,25 @@ func (w *world) chargeInOneCommit(user, reference string, amounts ...int64) erro
 	return w.append(ref(eventstore.TypeWallet, user), v, all)
 }
 
-// pay runs the payment saga as the app does: PaymentStarted, the reservation's lock (a commit
-// of its date), the debit, the confirmation with the sale of every seat (one commit of the
-// date), PaymentCompleted. A refused step ends the payment FAILED, reversing a debit.
+// pay runs the payment saga as the app does: PaymentStarted with the reservation's lock (one
+// commit of its date), the debit, the confirmation with the sale of every seat and
+// PaymentCompleted (one commit of the date). A refused start leaves nothing; a refusal after
+// it ends the payment FAILED with its lock released (one commit), reversing a debit.
 func (w *world) pay(payID, resID, user string) error {
 	r, dateAgg := w.reservation(resID)
 	if !r.Exists() {
 		return aggregates.ErrReservationNotFound
 	}
-	held := r.Held()
-	p, pv := w.payment(payID)
-	evs, err := p.DecideStart(aggregates.PaymentStarted{PaymentID: payID, ReservationID: resID, UserID: user, Amount: held.Price, StartedAt: w.clock()})
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
-	fail := func(reason string) {
-		w.must(w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
-			return d.DecideAbortPayment(resID, aggregates.AbortPayment{PaymentID: payID, Reason: reason})
-		}))
-		p, pv := w.payment(payID)
-		evs, err := p.DecideFail(reason, w.clock())
-		w.must(err)
-		w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
-	}
-	if err := w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideStartPayment(resID, aggregates.StartPayment{PaymentID: payID, UserID: user, Now: w.clock()})
-	}); err != nil {
-		fail(aggregates.FailNotPayable)
+	if err := w.startPayment(payID, resID, user); err != nil {
 		return err
 	}
+	fail := func(reason string) {
+		w.must(w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+			return d.DecideFailPayment(payID, reason, w.clock())
+		}))
+	}
 	wl, wv := w.wallet(user)
-	evs, err = wl.DecideDebit(aggregates.Debit{PaymentID: payID, Amount: held.Price})
+	evs, err := wl.DecideDebit(aggregates.Debit{PaymentID: payID, Amount: r.Held().Price})
 	if errors.Is(err, aggregates.ErrInsufficientPoints) {
 		fail(aggregates.FailInsufficientPoints)
 		return err
@@ -314,7 +309,7 @@ func (w *world) pay(payID, resID, user string) error {
 	w.must(w.append(ref(eventstore.TypeWallet, user), wv, evs))
 	w.tick(w.payDelay)
 	if err := w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideConfirm(resID, aggregates.Confirm{PaymentID: payID, Now: w.clock()})
+		return d.DecideCompletePayment(payID, w.clock())
 	}); err != nil {
 		wl, wv := w.wallet(user)
 		evs, err2 := wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundReversal})
@@ -323,27 +318,37 @@ func (w *world) pay(payID, resID, user string) error {
 		fail(aggregates.FailNotPayable)
 		return err
 	}
-	p, pv = w.payment(payID)
-	evs, err = p.DecideComplete(w.clock())
-	w.must(err)
-	return w.append(ref(eventstore.TypePayment, payID), pv, evs)
+	return nil
 }
 
-// startPaymentOnly leaves a payment as a crash right after its first step would.
+// startPayment is a payment's first round: its start with the reservation's lock.
+func (w *world) startPayment(payID, resID, user string) error {
+	dateAgg := w.dateOf[resID]
+	if err := w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideStartPayment(resID, aggregates.StartPayment{PaymentID: payID, UserID: user, Now: w.clock()})
+	}); err != nil {
+		return err
+	}
+	w.payDate[payID] = dateAgg
+	return nil
+}
+
+// startPaymentOnly leaves a payment as a crash right after its first round would.
 func (w *world) startPaymentOnly(payID, resID, user string) {
-	r, _ := w.reservation(resID)
-	p, pv := w.payment(payID)
-	evs, err := p.DecideStart(aggregates.PaymentStarted{PaymentID: payID, ReservationID: resID, UserID: user, Amount: r.Held().Price, StartedAt: w.clock()})
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
+	w.must(w.startPayment(payID, resID, user))
 }
 
 // startRefundOnly leaves a refund as a crash right after its gate would.
 func (w *world) startRefundOnly(payID string) {
-	p, pv := w.payment(payID)
-	evs, err := p.DecideRefund(w.clock())
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
+	w.must(w.refundGate(payID))
+}
+
+// refundGate is a refund's first round: its gate with the reservation's cancellation and the
+// release of its seats.
+func (w *world) refundGate(payID string) error {
+	return w.decideDate(w.payDate[payID], func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideRefund(payID, aggregates.RefundPayment{Now: w.clock()})
+	})
 }
 
 // expire expires a lapsed hold and frees its seats, in one commit of its date.
@@ -368,27 +373,21 @@ func (w *world) cancel(resID, user string) error {
 	})
 }
 
-// refund runs the refund saga as the app does: the gate, the reservation's cancellation with
-// the release of its seats (one commit of its date), the points back, PaymentRefunded.
+// refund runs the refund saga as the app does: the gate with the reservation's cancellation
+// and the release of its seats (one commit of its date), the points back, PaymentRefunded.
 func (w *world) refund(payID string) error {
-	p, pv := w.payment(payID)
-	evs, err := p.DecideRefund(w.clock())
-	if err != nil {
+	if err := w.refundGate(payID); err != nil {
 		return err
 	}
-	w.must(w.append(ref(eventstore.TypePayment, payID), pv, evs))
+	p, dateAgg := w.payment(payID)
 	st := p.Started()
-	w.must(w.decideDate(w.dateOf[st.ReservationID], func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideCancelForRefund(st.ReservationID, aggregates.CancelForRefund{PaymentID: payID, Now: w.clock()})
-	}))
 	wl, wv := w.wallet(st.UserID)
-	evs, err = wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundRefund})
+	evs, err := wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundRefund})
 	w.must(err)
 	w.must(w.append(ref(eventstore.TypeWallet, st.UserID), wv, evs))
-	p, pv = w.payment(payID)
-	evs, err = p.DecideFinishRefund(w.clock())
-	w.must(err)
-	return w.append(ref(eventstore.TypePayment, payID), pv, evs)
+	return w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
+		return d.DecideFinishRefund(payID, w.clock())
+	})
 }
 
 // soldOut is the app's sell-out hook: it records the first sell-out of a date, once.

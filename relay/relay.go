@@ -3,7 +3,7 @@
 //
 // The event log is the outbox: a durable JetStream pull consumer on every stream that holds
 // reservation or payment events (SEATS_*, where a concert date's commits carry its
-// reservations' events beside its seats', and PAYMENTS_*) reads committed events, so the relay
+// reservations' and their payments' events beside its seats') reads committed events, so the relay
 // never sits in a request's path, and a restart (of the relay or of the server) resumes from
 // the consumer's acknowledged position.
 // Each fact is POSTed with Idempotency-Key: <eventId>; delivery is at least once, and the key
@@ -152,10 +152,10 @@ func (o *Options) applyDefaults() error {
 	return nil
 }
 
-// streams are the streams whose events may be facts: the date streams (SEATS_*), whose
-// commits hold reservation events among seat events, and the payment streams.
+// streams are the streams whose events may be facts, each once: the date streams (SEATS_*),
+// whose commits hold reservation and payment events among seat events.
 func streams() []string {
-	return append(eventstore.StreamsOf(eventstore.TypeReservation), eventstore.StreamsOf(eventstore.TypePayment)...)
+	return eventstore.StreamsOfTypes(eventstore.TypeReservation, eventstore.TypePayment)
 }
 
 // Relay delivers facts to the data platform. Create it with New, run it with Start, stop it

@@ -111,10 +111,11 @@ func TestEventFilterValidation(t *testing.T) {
 		filter eventFilter
 		ok     bool
 	}{
-		{name: "known types and streams are accepted", filter: eventFilter{types: []string{"SeatHeld"}, streams: []string{"SEATS", "QUEUE", "payments_7"}}, ok: true},
+		{name: "known types and streams are accepted", filter: eventFilter{types: []string{"SeatHeld"}, streams: []string{"SEATS", "QUEUE", "wallets_7"}}, ok: true},
 		{name: "a misspelt type is refused", filter: eventFilter{types: []string{"SeatHold"}}},
 		{name: "an unknown stream is refused", filter: eventFilter{streams: []string{"ORDERS"}}},
 		{name: "a partition beyond the layout is refused", filter: eventFilter{streams: []string{"SEATS_8"}}},
+		{name: "the payment streams of schema 3 are refused: payments are in the seat streams", filter: eventFilter{streams: []string{"PAYMENTS_0"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,7 +354,7 @@ func TestEventsCommandsOnJetStream(t *testing.T) {
 		t.Errorf("show --correlation: %v\n%s", got, out)
 	}
 	out, err = runCmd(ctx, t, "events", "show", "payment/"+d.paidPay, "--data-dir", dir)
-	if err != nil || !strings.Contains(out, "payment/"+d.paidPay+" (stream PAYMENTS_") || !strings.Contains(out, "PaymentCompleted") {
+	if err != nil || !strings.Contains(out, "payment/"+d.paidPay+" (stream SEATS_") || !strings.Contains(out, "PaymentCompleted") {
 		t.Errorf("show payment: %v\n%s", err, out)
 	}
 	if _, err := runCmd(ctx, t, "events", "show", "--data-dir", dir); err == nil {

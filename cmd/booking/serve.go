@@ -482,6 +482,10 @@ func (r readSide) ReservationDate(ctx context.Context, reservationID string) (st
 	return r.e.ReservationDate(ctx, reservationID)
 }
 
+func (r readSide) PaymentReservation(ctx context.Context, paymentID string) (string, error) {
+	return r.e.PaymentReservation(ctx, paymentID)
+}
+
 func (r readSide) PendingPayments(ctx context.Context) ([]string, error) {
 	ps, err := r.e.PendingPayments(ctx)
 	out := make([]string, len(ps))

@@ -438,11 +438,24 @@ func TestVerifyAfterACrashAndItsRecovery(t *testing.T) {
 		// clean: the crash leaves no trace verify could report, in flight or not.
 		clean bool
 	}{
-		{name: "a payment that crashed before locking its reservation", crash: payCrash("/lock"), atRest: audit.CheckPaymentInFlight},
+		{
+			name: "a payment that crashed before starting leaves nothing",
+			crash: func(t *testing.T, f fixture) func() {
+				rid := hold(t, f, "u1", 1)
+				f.log.arm("/start")
+				if _, err := f.svc.Pay(f.ctx, app.Meta{}, rid, "u1"); !errors.Is(err, eventstore.ErrUnavailable) {
+					t.Fatalf("pay with a crash before /start: %v", err)
+				}
+				if ids := paymentsOf(t, f.log, rid); len(ids) != 0 {
+					t.Fatalf("payments %v of a start that did not land", ids)
+				}
+				return func() {}
+			},
+			clean: true,
+		},
 		{name: "a payment that crashed before debiting", crash: payCrash("/debit"), atRest: audit.CheckPaymentInFlight},
-		{name: "a payment that crashed after debiting", crash: payCrash("/confirm"), atRest: audit.CheckPaymentInFlight},
-		{name: "a payment that crashed before completing", crash: payCrash("/complete"), atRest: audit.CheckPaymentInFlight},
-		{name: "a refund that crashed before cancelling the reservation", crash: refundCrash("/refund-cancel"), atRest: audit.CheckPaymentInFlight},
+		{name: "a payment that crashed after debiting, before completing", crash: payCrash("/complete"), atRest: audit.CheckPaymentInFlight},
+		{name: "a refund that crashed before its gate leaves the payment completed", crash: refundCrash("/refund"), clean: true},
 		{name: "a refund that crashed before returning the points", crash: refundCrash("/refund-points"), atRest: audit.CheckPaymentInFlight},
 		{name: "a refund that crashed before finishing", crash: refundCrash("/refunded"), atRest: audit.CheckPaymentInFlight},
 		{

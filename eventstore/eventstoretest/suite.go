@@ -512,7 +512,6 @@ func runLayout(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 			{Type: eventstore.TypeSellOut, ID: "c1.d1"},
 			{Type: eventstore.TypeQueueUser, ID: "u1"},
 			{Type: eventstore.TypeQueueGate, ID: "main"},
-			{Type: eventstore.TypePayment, ID: "p1"},
 			{Type: eventstore.TypeWallet, ID: "u1"},
 		}
 		for i := range 16 {
