@@ -50,7 +50,7 @@ type Service struct {
 	sellouts   *Repository[aggregates.SellOut]
 	dates      *Repository[aggregates.Date]
 	payments   *Repository[aggregates.Payment]
-	wallets    *Repository[aggregates.Wallet]
+	wallets    walletGroups
 	queueUsers *Repository[aggregates.QueueUser]
 	gate       *Repository[aggregates.Admission]
 
@@ -109,12 +109,12 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s.dates.owner = DateEventRef
 	s.resDates = newStateCache[dateRef](200_000)
 	s.payments = NewRepository(log, eventstore.TypePayment, aggregates.Payment.Apply, 100_000, s.clock, s.obs)
-	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)
+	s.wallets = newWalletGroups(log, s.clock, s.obs)
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
 		s.concerts.singleWriter, s.sellouts.singleWriter = true, true
-		s.dates.singleWriter, s.payments.singleWriter, s.wallets.singleWriter = true, true, true
+		s.dates.singleWriter, s.payments.singleWriter, s.wallets.repo.singleWriter = true, true, true
 		s.queueUsers.singleWriter, s.gate.singleWriter = true, true
 	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})

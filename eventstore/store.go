@@ -59,12 +59,14 @@ type Metadata struct {
 	CausationID   string
 }
 
-// SchemaVersion is the envelope schema written by this code. Schema 3 stores one message per
-// append (a commit of one or more envelopes), and a reservation's events in the commits of
-// its concert date (seats.<p>.date.<concert>.<date>) beside its seats' events. Schema 2 kept
-// seats and reservations on subjects of their own, and schema 1 stored one message per
-// event; both are refused with ErrSchema.
-const SchemaVersion = 3
+// SchemaVersion is the envelope schema written by this code. Schema 4 stores one message per
+// append (a commit of one or more envelopes); a reservation's events in the commits of its
+// concert date (seats.<p>.date.<concert>.<date>) beside its seats' events; and a wallet's
+// events, which name their user, in the commits of its wallet group
+// (wallets.<p>.walletgroup.<g>). Schema 3 kept each wallet on a subject of its own, schema 2
+// seats and reservations too, and schema 1 stored one message per event; all are refused with
+// ErrSchema.
+const SchemaVersion = 4
 
 // Envelope is an event as stored: the payload plus everything needed to place it.
 type Envelope struct {
