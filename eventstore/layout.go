@@ -73,8 +73,9 @@ var heldIn = map[string]string{TypeSeat: TypeDate, TypeReservation: TypeDate, Ty
 // service's concurrent charges and debits share commits (in flight at once: at most one commit
 // per group, WalletGroups/Partitions per stream); many groups keep a group's history short,
 // which a cold group (after a restart) reads whole, as nothing snapshots it. 32 is 4 groups a
-// stream: at 3,000 wallet commands/s each group sees ~100 a second, so commits of a few
-// commands each, and a group holds 1/32 of the wallet events.
+// stream and 1/32 of the wallet events a group; measured under `booking bench booking` at
+// 1,500 arrivals/s, a wallet commit carried ~2.9 commands with 32 groups and ~2.0 with 64
+// (docs/BENCHMARKS.md).
 const WalletGroups = 32
 
 // WalletGroupOf returns the group whose commits hold a user's wallet events: the FNV-1a hash
