@@ -208,11 +208,15 @@ type (
 	PointsCharged struct {
 		Amount    int64  `json:"amount"`
 		Reference string `json:"reference"`
+		// UserID names the wallet, as every wallet event does: a commit of a group of wallets
+		// (Wallets) carries several users' events, and its state applies each to its own.
+		UserID string `json:"userId"`
 	}
 	// PointsDebited takes points for a payment.
 	PointsDebited struct {
 		Amount    int64  `json:"amount"`
 		PaymentID string `json:"paymentId"`
+		UserID    string `json:"userId"`
 	}
 	// PointsRefunded returns a payment's points: a reversal of PointsDebited, either because a
 	// later step of the payment failed (Reason REVERSAL) or because the payment was refunded
@@ -221,6 +225,7 @@ type (
 		Amount    int64  `json:"amount"`
 		PaymentID string `json:"paymentId"`
 		Reason    string `json:"reason"`
+		UserID    string `json:"userId"`
 	}
 )
 

@@ -2,6 +2,7 @@ package aggregates
 
 import (
 	"fmt"
+	"maps"
 	"math"
 )
 
@@ -17,6 +18,12 @@ type Wallet struct {
 	debits   map[string]int64 // payment → debited amount
 	refunded map[string]bool  // payment → debit reversed
 	charged  map[string]bool  // charge references seen, so a retried charge counts once
+}
+
+// Clone returns a copy of the wallet that no later Apply to either changes: a wallet lives in
+// its group's state (Wallets), which later commits update in place.
+func (w Wallet) Clone() Wallet {
+	return Wallet{balance: w.balance, debits: maps.Clone(w.debits), refunded: maps.Clone(w.refunded), charged: maps.Clone(w.charged)}
 }
 
 // Balance returns the points available.
@@ -40,7 +47,7 @@ func (w Wallet) DecideCharge(cmd Charge) ([]Event, error) {
 	if w.balance > math.MaxInt64-cmd.Amount {
 		return nil, ErrInvalidAmount
 	}
-	return []Event{PointsCharged(cmd)}, nil
+	return []Event{PointsCharged{Amount: cmd.Amount, Reference: cmd.Reference}}, nil
 }
 
 // Debit is the command to take a payment's points.

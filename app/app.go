@@ -52,7 +52,7 @@ type Service struct {
 	concerts   *Repository[aggregates.Concert]
 	sellouts   *Repository[aggregates.SellOut]
 	dates      *Repository[aggregates.Date]
-	wallets    *Repository[aggregates.Wallet]
+	wallets    walletGroups
 	queueUsers *Repository[aggregates.QueueUser]
 	gate       *Repository[aggregates.Admission]
 
@@ -113,12 +113,12 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s.dates.owner = DateEventRef
 	s.resDates = newStateCache[dateRef](200_000)
 	s.payDates = newStateCache[dateRef](200_000)
-	s.wallets = NewRepository(log, eventstore.TypeWallet, aggregates.Wallet.Apply, 100_000, s.clock, s.obs)
+	s.wallets = newWalletGroups(log, s.clock, s.obs)
 	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
 		s.concerts.singleWriter, s.sellouts.singleWriter = true, true
-		s.dates.singleWriter, s.wallets.singleWriter = true, true
+		s.dates.singleWriter, s.wallets.repo.singleWriter = true, true
 		s.queueUsers.singleWriter, s.gate.singleWriter = true, true
 	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})

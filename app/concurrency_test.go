@@ -72,7 +72,7 @@ func TestConcurrency(t *testing.T) {
 					})
 				}
 				wg.Wait()
-				envs, err := h.log.Load(h.ctx, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, 0)
+				envs, err := h.log.Load(h.ctx, eventstore.WalletGroupOf("u1"), 0) // the harness's only user
 				if err != nil {
 					t.Fatal(err)
 				}

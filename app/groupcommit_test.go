@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,16 +58,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func charge(amount int64, ref string) func(aggregates.Wallet) ([]aggregates.Event, error) {
-	return func(w aggregates.Wallet) ([]aggregates.Event, error) {
-		return w.DecideCharge(aggregates.Charge{Amount: amount, Reference: ref})
+// The repository tests below decide on the wallet group of user u1: a group is the aggregate
+// whose commands come in bursts (Service.wallets).
+var u1 = eventstore.WalletGroupOf("u1").ID
+
+func newWalletRepo(s eventstore.Store) *Repository[aggregates.Wallets] {
+	r := NewRepository(s, eventstore.TypeWalletGroup, aggregates.Wallets.Apply, 100, nil, nil)
+	r.owner = WalletEventRef
+	return r
+}
+
+// walletCmd is a command of one user's wallet on the user's group.
+type walletCmd = func(aggregates.Wallets) ([]aggregates.Event, error)
+
+func chargeOf(user string, amount int64, ref string) walletCmd {
+	return func(ws aggregates.Wallets) ([]aggregates.Event, error) {
+		return ws.Decide(user, func(w aggregates.Wallet) ([]aggregates.Event, error) {
+			return w.DecideCharge(aggregates.Charge{Amount: amount, Reference: ref})
+		})
 	}
 }
 
-func debit(amount int64, payment string) func(aggregates.Wallet) ([]aggregates.Event, error) {
-	return func(w aggregates.Wallet) ([]aggregates.Event, error) {
-		return w.DecideDebit(aggregates.Debit{Amount: amount, PaymentID: payment})
+func charge(amount int64, ref string) walletCmd { return chargeOf("u1", amount, ref) }
+
+func debit(amount int64, payment string) walletCmd {
+	return func(ws aggregates.Wallets) ([]aggregates.Event, error) {
+		return ws.Decide("u1", func(w aggregates.Wallet) ([]aggregates.Event, error) {
+			return w.DecideDebit(aggregates.Debit{Amount: amount, PaymentID: payment})
+		})
 	}
+}
+
+// balanceOf reads a user's balance through a repository of wallet groups.
+func balanceOf(t *testing.T, repo *Repository[aggregates.Wallets], user string) int64 {
+	t.Helper()
+	ws, _, err := repo.Load(context.Background(), eventstore.WalletGroupOf(user).ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws.Wallet(user).Balance()
 }
 
 type walletResult struct {
@@ -77,7 +107,7 @@ type walletResult struct {
 
 // queueBehindFirst starts the first command, waits until its append is held at the gate,
 // then starts the others one by one, each once the one before has queued behind it. The results come in the order given.
-func queueBehindFirst(t *testing.T, g *gatedStore, repo *Repository[aggregates.Wallet], id string, cmds ...func(aggregates.Wallet) ([]aggregates.Event, error)) []chan walletResult {
+func queueBehindFirst(t *testing.T, g *gatedStore, repo *Repository[aggregates.Wallets], id string, cmds ...walletCmd) []chan walletResult {
 	t.Helper()
 	out := make([]chan walletResult, len(cmds))
 	start := func(i int) {
@@ -100,12 +130,12 @@ func queueBehindFirst(t *testing.T, g *gatedStore, repo *Repository[aggregates.W
 func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 	t.Run("commands queued behind a commit in flight go as the next single commit, each with its own metadata", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		cmds := []func(aggregates.Wallet) ([]aggregates.Event, error){charge(5, "c0")}
+		repo := newWalletRepo(g)
+		cmds := []walletCmd{charge(5, "c0")}
 		for i := 1; i <= 50; i++ {
 			cmds = append(cmds, charge(10, fmt.Sprintf("c%d", i)))
 		}
-		results := queueBehindFirst(t, g, repo, "u1", cmds...)
+		results := queueBehindFirst(t, g, repo, u1, cmds...)
 		close(g.gate)
 		versions := map[uint64]int{}
 		for i, ch := range results {
@@ -121,24 +151,24 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 		if len(versions) != 2 || versions[1] != 1 {
 			t.Errorf("commands per version %v, want 1 at version 1 and 50 at the next", versions)
 		}
-		envs, _ := g.Load(context.Background(), eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, 0)
-		w := aggregates.Wallet{}
+		envs, _ := g.Load(context.Background(), eventstore.WalletGroupOf("u1"), 0)
+		ws := aggregates.Wallets{}
 		for i, env := range envs {
 			ev, _ := aggregates.Decode(env.Type, env.Data)
-			w = w.Apply(ev)
+			ws = ws.Apply(ev)
 			if want := fmt.Sprintf("cmd-%d", i); env.CorrelationID != want {
 				t.Errorf("event %d carries correlation %q, want %q", i, env.CorrelationID, want)
 			}
 		}
-		if w.Balance() != 505 {
-			t.Errorf("balance %d, want 505", w.Balance())
+		if b := ws.Wallet("u1").Balance(); b != 505 {
+			t.Errorf("balance %d, want 505", b)
 		}
 	})
 
 	t.Run("a command queued alone behind a commit leads the next one, and the lane is free after it", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		results := queueBehindFirst(t, g, repo, "u1", charge(1, "c0"), charge(2, "c1"))
+		repo := newWalletRepo(g)
+		results := queueBehindFirst(t, g, repo, u1, charge(1, "c0"), charge(2, "c1"))
 		close(g.gate)
 		for i, ch := range results {
 			if r := <-ch; r.err != nil {
@@ -147,7 +177,7 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			_, err := repo.Do(context.Background(), "u1", step{dedupID: "d-later"}, charge(4, "c2"))
+			_, err := repo.Do(context.Background(), u1, step{dedupID: "d-later"}, charge(4, "c2"))
 			done <- err
 		}()
 		select {
@@ -158,15 +188,15 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("a later charge of the aggregate waited behind a lane that never closed")
 		}
-		if n := repo.queued("u1"); n != 0 {
+		if n := repo.queued(u1); n != 0 {
 			t.Errorf("%d commands still queued", n)
 		}
 	})
 
 	t.Run("a command decided behind others sees their events: a debit queued behind a charge passes", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		results := queueBehindFirst(t, g, repo, "u1", charge(1, "c0"), charge(100, "c1"), debit(100, "p1"), debit(100, "p2"))
+		repo := newWalletRepo(g)
+		results := queueBehindFirst(t, g, repo, u1, charge(1, "c0"), charge(100, "c1"), debit(100, "p1"), debit(100, "p2"))
 		close(g.gate)
 		want := []error{nil, nil, nil, aggregates.ErrInsufficientPoints}
 		for i, ch := range results {
@@ -178,8 +208,8 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 
 	t.Run("a failed commit answers every command in it with the error and the next command reads the log", func(t *testing.T) {
 		g := newGatedStore()
-		repo := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		results := queueBehindFirst(t, g, repo, "u1", charge(1, "c0"), charge(2, "c1"), charge(3, "c2"))
+		repo := newWalletRepo(g)
+		results := queueBehindFirst(t, g, repo, u1, charge(1, "c0"), charge(2, "c1"), charge(3, "c2"))
 		down := fmt.Errorf("store down: %w", eventstore.ErrUnavailable)
 		// The first commit lands; the second, holding the two queued charges, fails.
 		g.gate <- struct{}{}
@@ -193,25 +223,24 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 				t.Errorf("charge %d of the failed commit: %v, want ErrUnavailable", i+1, r.err)
 			}
 		}
-		w, _, err := repo.Load(context.Background(), "u1")
-		if err != nil || w.Balance() != 1 {
-			t.Fatalf("balance %d, %v; want 1 (only the first commit landed)", w.Balance(), err)
+		if b := balanceOf(t, repo, "u1"); b != 1 {
+			t.Fatalf("balance %d; want 1 (only the first commit landed)", b)
 		}
 	})
 
 	t.Run("a conflict with another instance discards the commit's decisions and decides them again", func(t *testing.T) {
 		g := newGatedStore()
 		close(g.gate)
-		mine := NewRepository(g, eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		other := NewRepository(eventstore.Store(g.MemStore), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
-		if _, err := mine.Do(context.Background(), "u1", step{dedupID: "a"}, charge(100, "a")); err != nil {
+		mine := newWalletRepo(g)
+		other := newWalletRepo(g.MemStore)
+		if _, err := mine.Do(context.Background(), u1, step{dedupID: "a"}, charge(100, "a")); err != nil {
 			t.Fatal(err)
 		}
 		// The other instance spends the points; this one's cache still shows 100.
-		if _, err := other.Do(context.Background(), "u1", step{dedupID: "b"}, debit(100, "p-other")); err != nil {
+		if _, err := other.Do(context.Background(), u1, step{dedupID: "b"}, debit(100, "p-other")); err != nil {
 			t.Fatal(err)
 		}
-		_, err := mine.Do(context.Background(), "u1", step{dedupID: "c"}, debit(100, "p-mine"))
+		_, err := mine.Do(context.Background(), u1, step{dedupID: "c"}, debit(100, "p-mine"))
 		if !errors.Is(err, aggregates.ErrInsufficientPoints) {
 			t.Fatalf("debit decided on a stale cache: %v, want ErrInsufficientPoints after catching up", err)
 		}
@@ -221,22 +250,114 @@ func TestConcurrentUpdatesOfOneAggregateShareCommits(t *testing.T) {
 func TestManyGoroutinesUpdatingOneAggregateLoseNothing(t *testing.T) {
 	for _, sk := range stores {
 		t.Run(sk.name, func(t *testing.T) {
-			repo := NewRepository(sk.open(t), eventstore.TypeWallet, aggregates.Wallet.Apply, 100, nil, nil)
+			repo := newWalletRepo(sk.open(t))
 			var wg sync.WaitGroup
 			for i := range 400 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := repo.Do(context.Background(), "u1", step{dedupID: fmt.Sprint(i)}, charge(1, fmt.Sprint(i))); err != nil {
+					if _, err := repo.Do(context.Background(), u1, step{dedupID: fmt.Sprint(i)}, charge(1, fmt.Sprint(i))); err != nil {
 						t.Errorf("charge %d: %v", i, err)
 					}
 				}()
 			}
 			wg.Wait()
-			w, _, err := repo.Load(context.Background(), "u1")
-			if err != nil || w.Balance() != 400 {
-				t.Fatalf("balance %d, %v; want 400", w.Balance(), err)
+			if b := balanceOf(t, repo, "u1"); b != 400 {
+				t.Fatalf("balance %d; want 400", b)
 			}
 		})
 	}
+}
+
+// usersOfGroup returns n users whose wallets share one group.
+func usersOfGroup(n int) []string {
+	group := eventstore.WalletGroupOf("u0")
+	users := []string{"u0"}
+	for i := 1; len(users) < n; i++ {
+		if u := fmt.Sprintf("u%d", i); eventstore.WalletGroupOf(u) == group {
+			users = append(users, u)
+		}
+	}
+	return users
+}
+
+func TestConcurrentChargesOfDifferentUsersOfOneGroupShareCommits(t *testing.T) {
+	g := newGatedStore()
+	h := newHarness(t, g, Config{}, true)
+	users := usersOfGroup(20)
+	group := eventstore.WalletGroupOf(users[0])
+	type charge struct {
+		user   string
+		amount int64
+		want   int64 // the balance answered, or 0 with err
+		err    error
+	}
+	// The first charge's commit is held at the gate; every other command queues behind it
+	// and must go in the next commit, each answered with its own wallet.
+	cmds := []charge{{user: users[0], amount: 7, want: 7}}
+	for i, u := range users[1:] {
+		cmds = append(cmds, charge{user: u, amount: int64(100 + i), want: int64(100 + i)})
+	}
+	cmds = append(cmds,
+		charge{user: users[1], amount: 1000, want: 1100},                    // the same user again: sees its first charge
+		charge{user: users[2], amount: 0, err: aggregates.ErrInvalidAmount}, // refused alone, in the shared commit
+		charge{user: users[0], amount: 3, want: 10},                         // the first user's charge, after its own commit
+	)
+	answers := make([]chan walletAnswer, len(cmds))
+	for i, c := range cmds {
+		answers[i] = make(chan walletAnswer, 1)
+		go func() {
+			w, err := h.svc.Charge(h.ctx, Meta{}, c.user, c.amount)
+			answers[i] <- walletAnswer{w, err}
+		}()
+		if i == 0 {
+			<-g.entered
+			continue
+		}
+		waitFor(t, fmt.Sprintf("charge %d to queue", i), func() bool { return h.svc.wallets.repo.queued(group.ID) == i })
+	}
+	close(g.gate)
+	for i, c := range cmds {
+		a := <-answers[i]
+		if c.err != nil {
+			if !errors.Is(a.err, c.err) {
+				t.Errorf("charge %d of %s: %v, want %v", i, c.user, a.err, c.err)
+			}
+			continue
+		}
+		if a.err != nil || a.w.UserID != c.user || a.w.Balance != c.want {
+			t.Errorf("charge %d of %s answered %+v, %v; want balance %d", i, c.user, a.w, a.err, c.want)
+		}
+	}
+	if n := g.appends.Load(); n != 2 {
+		t.Errorf("%d appends for %d charges of %d users of one group, want 2", n, len(cmds), len(users))
+	}
+	balances := map[string]int64{}
+	for _, c := range cmds {
+		if c.err == nil {
+			balances[c.user] += c.amount
+		}
+	}
+	for _, u := range users {
+		if b := h.wallet(u).Balance(); b != balances[u] {
+			t.Errorf("balance of %s = %d, want %d", u, b, balances[u])
+		}
+	}
+	// Readers of the log see wallet events, each on its own user's wallet.
+	envs, err := g.Load(h.ctx, group, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range envs {
+		ev, err := aggregates.Decode(env.Type, env.Data)
+		user, _ := aggregates.EventWalletUserID(ev)
+		if err != nil || env.AggregateType != eventstore.TypeWallet || env.AggregateID != user || !slices.Contains(users, user) {
+			t.Errorf("%s at %d is on %s/%s, names user %q (%v)", env.Type, env.Sequence, env.AggregateType, env.AggregateID, user, err)
+		}
+	}
+}
+
+type walletAnswer struct {
+	w   Wallet
+	err error
 }

@@ -242,7 +242,7 @@ func (h *harness) charge(user string, amount int64) {
 
 func (h *harness) wallet(user string) aggregates.Wallet {
 	h.t.Helper()
-	w, _, err := h.svc.wallets.Load(h.ctx, user)
+	w, err := h.svc.wallets.Wallet(h.ctx, user)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -295,6 +295,9 @@ func (h *harness) countEvents(ref eventstore.AggregateRef, typ string) int {
 	stored := ref
 	if ref.Type == eventstore.TypeSeat || ref.Type == eventstore.TypeReservation || ref.Type == eventstore.TypePayment {
 		stored = eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"} // the harness's date
+	}
+	if ref.Type == eventstore.TypeWallet {
+		stored = eventstore.WalletGroupOf(ref.ID)
 	}
 	envs, err := h.log.Load(h.ctx, stored, 0)
 	if err != nil {

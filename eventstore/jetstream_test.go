@@ -158,42 +158,60 @@ func TestOpeningAnUnreachableServerGivesUpAfterTheBoundedAttempts(t *testing.T) 
 }
 
 func TestAMessageOfAnotherSchemaIsRefusedNotMisread(t *testing.T) {
-	dir := t.TempDir()
-	s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	_, concertSubject, _ := eventstore.Place(concert)
 	// A schema-1 message: one bare envelope per event, as the first format stored them.
-	_, subject, _ := eventstore.Place(concert)
 	v1, _ := json.Marshal(eventstore.Envelope{EventID: "x", Type: "A", AggregateType: concert.Type, AggregateID: concert.ID, SchemaVersion: 1, Data: event("1").Data})
-	if _, err := s.JetStream().Publish(testCtx(t), subject, v1); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		read func() error
+	// A schema-3 commit: a wallet on a subject of its own, before wallets were grouped.
+	v3 := []byte(`{"schemaVersion":3,"events":[{"eventId":"y","type":"PointsCharged","data":{"amount":5,"reference":"r"}}]}`)
+	group := eventstore.WalletGroupOf("u1")
+	groupStream, _, _ := eventstore.Place(group)
+	logs := []struct {
+		name, subject, stream string
+		body                  []byte
+		load                  eventstore.AggregateRef // an aggregate whose subject holds the message
 	}{
-		{"a load of its aggregate", func() error { _, err := s.Load(testCtx(t), concert, 0); return err }},
-		{"a replay of its stream", func() error {
-			return s.Replay(testCtx(t), "CATALOG", 0, false, func([]eventstore.Envelope) error { return nil })
-		}},
-		{"opening its data dir again", func() error {
-			_ = s.Close()
-			again, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, Logger: quietLogger()})
-			if err == nil {
-				_ = again.Close()
-			}
-			return err
-		}},
+		{"a schema-1 message", concertSubject, "CATALOG", v1, concert},
+		{"a schema-3 wallet commit", strings.Replace(groupStream, "WALLETS_", "wallets.", 1) + ".wallet.u1", groupStream, v3, eventstore.AggregateRef{}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name+" fails with ErrSchema and says what to do", func(t *testing.T) {
-			err := tt.read()
-			if !errors.Is(err, eventstore.ErrSchema) || !strings.Contains(err.Error(), "empty data dir") {
-				t.Fatalf("%v, want ErrSchema naming the way out", err)
-			}
-		})
+	for _, l := range logs {
+		dir := t.TempDir()
+		s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		if _, err := s.JetStream().Publish(testCtx(t), l.subject, l.body); err != nil {
+			t.Fatal(err)
+		}
+		type read struct {
+			name string
+			read func() error
+		}
+		var reads []read
+		if l.load != (eventstore.AggregateRef{}) {
+			reads = append(reads, read{"a load of its aggregate", func() error { _, err := s.Load(testCtx(t), l.load, 0); return err }})
+		}
+		reads = append(reads, []read{
+			{"a replay of its stream", func() error {
+				return s.Replay(testCtx(t), l.stream, 0, false, func([]eventstore.Envelope) error { return nil })
+			}},
+			{"opening its data dir again", func() error {
+				_ = s.Close()
+				again, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, Logger: quietLogger()})
+				if err == nil {
+					_ = again.Close()
+				}
+				return err
+			}},
+		}...)
+		for _, tt := range reads {
+			t.Run(l.name+": "+tt.name+" fails with ErrSchema and says what to do", func(t *testing.T) {
+				err := tt.read()
+				if !errors.Is(err, eventstore.ErrSchema) || !strings.Contains(err.Error(), "empty data dir") {
+					t.Fatalf("%v, want ErrSchema naming the way out", err)
+				}
+			})
+		}
 	}
 }
 

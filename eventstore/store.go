@@ -60,10 +60,12 @@ type Metadata struct {
 }
 
 // SchemaVersion is the envelope schema written by this code. Schema 4 stores one message per
-// append (a commit of one or more envelopes), and a reservation's and its payments' events in
-// the commits of its concert date (seats.<p>.date.<concert>.<date>) beside its seats' events.
-// Schema 3 kept payments on subjects of their own (streams PAYMENTS_*), schema 2 seats and
-// reservations too, and schema 1 stored one message per event; all are refused with
+// append (a commit of one or more envelopes); a reservation's and its payments' events in the
+// commits of its concert date (seats.<p>.date.<concert>.<date>) beside its seats' events; and a
+// wallet's events, which name their user, in the commits of its wallet group
+// (wallets.<p>.walletgroup.<g>). Schema 3 kept payments and each wallet on subjects of their
+// own (streams PAYMENTS_*), schema 2 seats and reservations too, and schema 1 stored one
+// message per event; all are refused with
 // ErrSchema.
 const SchemaVersion = 4
 

@@ -47,10 +47,7 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 		batch := make([]eventstore.Event, len(evs))
 		for i, ev := range evs {
 			data, _ := aggregates.Encode(ev)
-			batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
-			if typ == eventstore.TypeDate {
-				batch[i].Ref = app.DateEventRef(id, ev)
-			}
+			batch[i] = eventstore.Event{Type: ev.EventType(), Data: data, Ref: app.EventRef(agg, ev)}
 		}
 		env, err := eventstore.EncodeCommit(agg, batch, eventstore.Metadata{OccurredAt: at})
 		if err != nil {
@@ -75,13 +72,14 @@ func benchLog(b *testing.B, n int) *eventstore.JetStreamStore {
 		dk := fmt.Sprintf("c%d.d%d", c, d)
 		// Reservation and payment IDs are UUIDv7, as the app makes them.
 		res, pay, user := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String(), fmt.Sprintf("u%d", i%5000)
-		pub(eventstore.TypeWallet, user, aggregates.PointsCharged{Amount: 100, Reference: res})
+		wallet := eventstore.WalletGroupOf(user).ID
+		pub(eventstore.TypeWalletGroup, wallet, aggregates.PointsCharged{Amount: 100, Reference: res, UserID: user})
 		pub(eventstore.TypeDate, dk, aggregates.SeatHeld{ReservationID: res, UserID: user, HeldUntil: at.Add(5 * time.Minute), SeatNo: s},
 			aggregates.ReservationHeld{ReservationID: res, UserID: user, ConcertID: fmt.Sprintf("c%d", c),
 				DateID: fmt.Sprintf("d%d", d), SeatNo: s, SeatNos: []int{s}, Price: 100, HeldAt: at, HeldUntil: at.Add(5 * time.Minute)})
 		pub(eventstore.TypeDate, dk, aggregates.PaymentStarted{PaymentID: pay, ReservationID: res, UserID: user, Amount: 100, StartedAt: at},
 			aggregates.ReservationPaymentStarted{ReservationID: res, PaymentID: pay})
-		pub(eventstore.TypeWallet, user, aggregates.PointsDebited{Amount: 100, PaymentID: pay})
+		pub(eventstore.TypeWalletGroup, wallet, aggregates.PointsDebited{Amount: 100, PaymentID: pay, UserID: user})
 		pub(eventstore.TypeDate, dk, aggregates.ReservationConfirmed{ReservationID: res, PaymentID: pay, ConfirmedAt: at},
 			aggregates.SeatSold{ReservationID: res, PaymentID: pay, SeatNo: s}, aggregates.PaymentCompleted{PaymentID: pay, CompletedAt: at})
 	}

@@ -402,7 +402,10 @@ func (e *Engine) PendingPayments(ctx context.Context) ([]PendingPayment, error) 
 }
 
 func (e *Engine) walletStream(userID string) (string, error) {
-	stream, _, err := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: userID})
+	if !aggregates.ValidID(userID) {
+		return "", fmt.Errorf("wallet %s: %w", userID, aggregates.ErrInvalid)
+	}
+	stream, _, err := eventstore.Place(eventstore.WalletGroupOf(userID))
 	if err != nil {
 		return "", fmt.Errorf("wallet %s: %w", userID, aggregates.ErrInvalid)
 	}

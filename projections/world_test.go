@@ -94,10 +94,7 @@ func (w *world) append(ref eventstore.AggregateRef, v uint64, evs []aggregates.E
 		if err != nil {
 			w.t.Fatalf("encode: %v", err)
 		}
-		batch[i] = eventstore.Event{Type: ev.EventType(), Data: data}
-		if ref.Type == eventstore.TypeDate {
-			batch[i].Ref = app.DateEventRef(ref.ID, ev)
-		}
+		batch[i] = eventstore.Event{Type: ev.EventType(), Data: data, Ref: app.EventRef(ref, ev)}
 	}
 	if _, err := w.store.Append(context.Background(), ref, v, batch, "", eventstore.Metadata{OccurredAt: w.clock()}); err != nil {
 		return err
@@ -194,8 +191,16 @@ func (w *world) payment(id string) (aggregates.Payment, string) {
 	return p, dateAgg
 }
 
-func (w *world) wallet(user string) (aggregates.Wallet, uint64) {
-	return loadAs(w, eventstore.TypeWallet, user, aggregates.Wallet.Apply)
+// decideWallet decides one command of a user's wallet on the user's wallet group and appends
+// what it decided as one commit of the group.
+func (w *world) decideWallet(user string, decide func(aggregates.Wallet) ([]aggregates.Event, error)) error {
+	group := eventstore.WalletGroupOf(user)
+	ws, v := loadAs(w, group.Type, group.ID, aggregates.Wallets.Apply)
+	evs, err := ws.Decide(user, decide)
+	if err != nil {
+		return err
+	}
+	return w.append(group, v, evs)
 }
 
 func (w *world) concert(id string) aggregates.Concert {
@@ -263,23 +268,24 @@ func (w *world) charge(user string, amount int64, reference string) error {
 // chargeInOneCommit decides one charge per amount, each on the state the previous one left,
 // and appends them all as one commit: the shape of a group commit.
 func (w *world) chargeInOneCommit(user, reference string, amounts ...int64) error {
-	wl, v := w.wallet(user)
-	var all []aggregates.Event
-	for i, amount := range amounts {
-		r := reference
-		if len(amounts) > 1 {
-			r = fmt.Sprintf("%s-%d", reference, i)
+	return w.decideWallet(user, func(wl aggregates.Wallet) ([]aggregates.Event, error) {
+		var all []aggregates.Event
+		for i, amount := range amounts {
+			r := reference
+			if len(amounts) > 1 {
+				r = fmt.Sprintf("%s-%d", reference, i)
+			}
+			evs, err := wl.DecideCharge(aggregates.Charge{Amount: amount, Reference: r})
+			if err != nil {
+				return nil, err
+			}
+			for _, ev := range evs {
+				wl = wl.Apply(ev)
+			}
+			all = append(all, evs...)
 		}
-		evs, err := wl.DecideCharge(aggregates.Charge{Amount: amount, Reference: r})
-		if err != nil {
-			return err
-		}
-		for _, ev := range evs {
-			wl = wl.Apply(ev)
-		}
-		all = append(all, evs...)
-	}
-	return w.append(ref(eventstore.TypeWallet, user), v, all)
+		return all, nil
+	})
 }
 
 // pay runs the payment saga as the app does: PaymentStarted with the reservation's lock (one
@@ -299,22 +305,21 @@ func (w *world) pay(payID, resID, user string) error {
 			return d.DecideFailPayment(payID, reason, w.clock())
 		}))
 	}
-	wl, wv := w.wallet(user)
-	evs, err := wl.DecideDebit(aggregates.Debit{PaymentID: payID, Amount: r.Held().Price})
+	err := w.decideWallet(user, func(wl aggregates.Wallet) ([]aggregates.Event, error) {
+		return wl.DecideDebit(aggregates.Debit{PaymentID: payID, Amount: r.Held().Price})
+	})
 	if errors.Is(err, aggregates.ErrInsufficientPoints) {
 		fail(aggregates.FailInsufficientPoints)
 		return err
 	}
 	w.must(err)
-	w.must(w.append(ref(eventstore.TypeWallet, user), wv, evs))
 	w.tick(w.payDelay)
 	if err := w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideCompletePayment(payID, w.clock())
 	}); err != nil {
-		wl, wv := w.wallet(user)
-		evs, err2 := wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundReversal})
-		w.must(err2)
-		w.must(w.append(ref(eventstore.TypeWallet, user), wv, evs))
+		w.must(w.decideWallet(user, func(wl aggregates.Wallet) ([]aggregates.Event, error) {
+			return wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundReversal})
+		}))
 		fail(aggregates.FailNotPayable)
 		return err
 	}
@@ -381,10 +386,9 @@ func (w *world) refund(payID string) error {
 	}
 	p, dateAgg := w.payment(payID)
 	st := p.Started()
-	wl, wv := w.wallet(st.UserID)
-	evs, err := wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundRefund})
-	w.must(err)
-	w.must(w.append(ref(eventstore.TypeWallet, st.UserID), wv, evs))
+	w.must(w.decideWallet(st.UserID, func(wl aggregates.Wallet) ([]aggregates.Event, error) {
+		return wl.DecideRefund(aggregates.RefundDebit{PaymentID: payID, Reason: aggregates.RefundRefund})
+	}))
 	return w.decideDate(dateAgg, func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideFinishRefund(payID, w.clock())
 	})

@@ -75,7 +75,8 @@ func TestEventFilter(t *testing.T) {
 
 func TestStreamSelection(t *testing.T) {
 	seatStream, _, _ := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"}) // a seat's events are its date's
-	walletStream, _, _ := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "c1.d1.7"})
+	// A wallet's events are its group's.
+	walletStream, _, _ := eventstore.Place(eventstore.WalletGroupOf("c1.d1.7"))
 	tests := []struct {
 		name   string
 		filter eventFilter
@@ -299,9 +300,9 @@ func TestTailPrintsNewEventsThatMatch(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("tail ended early: %v", err)
 	}
-	appendRaw(t, store, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u7"}, encoded(t, aggregates.PointsCharged{Amount: 70, Reference: "t7"}))
+	appendRaw(t, store, eventstore.WalletGroupOf("u7"), inWallet(t, aggregates.PointsCharged{Amount: 70, Reference: "t7", UserID: "u7"}))
 	appendCommit(t, store, dateC1D1, onDate(t, aggregates.SeatHeld{ReservationID: "r9", UserID: "u9", SeatNo: 9}))
-	appendRaw(t, store, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u8"}, encoded(t, aggregates.PointsCharged{Amount: 80, Reference: "t8"}))
+	appendRaw(t, store, eventstore.WalletGroupOf("u8"), inWallet(t, aggregates.PointsCharged{Amount: 80, Reference: "t8", UserID: "u8"}))
 	waitFor(t, "two lines", func() bool { return strings.Count(out.String(), "\n") >= 2 })
 	cancel()
 	if err := <-done; err != nil {

@@ -144,6 +144,15 @@ func onDate(t *testing.T, e aggregates.Event) eventstore.Event {
 	return ev
 }
 
+// inWallet encodes an event of a commit of user's wallet group, on the user's wallet, as the
+// service writes it; appendRaw(t, s, eventstore.WalletGroupOf(user), inWallet(...)) commits it.
+func inWallet(t *testing.T, e aggregates.Event) eventstore.Event {
+	t.Helper()
+	ev := encoded(t, e)
+	ev.Ref = app.WalletEventRef("", e)
+	return ev
+}
+
 func TestVerifyLogsWrittenByTheService(t *testing.T) {
 	tests := []struct {
 		name string
@@ -154,7 +163,7 @@ func TestVerifyLogsWrittenByTheService(t *testing.T) {
 		{
 			name: "a paid payment debited again fails, naming the payment",
 			corrupt: func(t *testing.T, s eventstore.Store, d day) []string {
-				appendRaw(t, s, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, encoded(t, aggregates.PointsDebited{Amount: 100, PaymentID: d.paidPay}))
+				appendRaw(t, s, eventstore.WalletGroupOf("u1"), inWallet(t, aggregates.PointsDebited{Amount: 100, PaymentID: d.paidPay, UserID: "u1"}))
 				return []string{audit.CheckPaymentDoubleDebit, "payment/" + d.paidPay}
 			},
 		},
@@ -189,7 +198,8 @@ func TestVerifyLogsWrittenByTheService(t *testing.T) {
 		{
 			name: "an event of an unknown type fails, naming its aggregate",
 			corrupt: func(t *testing.T, s eventstore.Store, d day) []string {
-				appendRaw(t, s, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u2"}, eventstore.Event{Type: "PointsStolen", Data: []byte(`{"amount":50}`)})
+				appendRaw(t, s, eventstore.WalletGroupOf("u2"), eventstore.Event{Type: "PointsStolen", Data: []byte(`{"amount":50,"userId":"u2"}`),
+					Ref: &eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u2"}})
 				return []string{audit.CheckUndecodable, "wallet/u2"}
 			},
 		},
@@ -269,7 +279,7 @@ func TestVerifyCommandOnADataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendRaw(t, store, eventstore.AggregateRef{Type: eventstore.TypeWallet, ID: "u1"}, encoded(t, aggregates.PointsRefunded{Amount: 100, PaymentID: d.refunded, Reason: aggregates.RefundRefund}))
+	appendRaw(t, store, eventstore.WalletGroupOf("u1"), inWallet(t, aggregates.PointsRefunded{Amount: 100, PaymentID: d.refunded, Reason: aggregates.RefundRefund, UserID: "u1"}))
 	store.Close()
 
 	out, err = runCmd(ctx, t, "verify", "--data-dir", dir, "--json")

@@ -512,7 +512,7 @@ func runLayout(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 			{Type: eventstore.TypeSellOut, ID: "c1.d1"},
 			{Type: eventstore.TypeQueueUser, ID: "u1"},
 			{Type: eventstore.TypeQueueGate, ID: "main"},
-			{Type: eventstore.TypeWallet, ID: "u1"},
+			eventstore.WalletGroupOf("u1"),
 		}
 		for i := range 16 {
 			refs = append(refs, eventstore.AggregateRef{Type: eventstore.TypeDate, ID: fmt.Sprintf("c1.d%d", i)})
