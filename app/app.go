@@ -32,6 +32,10 @@ type ReadSide interface {
 	// PaymentReservation returns the reservation a payment pays, looked up again like
 	// ReservationDate's; a payment still unknown is aggregates.ErrPaymentNotFound.
 	PaymentReservation(ctx context.Context, paymentID string) (reservationID string, err error)
+	// AppliedPaymentReservation is PaymentReservation from what the read model has applied,
+	// without waiting for the log's heads: enough where this process is the log's only
+	// writer and remembers its own recent payments.
+	AppliedPaymentReservation(ctx context.Context, paymentID string) (reservationID string, err error)
 }
 
 // HeldSeat is a seat held by a reservation until HeldUntil.

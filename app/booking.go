@@ -277,7 +277,16 @@ func (s *Service) keyedPayment(ctx context.Context, pid, resID string) (aggregat
 	if reads == nil {
 		return p, ref, nil
 	}
-	other, err := (*reads).PaymentReservation(ctx, pid)
+	// With other writers, the payment may have started a moment ago through another instance
+	// (whose answer to the key is written lazily): only the log's heads tell. Alone, this
+	// process remembers the payments it started (payDates), and the read model has applied
+	// every older one: waiting for the heads would hold each keyed payment up behind the
+	// projection's lag, which under load is what answered 503s.
+	lookup := (*reads).PaymentReservation
+	if s.dates.singleWriter {
+		lookup = (*reads).AppliedPaymentReservation
+	}
+	other, err := lookup(ctx, pid)
 	switch {
 	case errors.Is(err, aggregates.ErrPaymentNotFound):
 		return p, ref, nil

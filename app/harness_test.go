@@ -131,6 +131,11 @@ func (r logReads) PaymentReservation(ctx context.Context, paymentID string) (str
 	return resID, err
 }
 
+// AppliedPaymentReservation reads the log, which has always applied everything.
+func (r logReads) AppliedPaymentReservation(ctx context.Context, paymentID string) (string, error) {
+	return r.PaymentReservation(ctx, paymentID)
+}
+
 // each calls fn with every event of aggregates of type typ, in log order.
 func (r logReads) each(ctx context.Context, typ string, fn func(id string, ev aggregates.Event)) error {
 	for _, stream := range eventstore.StreamsOf(typ) {

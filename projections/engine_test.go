@@ -600,3 +600,39 @@ func TestSellOutWaitsForItsDateStreamOnly(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestPaymentsAreFoundByTheirIDs: a payment lives in its reservation's date's commits, so its
+// ID alone needs the payments read model to find its reservation, with waiting for the log
+// (PaymentReservation) or with what is applied (AppliedPaymentReservation).
+func TestPaymentsAreFoundByTheirIDs(t *testing.T) {
+	w, e, ctx := liveWorld(t)
+	w.must(w.createConcert("c1", "Aurora", date("d1", 10, 10)))
+	w.must(w.charge("u1", 100, "c1"))
+	w.must(w.hold("r1", "u1", "c1", "d1", 1, time.Minute))
+	w.must(w.pay("p1", "r1", "u1"))
+	settle(t, e)
+	lookups := []struct {
+		name   string
+		lookup func(context.Context, string) (string, error)
+	}{
+		{"waiting for the log", e.PaymentReservation},
+		{"from what is applied", e.AppliedPaymentReservation},
+	}
+	for _, l := range lookups {
+		t.Run("a started payment names its reservation, "+l.name, func(t *testing.T) {
+			if r, err := l.lookup(ctx, "p1"); err != nil || r != "r1" {
+				t.Fatalf("p1: reservation %q, %v; want r1", r, err)
+			}
+		})
+		t.Run("an unknown payment is not found, "+l.name, func(t *testing.T) {
+			if _, err := l.lookup(ctx, "p2"); !errors.Is(err, aggregates.ErrPaymentNotFound) {
+				t.Fatalf("p2: %v, want ErrPaymentNotFound", err)
+			}
+		})
+		t.Run("an ID that cannot be a payment's is not found, "+l.name, func(t *testing.T) {
+			if _, err := l.lookup(ctx, "no such/id"); !errors.Is(err, aggregates.ErrPaymentNotFound) {
+				t.Fatalf("bad ID: %v, want ErrPaymentNotFound", err)
+			}
+		})
+	}
+}

@@ -343,6 +343,28 @@ func (e *Engine) PaymentReservation(ctx context.Context, paymentID string) (stri
 	return r.reservationID, nil
 }
 
+// AppliedPaymentReservation is PaymentReservation without waiting for anything but the read
+// models' start-up catch-up: what the payments read model has applied so far. For a log with
+// one writer, whose own recent payments the caller remembers: every payment older than those
+// is applied, and waiting for the streams' heads on each miss would hold every keyed payment
+// up behind the projection's lag.
+func (e *Engine) AppliedPaymentReservation(ctx context.Context, paymentID string) (string, error) {
+	if !aggregates.ValidID(paymentID) {
+		return "", fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
+	}
+	if err := e.WaitReady(ctx); err != nil {
+		return "", err
+	}
+	r, found, err := e.payment(e.byName[Payments], paymentID)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("payment %s: %w", paymentID, aggregates.ErrPaymentNotFound)
+	}
+	return r.reservationID, nil
+}
+
 func (e *Engine) payment(p *proj, id string) (r paymentRecord, found bool, err error) {
 	g := p.acquire()
 	defer p.release(g)

@@ -486,6 +486,10 @@ func (r readSide) PaymentReservation(ctx context.Context, paymentID string) (str
 	return r.e.PaymentReservation(ctx, paymentID)
 }
 
+func (r readSide) AppliedPaymentReservation(ctx context.Context, paymentID string) (string, error) {
+	return r.e.AppliedPaymentReservation(ctx, paymentID)
+}
+
 func (r readSide) PendingPayments(ctx context.Context) ([]string, error) {
 	ps, err := r.e.PendingPayments(ctx)
 	out := make([]string, len(ps))
