@@ -361,3 +361,58 @@ type walletAnswer struct {
 	w   Wallet
 	err error
 }
+
+// pausableStore holds the appends made while it is paused until it is resumed, and counts the
+// appends of concert dates.
+type pausableStore struct {
+	*eventstore.MemStore
+	pause       atomic.Pointer[chan struct{}]
+	dateAppends atomic.Int64
+}
+
+func (p *pausableStore) Append(ctx context.Context, agg eventstore.AggregateRef, expected uint64, events []eventstore.Event, dedupID string, meta eventstore.Metadata) (uint64, error) {
+	if ch := p.pause.Load(); ch != nil {
+		<-*ch
+	}
+	if agg.Type == eventstore.TypeDate {
+		p.dateAppends.Add(1)
+	}
+	return p.MemStore.Append(ctx, agg, expected, events, dedupID, meta)
+}
+
+// TestHoldsFallingDueTogetherExpireInSharedCommits: the sweeper expires the holds that fall
+// due together side by side, so that a date's expiries share its commits. One after another,
+// each waited for a commit of its own, and under a sale's load abandoned seats stayed held long
+// past their heldUntil.
+func TestHoldsFallingDueTogetherExpireInSharedCommits(t *testing.T) {
+	const holds = 40
+	store := &pausableStore{MemStore: eventstore.NewMemStore()}
+	h := newHarness(t, store, Config{}, true)
+	h.concert(holds, 100)
+	res := make([]string, holds)
+	for i := range res {
+		res[i] = h.hold(fmt.Sprintf("u%d", i), i+1)
+	}
+	h.clock.Advance(5 * time.Minute)
+	before := store.dateAppends.Load()
+
+	gate := make(chan struct{})
+	store.pause.Store(&gate)
+	done := make(chan int)
+	go func() { done <- h.svc.ExpireDue(h.ctx) }()
+	// The first expiry's commit waits at the gate; the others must queue behind it.
+	waitFor(t, "the other expiries to queue behind the first commit", func() bool { return h.svc.dates.queued("c1.d1") == holds-1 })
+	store.pause.Store(nil)
+	close(gate)
+	if n := <-done; n != holds {
+		t.Fatalf("ExpireDue looked at %d holds, want %d", n, holds)
+	}
+	if n := store.dateAppends.Load() - before; n != 2 {
+		t.Errorf("%d holds expired in %d date commits, want 2 (the first alone, the rest together)", holds, n)
+	}
+	for _, id := range res {
+		if st := h.reservation(id).Status(); st != aggregates.ReservationStatusExpired {
+			t.Fatalf("reservation %s is %s, want EXPIRED", id, st)
+		}
+	}
+}
