@@ -44,6 +44,8 @@ type JetStreamStore struct {
 	batches        atomic.Uint64
 	batchedAppends atomic.Uint64
 	batchFailures  atomic.Uint64
+	// decoded shares the envelopes of commits between the replays that follow one stream.
+	decoded *commitCache
 }
 
 // NewJetStreamStore wraps an established connection. It does not create streams: call
@@ -62,6 +64,7 @@ func NewJetStreamStore(nc *nats.Conn, logger *slog.Logger) (*JetStreamStore, err
 		log:        logger,
 		opTimeout:  DefaultOpTimeout,
 		last:       newAppendMarks(),
+		decoded:    newCommitCache(),
 		gets:       replyMux{nc: nc},
 		committers: make(map[string]*streamCommitter),
 	}
@@ -430,7 +433,7 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 		md, err := m.Metadata()
 		if err != nil {
 			it.err = fmt.Errorf("%s: %w", op, err)
-		} else if it.envs, err = decodeCommit(nil, m.Data(), stream, md.Sequence.Stream); err != nil {
+		} else if it.envs, err = s.decoded.decode(m.Data(), stream, md.Sequence.Stream); err != nil {
 			it.err = err
 		}
 		it.last = !follow && md != nil && (md.Sequence.Stream >= head || md.NumPending == 0)

@@ -1,0 +1,49 @@
+package eventstore
+
+import (
+	"bytes"
+	"hash/maphash"
+	"sync/atomic"
+)
+
+// commitCacheSlots is how many decoded commits a store remembers. The readers of one stream
+// (the seat map's, the reservations' and the payments' projections and the relay all follow
+// SEATS_*) read the same commits within moments of each other; a few hundred commits cover
+// that distance many times over, and a reader further behind (a rebuild, a replay at start)
+// just decodes for itself.
+const commitCacheSlots = 1024
+
+// commitCache hands the envelopes one replay decoded from a commit to the other replays of
+// the same commit, so that a commit read by four followers is parsed once, not four times
+// (decoding was the read models' largest cost under a flash sale). A slot holds the commit's
+// raw bytes beside its envelopes and is reused only for equal bytes, so a stream deleted and
+// made again with other commits at the same sequences is never answered from the old one.
+// The envelopes are shared: readers copy them by value and must not change what their slices
+// point to (none does: Data is only ever decoded).
+type commitCache struct {
+	seed  maphash.Seed
+	slots [commitCacheSlots]atomic.Pointer[decodedCommit]
+}
+
+type decodedCommit struct {
+	stream string
+	seq    uint64
+	raw    []byte
+	envs   []Envelope
+}
+
+func newCommitCache() *commitCache { return &commitCache{seed: maphash.MakeSeed()} }
+
+// decode returns the envelopes of the commit b, stored as seq of stream.
+func (c *commitCache) decode(b []byte, stream string, seq uint64) ([]Envelope, error) {
+	slot := &c.slots[(maphash.String(c.seed, stream)+seq)%commitCacheSlots]
+	if d := slot.Load(); d != nil && d.seq == seq && d.stream == stream && bytes.Equal(d.raw, b) {
+		return d.envs, nil
+	}
+	envs, err := decodeCommit(nil, b, stream, seq)
+	if err != nil {
+		return nil, err
+	}
+	slot.Store(&decodedCommit{stream: stream, seq: seq, raw: b, envs: envs})
+	return envs, nil
+}
