@@ -219,3 +219,24 @@ func BenchmarkSeatsApply(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSeatMapGzipAfterChange gzips a 10,000-seat map after every change, as reads of a
+// date on sale do when a hold lands between any two of them.
+func BenchmarkSeatMapGzipAfterChange(b *testing.B) {
+	const seats = 10_000
+	s := &seatMap{status: make([]aggregates.SeatStatus, seats), prices: make([]int64, seats)}
+	for i := range s.status {
+		s.status[i], s.prices[i] = aggregates.SeatStatusAvailable, 100
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		st := aggregates.SeatStatusHeld
+		if i%2 == 1 {
+			st = aggregates.SeatStatusAvailable
+		}
+		s.set(1+i%seats, st)
+		if _, err := s.encodedGzip(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -636,3 +636,25 @@ func TestPaymentsAreFoundByTheirIDs(t *testing.T) {
 		})
 	}
 }
+
+func TestDecimalLenSizesTheSeatMapsJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int64
+		want int
+	}{
+		{"zero is one digit", 0, 1},
+		{"nine is one digit", 9, 1},
+		{"ten is two digits", 10, 2},
+		{"a 10,000-seat date's last seat is five digits", 10_000, 5},
+		{"a negative number counts its sign", -5, 2},
+		{"the largest price fits", 9_223_372_036_854_775_807, 19},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := decimalLen(tt.n); got != tt.want || got != len(strconv.FormatInt(tt.n, 10)) {
+				t.Errorf("decimalLen(%d) = %d, want %d", tt.n, got, tt.want)
+			}
+		})
+	}
+}
