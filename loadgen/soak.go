@@ -313,7 +313,7 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 				giveBack(n, o, code)
 				return
 			}
-			o, code, pid := s.bookPaid(ctx, c, rec, h)
+			o, code, pid := s.bookPaid(ctx, c, record, h)
 			giveBack(n, o, code)
 			if o == OutcomeOK {
 				o, code = timed(stepRefund, func() (Response, error) {
