@@ -90,6 +90,24 @@ func (w Wallet) DecideRefund(cmd RefundDebit) ([]Event, error) {
 	return []Event{PointsRefunded{Amount: amount, PaymentID: cmd.PaymentID, Reason: cmd.Reason}}, nil
 }
 
+// BalanceAfter returns the balance once evs, events this wallet decided, are applied, without
+// applying them: a caller that only answers with the balance needs no copy of the wallet's
+// references.
+func (w Wallet) BalanceAfter(evs []Event) int64 {
+	b := w.balance
+	for _, e := range evs {
+		switch ev := e.(type) {
+		case PointsCharged:
+			b += ev.Amount
+		case PointsDebited:
+			b -= ev.Amount
+		case PointsRefunded:
+			b += ev.Amount
+		}
+	}
+	return b
+}
+
 // Debited reports whether a payment's points were taken and not given back.
 func (w Wallet) Debited(paymentID string) bool {
 	_, ok := w.debits[paymentID]

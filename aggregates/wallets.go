@@ -19,6 +19,12 @@ type Wallets struct {
 // later commits of the group do not change.
 func (ws Wallets) Wallet(userID string) Wallet { return ws.wallets[userID].Clone() }
 
+// BalanceAfter returns one user's balance once evs, events decided on that user's wallet,
+// are applied (Wallet.BalanceAfter), without copying the wallet.
+func (ws Wallets) BalanceAfter(userID string, evs []Event) int64 {
+	return ws.wallets[userID].BalanceAfter(evs)
+}
+
 // Clone returns a copy of the group that no later Apply to either changes. The repository
 // takes one before deciding where other instances may win the append, to catch up from it.
 func (ws Wallets) Clone() Wallets {

@@ -79,3 +79,53 @@ func TestAWalletTakenFromItsGroupIsNotChangedByLaterCommits(t *testing.T) {
 		t.Errorf("a debit applied to the clone reached the original: balance %d, debited p2 %v", got.Balance(), got.Debited("p2"))
 	}
 }
+
+func TestABalanceAfterADecisionIsTheBalanceItsEventsLeave(t *testing.T) {
+	tests := []struct {
+		name  string
+		given []Event
+		when  func(Wallets) ([]Event, error)
+	}{
+		{"a charge adds its points", []Event{PointsCharged{Amount: 10, Reference: "c1", UserID: "u1"}},
+			func(ws Wallets) ([]Event, error) {
+				return ws.Decide("u1", func(w Wallet) ([]Event, error) { return w.DecideCharge(Charge{Amount: 5, Reference: "c2"}) })
+			}},
+		{"a debit takes its points", []Event{PointsCharged{Amount: 10, Reference: "c1", UserID: "u1"}},
+			func(ws Wallets) ([]Event, error) {
+				return ws.Decide("u1", func(w Wallet) ([]Event, error) { return w.DecideDebit(Debit{PaymentID: "p1", Amount: 7}) })
+			}},
+		{"a refund gives a debit's points back", []Event{PointsCharged{Amount: 10, Reference: "c1", UserID: "u1"}, PointsDebited{Amount: 7, PaymentID: "p1", UserID: "u1"}},
+			func(ws Wallets) ([]Event, error) {
+				return ws.Decide("u1", func(w Wallet) ([]Event, error) {
+					return w.DecideRefund(RefundDebit{PaymentID: "p1", Reason: RefundRefund})
+				})
+			}},
+		{"a repeated charge is the balance as it is", []Event{PointsCharged{Amount: 10, Reference: "c1", UserID: "u1"}},
+			func(ws Wallets) ([]Event, error) {
+				return ws.Decide("u1", func(w Wallet) ([]Event, error) { return w.DecideCharge(Charge{Amount: 10, Reference: "c1"}) })
+			}},
+		{"another user's points do not count", []Event{PointsCharged{Amount: 10, Reference: "c1", UserID: "u2"}},
+			func(ws Wallets) ([]Event, error) {
+				return ws.Decide("u1", func(w Wallet) ([]Event, error) { return w.DecideCharge(Charge{Amount: 3, Reference: "c2"}) })
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ws Wallets
+			for _, e := range tt.given {
+				ws = ws.Apply(e)
+			}
+			evs, err := tt.when(ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ws.BalanceAfter("u1", evs)
+			for _, e := range evs {
+				ws = ws.Apply(e)
+			}
+			if want := ws.Wallet("u1").Balance(); got != want {
+				t.Errorf("BalanceAfter = %d, the events left %d", got, want)
+			}
+		})
+	}
+}

@@ -15,13 +15,13 @@ func (s *Service) Charge(ctx context.Context, meta Meta, userID string, amount i
 		return Wallet{}, fmt.Errorf("user %q: %w", userID, aggregates.ErrInvalid)
 	}
 	ref := "charge/" + idFor(meta, "charge")
-	w, err := s.wallets.Do(ctx, userID, meta.step(ref), func(w aggregates.Wallet) ([]aggregates.Event, error) {
+	balance, err := s.wallets.Do(ctx, userID, meta.step(ref), func(w aggregates.Wallet) ([]aggregates.Event, error) {
 		return w.DecideCharge(aggregates.Charge{Amount: amount, Reference: ref[len("charge/"):]})
 	})
 	if err != nil {
 		return Wallet{}, fmt.Errorf("charge %s: %w", userID, err)
 	}
-	return Wallet{UserID: userID, Balance: w.Balance()}, nil
+	return Wallet{UserID: userID, Balance: balance}, nil
 }
 
 // WalletEventRef names the wallet an event of a wallet group's commit is about (nil for
@@ -52,20 +52,17 @@ func newWalletGroups(log eventstore.Store, clock Clock, obs Observer) walletGrou
 }
 
 // Do decides one command of a user's wallet with decide, in a commit it may share with
-// commands of other users of the group, and returns the user's wallet as its command left it
-// (as it is, for a no-op). The wallet is copied out while the decision runs under the group's
+// commands of other users of the group, and returns the user's balance as its command left it
+// (as it is, for a no-op). The balance is taken while the decision runs under the group's
 // lock: later commits update the group's maps in place.
-func (g walletGroups) Do(ctx context.Context, userID string, st step, decide func(aggregates.Wallet) ([]aggregates.Event, error)) (aggregates.Wallet, error) {
-	var after aggregates.Wallet
+func (g walletGroups) Do(ctx context.Context, userID string, st step, decide func(aggregates.Wallet) ([]aggregates.Event, error)) (int64, error) {
+	var balance int64
 	_, err := g.repo.Do(ctx, eventstore.WalletGroupOf(userID).ID, st, func(ws aggregates.Wallets) ([]aggregates.Event, error) {
 		evs, err := ws.Decide(userID, decide)
-		after = ws.Wallet(userID)
-		for _, ev := range evs {
-			after = after.Apply(ev)
-		}
+		balance = ws.BalanceAfter(userID, evs)
 		return evs, err
 	})
-	return after, err
+	return balance, err
 }
 
 // Wallet returns a user's wallet as the log has it (Repository.Read).
