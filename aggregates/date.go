@@ -23,15 +23,76 @@ const MaxSeatsPerHold = 8
 // values its methods return, never the Date.
 type Date struct {
 	seats        map[int]Seat           // only seats that are not AVAILABLE
-	reservations map[string]Reservation // every reservation of the date
+	reservations map[string]Reservation // the date's reservations, but those compacted
 	owned        map[string]int         // user → seats in their HELD and CONFIRMED reservations
-	payments     map[string]Payment     // every payment of the date's reservations
+	payments     map[string]Payment     // its reservations' payments, but those compacted
+	// ended lists the reservations and payments that ended (EXPIRED, CANCELLED; FAILED,
+	// REFUNDED), in the order they ended; Compact stamps their time and drops them from the
+	// maps once EndedRetention has passed. Without it a date's state grows with its history
+	// (a seat sold, refunded and sold again is three reservations), not with its seats.
+	ended []endedRecord
+	// compacted is set once a record was dropped: a command naming a record the date does
+	// not have may then be about one that ended long ago (ErrCompacted), not a new one.
+	compacted bool
+}
+
+// EndedRetention is how long a date keeps a reservation or payment that ended, answering
+// repeated commands about it from its own state. It outlasts the JetStream duplicate window
+// (2 minutes), within which a repeated append is dropped by the store, and a read model's lag
+// (milliseconds) many times over: a command about a record compacted since is answered from
+// the read models (ErrCompacted).
+const EndedRetention = 3 * time.Minute
+
+// endedRecord is a reservation (or a payment, when payment) that ended at at; at is zero
+// until the Compact after the event that ended it.
+type endedRecord struct {
+	at      time.Time
+	id      string
+	payment bool
 }
 
 // Clone returns a copy of the date that no later Apply to either changes. The repository takes
 // one before deciding where other instances may win the append, to catch up from it.
 func (d Date) Clone() Date {
-	return Date{seats: maps.Clone(d.seats), reservations: maps.Clone(d.reservations), owned: maps.Clone(d.owned), payments: maps.Clone(d.payments)}
+	return Date{seats: maps.Clone(d.seats), reservations: maps.Clone(d.reservations), owned: maps.Clone(d.owned),
+		payments: maps.Clone(d.payments), ended: slices.Clone(d.ended), compacted: d.compacted}
+}
+
+// Compact stamps the records that ended since the last Compact with at, the time of the
+// event applied last, and forgets those that ended EndedRetention before it. The repository
+// calls it after every event, live and in replays, so every instance and every replay of a
+// date forgets the same records.
+func (d Date) Compact(at time.Time) Date {
+	for i := len(d.ended) - 1; i >= 0 && d.ended[i].at.IsZero(); i-- {
+		d.ended[i].at = at
+	}
+	horizon := at.Add(-EndedRetention)
+	n := 0
+	for n < len(d.ended) && d.ended[n].at.Before(horizon) {
+		if e := d.ended[n]; e.payment {
+			delete(d.payments, e.id)
+		} else {
+			delete(d.reservations, e.id)
+		}
+		n++
+	}
+	if n > 0 {
+		d.ended, d.compacted = d.ended[n:], true
+	}
+	return d
+}
+
+// Compacted reports whether the date has forgotten records that ended: a reservation or
+// payment it does not have may then be one of them.
+func (d Date) Compacted() bool { return d.compacted }
+
+// missing is the refusal of a command about a record the date does not have: notFound, or
+// ErrCompacted once the date has forgotten ended records, as it may be one of them.
+func (d Date) missing(notFound error) error {
+	if d.compacted {
+		return ErrCompacted
+	}
+	return notFound
 }
 
 // Payment returns one payment of the date's reservations; ok is false for one it does not have.
@@ -94,6 +155,10 @@ type HoldSeats struct {
 	HeldUntil     time.Time
 	// MaxSeatsPerUser bounds the seats one user holds or bought on the date; 0: no bound.
 	MaxSeatsPerUser int
+	// NewID says the reservation ID was never used: a fresh one, or one the read models do
+	// not have. Without it a date that has compacted answers ErrCompacted for an ID it does
+	// not know (a repeated hold whose reservation ended long ago must not hold seats again).
+	NewID bool
 }
 
 // DecideHold holds every seat for one new reservation, or none: SeatHeld per seat, then
@@ -115,6 +180,8 @@ func (d Date) DecideHold(cmd HoldSeats) ([]Event, error) {
 			return nil, nil
 		}
 		return nil, ErrReservationExists
+	} else if !cmd.NewID && d.compacted {
+		return nil, ErrCompacted
 	}
 	var taken []int
 	for _, n := range cmd.SeatNos {
@@ -151,7 +218,10 @@ func (d Date) DecideStartPayment(reservationID string, cmd StartPayment) ([]Even
 		}
 		return nil, nil
 	}
-	r := d.reservations[reservationID]
+	r, ok := d.reservations[reservationID]
+	if !ok {
+		return nil, d.missing(ErrReservationNotFound)
+	}
 	lock, err := r.DecideStartPayment(cmd)
 	if err != nil {
 		return nil, err
@@ -218,7 +288,7 @@ type RefundPayment struct {
 func (d Date) DecideRefund(paymentID string, cmd RefundPayment) ([]Event, error) {
 	p, ok := d.payments[paymentID]
 	if !ok {
-		return nil, ErrPaymentNotFound
+		return nil, d.missing(ErrPaymentNotFound)
 	}
 	gate, err := p.DecideRefundRequest(cmd.Now, cmd.RequestID)
 	if err != nil || len(gate) == 0 {
@@ -274,7 +344,11 @@ func (d Date) DecideExpire(reservationID string, cmd Expire) ([]Event, error) {
 
 // DecideCancel cancels a hold at its owner's request and frees its seats.
 func (d Date) DecideCancel(reservationID string, cmd Cancel) ([]Event, error) {
-	evs, err := d.reservations[reservationID].DecideCancel(cmd)
+	r, ok := d.reservations[reservationID]
+	if !ok {
+		return nil, d.missing(ErrReservationNotFound)
+	}
+	evs, err := r.DecideCancel(cmd)
 	return d.releasing(reservationID, ReleaseCancelled, evs, err)
 }
 
@@ -311,7 +385,12 @@ func (d Date) Apply(e Event) Date {
 		return d
 	}
 	if id, ok := EventPaymentID(e); ok {
-		d.payments[id] = d.payments[id].Apply(e)
+		before := d.payments[id]
+		after := before.Apply(e)
+		d.payments[id] = after
+		if !paymentEnded(before) && paymentEnded(after) {
+			d.ended = append(d.ended, endedRecord{id: id, payment: true})
+		}
 		return d
 	}
 	id, ok := EventReservationID(e)
@@ -330,7 +409,20 @@ func (d Date) Apply(e Event) Date {
 			delete(d.owned, user)
 		}
 	}
+	if !reservationEnded(before) && reservationEnded(after) {
+		d.ended = append(d.ended, endedRecord{id: id})
+	}
 	return d
+}
+
+// reservationEnded reports whether no command can change a reservation any more.
+func reservationEnded(r Reservation) bool {
+	return r.status == ReservationStatusExpired || r.status == ReservationStatusCancelled
+}
+
+// paymentEnded reports whether no command can change a payment any more.
+func paymentEnded(p Payment) bool {
+	return p.status == PaymentStatusFailed || p.status == PaymentStatusRefunded
 }
 
 // counts reports whether a reservation's seats count toward its user's limit.

@@ -20,6 +20,11 @@ func IsRefusal(err error) bool {
 	return errors.As(err, &r)
 }
 
+// ErrCompacted answers a command about a reservation or payment that a date does not have
+// after it has forgotten records that ended (Date.Compact): the record may be one of them. It
+// is no refusal: the caller looks the record up in the read models and answers from there.
+var ErrCompacted = errors.New("the date may have forgotten this record: it ended long ago, if it existed")
+
 // Domain refusals. The API maps each to a status and a problem code; nothing else does.
 var (
 	ErrInvalid                   = refuse("invalid input")

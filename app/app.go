@@ -36,6 +36,11 @@ type ReadSide interface {
 	// without waiting for the log's heads: enough where this process is the log's only
 	// writer and remembers its own recent payments.
 	AppliedPaymentReservation(ctx context.Context, paymentID string) (reservationID string, err error)
+	// Reservation and Payment return a record as the read model has it, for one its date has
+	// forgotten (see forgotten.go); one unknown is aggregates.ErrReservationNotFound or
+	// aggregates.ErrPaymentNotFound.
+	Reservation(ctx context.Context, reservationID string) (Reservation, error)
+	Payment(ctx context.Context, paymentID string) (Payment, error)
 }
 
 // HeldSeat is a seat held by a reservation until HeldUntil.
@@ -115,6 +120,7 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	// seat count: 1,000 dates of a flash sale fit, and an evicted one is read back from the log.
 	s.dates = NewRepository(log, eventstore.TypeDate, aggregates.Date.Apply, 1_000, s.clock, s.obs)
 	s.dates.owner = DateEventRef
+	s.dates.compact = aggregates.Date.Compact
 	s.resDates = newStateCache[dateRef](200_000)
 	s.payDates = newStateCache[dateRef](200_000)
 	s.wallets = newWalletGroups(log, s.clock, s.obs)

@@ -67,11 +67,15 @@ func (s *Service) decidePayment(ctx context.Context, date dateRef, pid string, s
 	return decideOn(ctx, s, date, pid, st, aggregates.Date.Payment, aggregates.EventPaymentID, decide)
 }
 
-// reservation returns a reservation's current state from its date.
-func (s *Service) reservation(ctx context.Context, date dateRef, resID string) (aggregates.Reservation, error) {
-	var res aggregates.Reservation
-	err := s.dates.Read(ctx, date.key(), func(d aggregates.Date) { res, _ = d.Reservation(resID) })
-	return res, err
+// reservationOf returns a reservation's current state from its date; forgotten reports that
+// the date does not have it and has forgotten ended records, so it may be one of them.
+func (s *Service) reservationOf(ctx context.Context, date dateRef, resID string) (res aggregates.Reservation, forgotten bool, err error) {
+	err = s.dates.Read(ctx, date.key(), func(d aggregates.Date) {
+		var ok bool
+		res, ok = d.Reservation(resID)
+		forgotten = !ok && d.Compacted()
+	})
+	return res, forgotten, err
 }
 
 // dateOf returns the date of a reservation known by its ID: remembered if this process held
@@ -127,9 +131,14 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (Reserva
 	ref := dateRef{concertID: req.ConcertID, dateID: req.DateID}
 	resID := idFor(meta, "reservation")
 	if meta.ReplayOnly {
-		r, err := s.reservation(ctx, ref, resID)
+		r, forgotten, err := s.reservationOf(ctx, ref, resID)
 		if err != nil {
 			return Reservation{}, err
+		}
+		if forgotten {
+			if old, found, err := s.repeatedHold(ctx, resID, req.UserID); err == nil && found {
+				return old, nil
+			}
 		}
 		if !r.Exists() || r.Held().UserID != req.UserID {
 			return Reservation{}, fmt.Errorf("hold: %w", ErrTokenExpired)
@@ -140,10 +149,19 @@ func (s *Service) Hold(ctx context.Context, meta Meta, req HoldRequest) (Reserva
 	hold := aggregates.HoldSeats{
 		ReservationID: resID, UserID: req.UserID, ConcertID: req.ConcertID, DateID: req.DateID,
 		SeatNos: nos, Price: price, HeldAt: now, HeldUntil: now.Add(s.cfg.HoldTTL), MaxSeatsPerUser: s.cfg.MaxSeatsPerUser,
+		NewID: meta.RequestKey == "", // a fresh UUIDv7; a key's ID may be a repeat's
 	}
-	r, err := s.decideReservation(ctx, ref, resID, meta.step(resID+"/hold"), func(d aggregates.Date) ([]aggregates.Event, error) {
-		return d.DecideHold(hold)
-	})
+	decide := func(d aggregates.Date) ([]aggregates.Event, error) { return d.DecideHold(hold) }
+	r, err := s.decideReservation(ctx, ref, resID, meta.step(resID+"/hold"), decide)
+	if errors.Is(err, aggregates.ErrCompacted) {
+		// The key's reservation may have ended long ago, forgotten by its date since.
+		old, found, ferr := s.repeatedHold(ctx, resID, req.UserID)
+		if ferr != nil || found {
+			return old, ferr
+		}
+		hold.NewID = true
+		r, err = s.decideReservation(ctx, ref, resID, meta.step(resID+"/hold"), decide)
+	}
 	if err != nil {
 		return Reservation{}, fmt.Errorf("hold seats %v of %s: %w", nos, ref.key(), err)
 	}
@@ -164,9 +182,15 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 		return Reservation{}, err
 	}
 	if meta.ReplayOnly {
-		r, err := s.reservation(ctx, ref, reservationID)
+		r, forgotten, err := s.reservationOf(ctx, ref, reservationID)
 		if err != nil {
 			return Reservation{}, err
+		}
+		if forgotten {
+			if old, err := s.cancelForgotten(ctx, meta, reservationID, userID); err == nil {
+				return old, nil
+			}
+			return Reservation{}, fmt.Errorf("cancel: %w", ErrTokenExpired)
 		}
 		if _, err := r.DecideCancel(aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")}); err != nil || r.Status() != aggregates.ReservationStatusCancelled {
 			return Reservation{}, fmt.Errorf("cancel: %w", ErrTokenExpired)
@@ -176,10 +200,14 @@ func (s *Service) Cancel(ctx context.Context, meta Meta, reservationID, userID s
 	r, err := s.decideReservation(ctx, ref, reservationID, meta.step(reservationID+"/cancel"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideCancel(reservationID, aggregates.Cancel{UserID: userID, Now: s.clock.Now(), RequestID: requestID(meta, "cancel")})
 	})
+	if errors.Is(err, aggregates.ErrCompacted) {
+		return s.cancelForgotten(ctx, meta, reservationID, userID)
+	}
 	if err != nil {
 		return Reservation{}, fmt.Errorf("cancel reservation %s: %w", reservationID, err)
 	}
 	s.sweeper.untrack(reservationID)
+	s.resDates.del(reservationID)
 	return reservationResult(r), nil
 }
 
@@ -197,6 +225,9 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	if meta.RequestKey != "" {
 		// A retry of a payment whose answer was lost: finish or report the same payment.
 		p, ref, err := s.keyedPayment(ctx, pid, reservationID)
+		if errors.Is(err, aggregates.ErrCompacted) {
+			return s.resumeForgotten(ctx, pid)
+		}
 		if err != nil {
 			return Payment{}, err
 		}
@@ -224,6 +255,9 @@ func (s *Service) Pay(ctx context.Context, meta Meta, reservationID, userID stri
 	p, err := s.decidePayment(ctx, ref, pid, meta.step(pid+"/start"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideStartPayment(reservationID, aggregates.StartPayment{PaymentID: pid, UserID: userID, Now: now})
 	})
+	if errors.Is(err, aggregates.ErrCompacted) {
+		return Payment{}, s.payForgotten(ctx, reservationID, userID)
+	}
 	if err != nil {
 		if aggregates.IsRefusal(err) {
 			return Payment{}, fmt.Errorf("reservation %s: %w", reservationID, err)
@@ -262,7 +296,8 @@ func (s *Service) keyedPayment(ctx context.Context, pid, resID string) (aggregat
 		}
 	}
 	var p aggregates.Payment
-	find := func(d aggregates.Date) { p, _ = d.Payment(pid) }
+	compacted := false
+	find := func(d aggregates.Date) { p, _ = d.Payment(pid); compacted = d.Compacted() }
 	// The cached date finds a retry without a read of the log, which would hold up the
 	// date's commits while other instances write it.
 	if s.dates.Peek(ref.key(), find); !p.Exists() {
@@ -270,7 +305,9 @@ func (s *Service) keyedPayment(ctx context.Context, pid, resID string) (aggregat
 			return p, ref, err
 		}
 	}
-	if p.Exists() || seen {
+	// A payment this process started that its date does not have is one the date forgot,
+	// if it forgot any: the read model tells.
+	if p.Exists() || (seen && !compacted) {
 		return p, ref, nil
 	}
 	reads := s.reads.Load()
@@ -294,6 +331,9 @@ func (s *Service) keyedPayment(ctx context.Context, pid, resID string) (aggregat
 		return p, ref, fmt.Errorf("payment %s: %w", pid, err)
 	case other != resID:
 		return p, ref, fmt.Errorf("payment %s pays reservation %s, not %s: %w", pid, other, resID, ErrKeyReused)
+	case compacted:
+		// The read model has the payment and its date does not: it ended long ago.
+		return p, ref, fmt.Errorf("payment %s: %w", pid, aggregates.ErrCompacted)
 	}
 	return p, ref, nil
 }
@@ -347,6 +387,7 @@ func (s *Service) runPayment(ctx context.Context, meta Meta, ref dateRef, p aggr
 		}); err != nil {
 			return Payment{}, fmt.Errorf("fail payment %s: %w", pid, err)
 		}
+		s.payDates.del(pid)
 		return Payment{}, fmt.Errorf("payment %s: %w", pid, cause)
 	}
 
@@ -407,6 +448,9 @@ func (s *Service) Refund(ctx context.Context, meta Meta, paymentID string) (Paym
 	p, err := s.decidePayment(ctx, ref, paymentID, meta.step(paymentID+"/refund"), func(d aggregates.Date) ([]aggregates.Event, error) {
 		return d.DecideRefund(paymentID, aggregates.RefundPayment{Now: s.clock.Now(), RequestID: requestID(meta, "refund")})
 	})
+	if errors.Is(err, aggregates.ErrCompacted) {
+		return s.refundForgotten(ctx, meta, paymentID)
+	}
 	if err != nil {
 		return Payment{}, fmt.Errorf("refund %s: %w", paymentID, err)
 	}
@@ -433,6 +477,9 @@ func (s *Service) runRefund(ctx context.Context, meta Meta, ref dateRef, p aggre
 	if err != nil {
 		return Payment{}, fmt.Errorf("finish refund %s: %w", pid, err)
 	}
+	// Both ended: a late command about either finds its date in the read models.
+	s.payDates.del(pid)
+	s.resDates.del(p.ReservationID)
 	return paymentResult(st), nil
 }
 

@@ -116,9 +116,12 @@ func (s *Service) expire(ctx context.Context, h HeldSeat) error {
 	if err != nil {
 		return err
 	}
-	if r.Status() == aggregates.ReservationStatusHeld {
+	switch r.Status() {
+	case aggregates.ReservationStatusHeld:
 		// Not due after all (a clock step back): look again at its heldUntil.
 		s.sweeper.track(HeldSeat{ConcertID: h.ConcertID, DateID: h.DateID, SeatNo: h.SeatNo, ReservationID: h.ReservationID, HeldUntil: r.Held().HeldUntil})
+	case aggregates.ReservationStatusExpired:
+		s.resDates.del(h.ReservationID) // a late command about it finds its date in the read models
 	}
 	return nil
 }

@@ -136,6 +136,34 @@ func (r logReads) AppliedPaymentReservation(ctx context.Context, paymentID strin
 	return r.PaymentReservation(ctx, paymentID)
 }
 
+// Reservation folds a reservation from the log, as the reservations read model has it.
+func (r logReads) Reservation(ctx context.Context, reservationID string) (Reservation, error) {
+	var res aggregates.Reservation
+	err := r.each(ctx, eventstore.TypeReservation, func(id string, ev aggregates.Event) {
+		if id == reservationID {
+			res = res.Apply(ev)
+		}
+	})
+	if err == nil && !res.Exists() {
+		err = aggregates.ErrReservationNotFound
+	}
+	return reservationResult(res), err
+}
+
+// Payment folds a payment from the log, as the payments read model shows it.
+func (r logReads) Payment(ctx context.Context, paymentID string) (Payment, error) {
+	var p aggregates.Payment
+	err := r.each(ctx, eventstore.TypePayment, func(id string, ev aggregates.Event) {
+		if id == paymentID {
+			p = p.Apply(ev)
+		}
+	})
+	if err == nil && (!p.Exists() || p.Status() == aggregates.PaymentStatusStarted) {
+		err = aggregates.ErrPaymentNotFound
+	}
+	return paymentResult(p), err
+}
+
 // each calls fn with every event of aggregates of type typ, in log order.
 func (r logReads) each(ctx context.Context, typ string, fn func(id string, ev aggregates.Event)) error {
 	for _, stream := range eventstore.StreamsOf(typ) {
@@ -263,7 +291,7 @@ func (h *harness) reservation(id string) aggregates.Reservation {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	r, err := h.svc.reservation(h.ctx, dateRef{concertID: c, dateID: d}, id)
+	r, _, err := h.svc.reservationOf(h.ctx, dateRef{concertID: c, dateID: d}, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}

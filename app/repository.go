@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/booking-engine/booking/aggregates"
 	"github.com/booking-engine/booking/eventstore"
@@ -41,6 +42,9 @@ type Repository[S any] struct {
 	// owner, when set, names the aggregate each event belongs to, where that is not the one
 	// the commit is appended to (nil): a date's commits carry seat and reservation events.
 	owner func(id string, ev aggregates.Event) *eventstore.AggregateRef
+	// compact, when set, lets a state forget what it no longer needs to decide (a date's
+	// records that ended long ago); it is told the time of every event applied (see fold).
+	compact func(st S, at time.Time) S
 	// contended holds the IDs of the aggregates another instance has won an append of: their
 	// commits keep a copy of the state they were decided on (see commit). A few per process:
 	// the dates two instances sell at once.
@@ -150,9 +154,20 @@ func (r *Repository[S]) catchUp(ctx context.Context, id string, st S, ver uint64
 		if err != nil {
 			return st, ver, fmt.Errorf("load %s %s at %d: %w", r.typ, id, env.Sequence, err)
 		}
-		st, ver = r.apply(st, ev), env.Sequence
+		st, ver = r.fold(st, ev, env.OccurredAt), env.Sequence
 	}
 	return st, ver, nil
+}
+
+// fold applies one event recorded at at, and compacts the state at that time. Compacting is
+// part of the fold: a replay compacts at the times the events were recorded, and a live
+// commit at the times it stamps on them (the same ones), so both end in the same state.
+func (r *Repository[S]) fold(st S, ev aggregates.Event, at time.Time) S {
+	st = r.apply(st, ev)
+	if r.compact != nil {
+		st = r.compact(st, at)
+	}
+	return st
 }
 
 // step is one command's identity in the log: the dedup ID that makes its append safe to
@@ -393,7 +408,7 @@ func (r *Repository[S]) decideAll(id string, st S, batch []*command[S]) decision
 				e.Ref = r.owner(id, ev)
 			}
 			d.events = append(d.events, e)
-			st = r.apply(st, ev)
+			st = r.fold(st, ev, c.meta.OccurredAt)
 		}
 	}
 	if deciders > 1 {

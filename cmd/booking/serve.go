@@ -490,6 +490,16 @@ func (r readSide) AppliedPaymentReservation(ctx context.Context, paymentID strin
 	return r.e.AppliedPaymentReservation(ctx, paymentID)
 }
 
+func (r readSide) Reservation(ctx context.Context, reservationID string) (app.Reservation, error) {
+	v, err := r.e.Reservation(ctx, reservationID)
+	return app.Reservation(v), err
+}
+
+func (r readSide) Payment(ctx context.Context, paymentID string) (app.Payment, error) {
+	v, err := r.e.Payment(ctx, paymentID)
+	return app.Payment(v), err
+}
+
 func (r readSide) PendingPayments(ctx context.Context) ([]string, error) {
 	ps, err := r.e.PendingPayments(ctx)
 	out := make([]string, len(ps))
