@@ -1,6 +1,10 @@
 package aggregates
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"time"
+)
 
 // Wallets is a group of users' wallets decided and committed together. A wallet alone is a
 // poor boundary for group commit: one user rarely has two commands in flight, so every
@@ -13,6 +17,24 @@ import "fmt"
 // the values its methods return, never the Wallets.
 type Wallets struct {
 	wallets map[string]Wallet // user → wallet; a user without events has none
+	// settled and keyed list the references the wallets may forget, in the order they were
+	// settled (see Compact): a charge's reference, a debit once it was given back. Without
+	// them a wallet grows with every charge and payment its user ever made.
+	settled, keyed []walletRef
+}
+
+// KeyedRetention is how long a wallet remembers what a client may repeat for as long as its
+// Idempotency-Key holds: a charge made under a key, a debit reversed because its payment
+// failed (recovery may run that payment again).
+const KeyedRetention = 24 * time.Hour
+
+// walletRef is one reference of a user's wallet that may be forgotten: a charge's, or a
+// payment's debit (debit) once it was given back. at is zero until the next Compact.
+type walletRef struct {
+	at    time.Time
+	user  string
+	id    string
+	debit bool
 }
 
 // Wallet returns a copy of one user's wallet (an empty one for a user without events) that
@@ -28,7 +50,7 @@ func (ws Wallets) BalanceAfter(userID string, evs []Event) int64 {
 // Clone returns a copy of the group that no later Apply to either changes. The repository
 // takes one before deciding where other instances may win the append, to catch up from it.
 func (ws Wallets) Clone() Wallets {
-	c := Wallets{wallets: make(map[string]Wallet, len(ws.wallets))}
+	c := Wallets{wallets: make(map[string]Wallet, len(ws.wallets)), settled: slices.Clone(ws.settled), keyed: slices.Clone(ws.keyed)}
 	for user, w := range ws.wallets {
 		c.wallets[user] = w.Clone()
 	}
@@ -63,7 +85,63 @@ func (ws Wallets) Apply(e Event) Wallets {
 		ws.wallets = make(map[string]Wallet)
 	}
 	ws.wallets[user] = ws.wallets[user].Apply(e)
+	switch ev := e.(type) {
+	case PointsCharged:
+		if ev.Reference != "" {
+			ref := walletRef{user: user, id: ev.Reference}
+			if KeyedReference(ev.Reference) {
+				ws.keyed = append(ws.keyed, ref)
+			} else {
+				ws.settled = append(ws.settled, ref)
+			}
+		}
+	case PointsRefunded:
+		ref := walletRef{user: user, id: ev.PaymentID, debit: true}
+		if ev.Reason == RefundReversal {
+			ws.keyed = append(ws.keyed, ref)
+		} else {
+			ws.settled = append(ws.settled, ref)
+		}
+	}
 	return ws
+}
+
+// KeyedReference reports whether a charge's reference was derived from a client's
+// Idempotency-Key (a UUIDv5, as the application derives every ID of a keyed request), which
+// the client may repeat for as long as the key holds. Any other reference is a fresh UUIDv7
+// that only the engine's own retries repeat, within seconds.
+func KeyedReference(ref string) bool { return len(ref) == 36 && ref[14] == '5' }
+
+// Compact stamps the references settled since the last Compact with at, the time of the event
+// applied last, and forgets those settled EndedRetention (KeyedRetention, for keyed ones)
+// before it: a charge's reference, a given-back debit. A charge is then no longer recognised
+// as a repeat, and a payment's debit is unknown (so a refund of it gives nothing back): the
+// repeats that matter come within seconds (the engine's retries; recovery, every 30 s, of
+// a payment whose refund was cut off), and a client's keyed repeats within the key's 24 h.
+// The repository calls it after every event, live and in replays, so every instance and every
+// replay of a group forgets the same references.
+func (ws Wallets) Compact(at time.Time) Wallets {
+	ws.settled = ws.forget(ws.settled, at, EndedRetention)
+	ws.keyed = ws.forget(ws.keyed, at, KeyedRetention)
+	return ws
+}
+
+func (ws Wallets) forget(refs []walletRef, at time.Time, keep time.Duration) []walletRef {
+	for i := len(refs) - 1; i >= 0 && refs[i].at.IsZero(); i-- {
+		refs[i].at = at
+	}
+	horizon := at.Add(-keep)
+	n := 0
+	for ; n < len(refs) && refs[n].at.Before(horizon); n++ {
+		w := ws.wallets[refs[n].user]
+		if refs[n].debit {
+			delete(w.debits, refs[n].id)
+			delete(w.refunded, refs[n].id)
+		} else {
+			delete(w.charged, refs[n].id)
+		}
+	}
+	return refs[n:]
 }
 
 // EventWalletUserID returns the user whose wallet a wallet event is about.

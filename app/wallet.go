@@ -48,6 +48,7 @@ func newWalletGroups(log eventstore.Store, clock Clock, obs Observer) walletGrou
 	// and WalletGroups states hold every wallet anyway.
 	repo := NewRepository(log, eventstore.TypeWalletGroup, aggregates.Wallets.Apply, eventstore.WalletGroups, clock, obs)
 	repo.owner = WalletEventRef
+	repo.compact = aggregates.Wallets.Compact
 	return walletGroups{repo: repo}
 }
 
