@@ -153,10 +153,12 @@ func (q *queueIndex) restore(s queueSnapshot) {
 	q.seq, q.eventID = fresh.seq, fresh.eventID
 }
 
-// appliedInOrder records the last event the QUEUE follower applied: what a snapshot covers.
+// appliedInOrder records the last event the QUEUE follower applied: what a snapshot covers,
+// and how far the index may drop tokens (prune).
 func (q *queueIndex) appliedInOrder(env eventstore.Envelope) {
 	q.mu.Lock()
 	q.seq, q.eventID = env.Sequence, env.EventID
+	q.prune()
 	if q.moved != nil {
 		close(q.moved)
 		q.moved = nil
