@@ -101,7 +101,11 @@ func (q *queueIndex) apply(env eventstore.Envelope) {
 		q.tick(e.RevokedAt)
 		if t, ok := q.tokens[e.TokenID]; ok {
 			t.revoked = true
-			q.endAt(t, e.RevokedAt)
+			at := e.RevokedAt
+			if at.IsZero() { // not from DecideRevoke, which always sets it
+				at = q.clock
+			}
+			q.endAt(t, at)
 		}
 	case aggregates.QueueAdvanced:
 		q.tick(e.At)
