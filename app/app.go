@@ -131,7 +131,7 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 		s.dates.singleWriter, s.wallets.repo.singleWriter = true, true
 		s.queueUsers.singleWriter, s.gate.singleWriter = true, true
 	}
-	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL})
+	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL}, cfg.QueueInterval)
 	s.sweeper = newSweeper()
 	return s
 }

@@ -1,12 +1,14 @@
 package app
 
 import (
+	"container/heap"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,19 +19,41 @@ import (
 	"github.com/booking-engine/booking/eventstore"
 )
 
-// queueIndex is the in-memory view of the waiting queue: every token with its position, the
-// latest token of each user, and the admission history. It is fed by a follow-mode replay of
-// the QUEUE stream (so every instance sees every token) and, for read-your-writes, by this
-// process's own appends as they happen; applying an event twice changes nothing.
+// queueIndex is the in-memory view of the waiting queue: the tokens that may still matter
+// with their positions, the latest token of each user, and the admission history. It is fed
+// by a follow-mode replay of the QUEUE stream (so every instance sees every token) and, for
+// read-your-writes, by this process's own appends as they happen; applying an event twice
+// changes nothing.
+//
+// It forgets what can no longer change an answer, so that it is bounded by the tokens that
+// are waiting, active or recently ended rather than by every token ever issued (the soak
+// issues ~200 a second, ~100 bytes each). A token that can never be WAITING or ACTIVE again
+// (revoked, superseded by a newer token of its user, or past its active TTL) is dropped
+// queueRetention after that became true; a signed token at or below the horizon (the highest
+// position dropped) that the index does not know was dropped, and reads EXPIRED (statusOf).
+// Tokens at or below the watermark are only a count, and admissions older than the admission
+// window are dropped. Pruning goes by the times of the events applied, not by a clock, so
+// every instance, and a replay of the log, forgets the same tokens at the same point of the
+// stream, give or take what its own appends applied first.
 type queueIndex struct {
 	policy aggregates.QueuePolicy
+	window time.Duration // --queue-interval: how far back admittedSince is asked to look
 
-	mu        sync.RWMutex
-	tokens    map[string]*tokenRec
-	latest    map[string]string // user → latest token ID
-	positions []uint64          // positions of all tokens, ascending
+	mu     sync.RWMutex
+	tokens map[string]*tokenRec
+	latest map[string]string // user → latest token ID, while that token is in tokens
+	// waiting holds the tokens above the watermark in ascending position, dropped ones too
+	// (their records no longer in tokens): they still count for ahead and for the next
+	// admission. counted is how many tokens are at or below it (every token with AdmitAll).
+	waiting   []*tokenRec
+	counted   int
 	admission aggregates.Admission
-	admitted  []admittedStep // how many tokens each advance admitted, for the rate window
+	admitted  []admittedStep // how many tokens each advance admitted, within the window
+	drops     dropQueue      // tokens that ended, by when they may be dropped
+	// horizon is the highest position dropped. It never passes seq: every token at or below
+	// seq has been applied, so one of them that is not in tokens was dropped, not yet to come.
+	horizon uint64
+	clock   time.Time // the latest time of an event applied: what pruning goes by
 	// seq and eventID are the last QUEUE event the follower applied in order; everything up to
 	// it is in the index (own appends may have put later events in too). See queuesnapshot.go.
 	seq     uint64
@@ -37,11 +61,20 @@ type queueIndex struct {
 	moved   chan struct{} // closed when seq moves, for waitApplied; nil while nobody waits
 }
 
+// queueRetention is how long the index keeps a token after it ended. A dropped token answers
+// the same from its claims, so the figure is not what makes the answers right; it is the
+// JetStream duplicate window the rest of the engine uses, a margin for instances whose clocks
+// or followers differ by seconds.
+const queueRetention = eventstore.DuplicateWindow
+
 type tokenRec struct {
-	id, user string
-	position uint64
-	issuedAt time.Time
-	revoked  bool
+	id, user   string
+	position   uint64
+	issuedAt   time.Time
+	revoked    bool
+	superseded bool  // a newer token of the same user was issued
+	dropAt     int64 // Unix nanoseconds when it may be dropped; 0: not ended (not in drops)
+	slot       int   // its index in drops
 }
 
 type admittedStep struct {
@@ -49,8 +82,8 @@ type admittedStep struct {
 	Count int
 }
 
-func newQueueIndex(p aggregates.QueuePolicy) *queueIndex {
-	return &queueIndex{policy: p, tokens: map[string]*tokenRec{}, latest: map[string]string{}}
+func newQueueIndex(p aggregates.QueuePolicy, window time.Duration) *queueIndex {
+	return &queueIndex{policy: p, window: window, tokens: map[string]*tokenRec{}, latest: map[string]string{}}
 }
 
 func (q *queueIndex) apply(env eventstore.Envelope) {
@@ -62,13 +95,29 @@ func (q *queueIndex) apply(env eventstore.Envelope) {
 	defer q.mu.Unlock()
 	switch e := ev.(type) {
 	case aggregates.QueueTokenIssued:
+		q.tick(e.IssuedAt)
 		q.issued(e, env.Sequence)
 	case aggregates.QueueTokenRevoked:
+		q.tick(e.RevokedAt)
 		if t, ok := q.tokens[e.TokenID]; ok {
 			t.revoked = true
+			at := e.RevokedAt
+			if at.IsZero() { // not from DecideRevoke, which always sets it
+				at = q.clock
+			}
+			q.endAt(t, at)
 		}
 	case aggregates.QueueAdvanced:
+		q.tick(e.At)
 		q.advanced(e)
+	}
+	q.prune()
+}
+
+// tick moves the index's clock to an event's time; it never goes back.
+func (q *queueIndex) tick(at time.Time) {
+	if at.After(q.clock) {
+		q.clock = at
 	}
 }
 
@@ -76,62 +125,149 @@ func (q *queueIndex) issued(e aggregates.QueueTokenIssued, position uint64) {
 	if _, ok := q.tokens[e.TokenID]; ok {
 		return
 	}
-	q.tokens[e.TokenID] = &tokenRec{id: e.TokenID, user: e.UserID, position: position, issuedAt: e.IssuedAt}
+	t := &tokenRec{id: e.TokenID, user: e.UserID, position: position, issuedAt: e.IssuedAt}
+	q.tokens[e.TokenID] = t
+	// The older of the two tokens of a user is superseded for good, even once the newer one
+	// is dropped and latest forgets the user.
 	if cur, ok := q.tokens[q.latest[e.UserID]]; !ok || cur.position < position {
 		q.latest[e.UserID] = e.TokenID
+		if ok {
+			q.supersede(cur, e.IssuedAt)
+		}
+	} else {
+		q.supersede(t, e.IssuedAt)
 	}
-	i := sort.Search(len(q.positions), func(i int) bool { return q.positions[i] >= position })
-	q.positions = append(q.positions, 0)
-	copy(q.positions[i+1:], q.positions[i:])
-	q.positions[i] = position
+	if q.policy.AdmitAll || position <= q.admission.Watermark() {
+		// Admitted as it came (or admitted by a watermark that reached past it before this
+		// instance saw it): a count, and an end at its active TTL.
+		q.counted++
+		q.activated(t)
+		return
+	}
+	i := sort.Search(len(q.waiting), func(i int) bool { return q.waiting[i].position >= position })
+	q.waiting = slices.Insert(q.waiting, i, t)
+}
+
+func (q *queueIndex) supersede(t *tokenRec, at time.Time) {
+	t.superseded = true
+	q.endAt(t, at)
+}
+
+// activated schedules the drop of an admitted token for after its active TTL.
+func (q *queueIndex) activated(t *tokenRec) {
+	if _, _, expiresAt := q.admission.StatusOf(q.policy, t.position, t.issuedAt, false, t.issuedAt); !expiresAt.IsZero() {
+		q.endAt(t, expiresAt)
+	}
+}
+
+// endAt records that t can be neither WAITING nor ACTIVE from at on (or earlier, if it already
+// knew so): it may be dropped queueRetention later.
+func (q *queueIndex) endAt(t *tokenRec, at time.Time) {
+	q.dropAfter(t, at.Add(queueRetention).UnixNano())
+}
+
+// dropAfter schedules the drop of t at dropAt (Unix nanoseconds), unless it is due earlier.
+func (q *queueIndex) dropAfter(t *tokenRec, dropAt int64) {
+	switch {
+	case t.dropAt == 0:
+		t.dropAt = dropAt
+		heap.Push(&q.drops, t)
+	case dropAt < t.dropAt:
+		t.dropAt = dropAt
+		heap.Fix(&q.drops, t.slot)
+	}
+}
+
+// prune drops the tokens whose time came, in the order of that time: O(log n) for each
+// token dropped, nothing for those kept. A token the follower has not applied in order yet
+// waits, so that the horizon never passes a token still to come.
+func (q *queueIndex) prune() {
+	now := q.clock.UnixNano()
+	for len(q.drops) > 0 {
+		t := q.drops[0]
+		if t.dropAt > now || t.position > q.seq {
+			return
+		}
+		heap.Pop(&q.drops)
+		delete(q.tokens, t.id)
+		if q.latest[t.user] == t.id {
+			delete(q.latest, t.user)
+		}
+		q.horizon = max(q.horizon, t.position)
+	}
 }
 
 func (q *queueIndex) advanced(e aggregates.QueueAdvanced) {
-	before := q.admission.Watermark()
-	if e.Watermark <= before {
+	if e.Watermark <= q.admission.Watermark() {
 		return
 	}
 	q.admission = q.admission.Apply(e)
-	q.admitted = append(q.admitted, admittedStep{At: e.At, Count: q.countBetween(before, e.Watermark)})
+	n := sort.Search(len(q.waiting), func(i int) bool { return q.waiting[i].position > e.Watermark })
+	for _, t := range q.waiting[:n] {
+		if q.tokens[t.id] == t {
+			q.activated(t)
+		}
+	}
+	clear(q.waiting[:n]) // the array's head must not keep dropped records alive
+	q.waiting = q.waiting[n:]
+	q.counted += n
+	// Only the advances within the window still count for admittedSince.
+	old := sort.Search(len(q.admitted), func(i int) bool { return q.admitted[i].At.After(e.At.Add(-q.window)) })
+	q.admitted = append(q.admitted[old:], admittedStep{At: e.At, Count: n})
 }
 
-// countBetween counts tokens with a position in (lo, hi].
-func (q *queueIndex) countBetween(lo, hi uint64) int {
-	i := sort.Search(len(q.positions), func(i int) bool { return q.positions[i] > lo })
-	j := sort.Search(len(q.positions), func(i int) bool { return q.positions[i] > hi })
-	return j - i
+// tokenState is a token's record and where it stands at a moment.
+type tokenState struct {
+	rec                 tokenRec
+	status              aggregates.TokenStatus
+	activeAt, expiresAt time.Time
+	ahead               uint64
 }
 
 // status returns a token's state at now; ok is false for a token the index does not know.
-func (q *queueIndex) status(tokenID string, now time.Time) (rec tokenRec, st aggregates.TokenStatus, activeAt, expiresAt time.Time, ahead uint64, ok bool) {
+func (q *queueIndex) status(tokenID string, now time.Time) (ts tokenState, ok bool) {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
+	return q.statusLocked(tokenID, now)
+}
+
+// statusOf is status for a signed token: one the index dropped (at or below the horizon, not
+// in tokens) is EXPIRED with the times it had (its claims carry position and issue time), as
+// it read before it was dropped. ok is false only for a token above the horizon that the
+// index does not know (yet).
+func (q *queueIndex) statusOf(c tokenClaims, now time.Time) (ts tokenState, ok bool) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if ts, ok = q.statusLocked(c.tokenID, now); ok || c.position > q.horizon {
+		return ts, ok
+	}
+	ts.rec = tokenRec{id: c.tokenID, user: c.userID, position: c.position, issuedAt: c.issuedAt}
+	ts.status, ts.activeAt, ts.expiresAt = q.admission.StatusOf(q.policy, c.position, c.issuedAt, true, now)
+	return ts, true
+}
+
+func (q *queueIndex) statusLocked(tokenID string, now time.Time) (ts tokenState, ok bool) {
 	t, ok := q.tokens[tokenID]
 	if !ok {
-		return tokenRec{}, "", time.Time{}, time.Time{}, 0, false
+		return tokenState{}, false
 	}
-	revoked := t.revoked || q.latest[t.user] != t.id // a newer token supersedes this one
-	st, activeAt, expiresAt = q.admission.StatusOf(q.policy, t.position, t.issuedAt, revoked, now)
-	if st == aggregates.TokenWaiting {
-		ahead = uint64(q.countBetween(q.admission.Watermark(), t.position) - 1)
+	revoked := t.revoked || t.superseded || q.latest[t.user] != t.id
+	ts.rec = *t
+	ts.status, ts.activeAt, ts.expiresAt = q.admission.StatusOf(q.policy, t.position, t.issuedAt, revoked, now)
+	if ts.status == aggregates.TokenWaiting {
+		ts.ahead = uint64(sort.Search(len(q.waiting), func(i int) bool { return q.waiting[i].position >= t.position }))
 	}
-	return *t, st, activeAt, expiresAt, ahead, true
+	return ts, true
 }
 
 // nextWatermark returns the watermark that admits up to n more waiting tokens.
 func (q *queueIndex) nextWatermark(n int) uint64 {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
-	wm := q.admission.Watermark()
-	i := sort.Search(len(q.positions), func(i int) bool { return q.positions[i] > wm })
-	if i == len(q.positions) || n <= 0 {
-		return wm
+	if len(q.waiting) == 0 || n <= 0 {
+		return q.admission.Watermark()
 	}
-	j := i + n - 1
-	if j >= len(q.positions) {
-		j = len(q.positions) - 1
-	}
-	return q.positions[j]
+	return q.waiting[min(n, len(q.waiting))-1].position
 }
 
 // admittedSince counts the tokens admitted by advances after t.
@@ -143,6 +279,34 @@ func (q *queueIndex) admittedSince(t time.Time) int {
 		n += q.admitted[i].Count
 	}
 	return n
+}
+
+// dropQueue is a min-heap of ended tokens by dropAt (then position, so that every instance
+// drops ties in one order); each token is in it once, at its slot.
+type dropQueue []*tokenRec
+
+func (d dropQueue) Len() int { return len(d) }
+func (d dropQueue) Less(i, j int) bool {
+	if d[i].dropAt != d[j].dropAt {
+		return d[i].dropAt < d[j].dropAt
+	}
+	return d[i].position < d[j].position
+}
+func (d dropQueue) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].slot, d[j].slot = i, j
+}
+func (d *dropQueue) Push(x any) {
+	t := x.(*tokenRec)
+	t.slot = len(*d)
+	*d = append(*d, t)
+}
+func (d *dropQueue) Pop() any {
+	old := *d
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*d = old[:len(old)-1]
+	return t
 }
 
 // IssueToken puts the user in the waiting queue, or returns the user's token if it is still
@@ -158,9 +322,15 @@ func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Tok
 	tokenID := newID()
 	var existing string
 	_, pos, evs, err := s.queueUsers.Update(ctx, userID, meta.step("token/"+tokenID), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
-		_, st, _, _, _, _ := s.queue.status(q.TokenID(), s.clock.Now())
+		// A latest token the index dropped has ended: no status, which DecideIssue takes as
+		// EXPIRED, as it took the EXPIRED the index said before dropping it.
+		cur, _ := s.queue.status(q.TokenID(), s.clock.Now())
 		existing = q.TokenID()
-		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: s.clock.Now(), CurrentStatus: st})
+		// The token's claims carry its issue time in milliseconds: issuing at a whole
+		// millisecond lets a token the index dropped answer from its claims the very times
+		// the index gave.
+		now := s.clock.Now().Truncate(time.Millisecond)
+		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: now, CurrentStatus: cur.status})
 	})
 	if errors.Is(err, aggregates.ErrTokenStillValid) {
 		tok, err := s.tokenView(existing, s.clock.Now())
@@ -214,7 +384,8 @@ func (s *Service) TokenStatus(ctx context.Context, token string) (Token, error) 
 	if err != nil {
 		return Token{}, err
 	}
-	return s.tokenView(c.tokenID, s.clock.Now())
+	ts, ok := s.queue.statusOf(c, s.clock.Now())
+	return s.view(c.tokenID, ts, ok)
 }
 
 // CheckToken admits an ACTIVE token and returns its user.
@@ -226,22 +397,23 @@ func (s *Service) CheckToken(ctx context.Context, token string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	_, st, _, _, _, ok := s.queue.status(c.tokenID, s.clock.Now())
-	if (!ok || st == aggregates.TokenWaiting) && s.queueShared.Load() {
+	ts, ok := s.queue.statusOf(c, s.clock.Now())
+	if (!ok || ts.status == aggregates.TokenWaiting) && s.queueShared.Load() {
 		// Another instance may have issued or admitted it a moment ago, which this instance's
 		// index has not applied yet: a client whose token another instance shows ACTIVE must
 		// not be told it waits. Catch the index up with the stream's head and look again.
 		if err := s.catchUpQueue(ctx); err != nil {
 			return "", err
 		}
-		_, st, _, _, _, ok = s.queue.status(c.tokenID, s.clock.Now())
+		ts, ok = s.queue.statusOf(c, s.clock.Now())
 	}
 	if !ok {
-		// Signed by us but in no index: judge it by its claims alone.
+		// Signed by us but in no index, and above the horizon of what the index dropped (a
+		// dropped one reads EXPIRED above): judge it by its claims alone.
 		var a aggregates.Admission
-		st, _, _ = a.StatusOf(s.queue.policy, c.position, c.issuedAt, false, s.clock.Now())
+		ts.status, _, _ = a.StatusOf(s.queue.policy, c.position, c.issuedAt, false, s.clock.Now())
 	}
-	switch st {
+	switch ts.status {
 	case aggregates.TokenActive:
 		return c.userID, nil
 	case aggregates.TokenWaiting:
@@ -292,13 +464,18 @@ func (s *Service) revokeToken(ctx context.Context, meta Meta, userID, paymentID 
 }
 
 func (s *Service) tokenView(tokenID string, now time.Time) (Token, error) {
-	rec, st, activeAt, expiresAt, ahead, ok := s.queue.status(tokenID, now)
+	ts, ok := s.queue.status(tokenID, now)
+	return s.view(tokenID, ts, ok)
+}
+
+// view is a token's state as the service answers it; a token without one is invalid.
+func (s *Service) view(tokenID string, ts tokenState, ok bool) (Token, error) {
 	if !ok {
 		return Token{}, fmt.Errorf("token %s: %w", tokenID, ErrTokenInvalid)
 	}
 	return Token{
-		Token: s.signToken(rec), UserID: rec.user, Position: rec.position, Status: string(st), Ahead: ahead,
-		ActiveAt: timePtr(activeAt), ExpiresAt: timePtr(expiresAt),
+		Token: s.signToken(ts.rec), UserID: ts.rec.user, Position: ts.rec.position, Status: string(ts.status), Ahead: ts.ahead,
+		ActiveAt: timePtr(ts.activeAt), ExpiresAt: timePtr(ts.expiresAt),
 	}, nil
 }
 
@@ -370,10 +547,5 @@ func (s *Service) QueueStats() QueueStats {
 	q := s.queue
 	q.mu.RLock()
 	defer q.mu.RUnlock()
-	wm := q.admission.Watermark()
-	waiting := len(q.positions) - q.countBetween(0, wm)
-	if q.policy.AdmitAll {
-		waiting = 0
-	}
-	return QueueStats{Issued: len(q.positions), Waiting: waiting, Admitted: len(q.positions) - waiting}
+	return QueueStats{Issued: q.counted + len(q.waiting), Waiting: len(q.waiting), Admitted: q.counted}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
@@ -31,8 +32,11 @@ type SnapshotStore interface {
 	Save(data []byte) error
 }
 
-// queueSnapshotVersion changes when the encoding does; a snapshot of another version is ignored.
-const queueSnapshotVersion = 1
+// queueSnapshotVersion changes when the encoding does; a snapshot of another version is
+// ignored. Version 2 leaves out the tokens the index dropped and keeps what stands for them
+// (the horizon, the counts): code of version 1 would judge those tokens by their claims alone
+// and count them nowhere, so it refuses one. A snapshot of version 1 (every token) still loads.
+const queueSnapshotVersion = 2
 
 // queueSnapshotEvery is how many QUEUE events make a periodic snapshot worth writing, at
 // least; see snapshotDue.
@@ -55,13 +59,20 @@ type queueSnapshot struct {
 	Tokens   []snapshotToken
 	Steps    []aggregates.QueueAdvanced
 	Admitted []admittedStep
+	// Since version 2: what stands for the tokens dropped.
+	Horizon uint64   // the highest position dropped
+	Counted int      // tokens at or below the watermark, dropped ones too
+	Dropped []uint64 // positions of dropped tokens still above the watermark
+	Clock   int64    // Unix nanoseconds: the index's clock (0: none yet)
 }
 
 type snapshotToken struct {
-	ID, User string
-	Position uint64
-	IssuedAt int64 // Unix nanoseconds: gob encodes a time.Time several times slower
-	Revoked  bool
+	ID, User   string
+	Position   uint64
+	IssuedAt   int64 // Unix nanoseconds: gob encodes a time.Time several times slower
+	Revoked    bool
+	Superseded bool  // since version 2
+	DropAt     int64 // since version 2: Unix nanoseconds when it may be dropped (0: not ended)
 }
 
 // snapshot copies the index under its read lock (the encoding happens outside it). ok is
@@ -74,39 +85,80 @@ func (q *queueIndex) snapshot() (queueSnapshot, bool) {
 	}
 	s := queueSnapshot{Version: queueSnapshotVersion, Seq: q.seq, EventID: q.eventID,
 		Tokens: make([]snapshotToken, 0, len(q.tokens)), Steps: q.admission.Steps(),
-		Admitted: append([]admittedStep(nil), q.admitted...)}
+		Admitted: append([]admittedStep(nil), q.admitted...), Horizon: q.horizon, Counted: q.counted}
+	if !q.clock.IsZero() {
+		s.Clock = q.clock.UnixNano()
+	}
 	for _, t := range q.tokens {
-		s.Tokens = append(s.Tokens, snapshotToken{ID: t.id, User: t.user, Position: t.position, IssuedAt: t.issuedAt.UnixNano(), Revoked: t.revoked})
+		s.Tokens = append(s.Tokens, snapshotToken{ID: t.id, User: t.user, Position: t.position, IssuedAt: t.issuedAt.UnixNano(),
+			Revoked: t.revoked, Superseded: t.superseded, DropAt: t.dropAt})
+	}
+	for _, t := range q.waiting {
+		if q.tokens[t.id] != t {
+			s.Dropped = append(s.Dropped, t.position)
+		}
 	}
 	return s, true
 }
 
-// restore replaces the index's content with s.
+// restore replaces the index's content with s. It replays the snapshot's tokens as issued
+// after its admissions, which rebuilds the counts, the latest tokens and the ends the tokens
+// themselves tell (supersession, active TTL); revocations and, since version 2, what was
+// dropped come from the snapshot.
 func (q *queueIndex) restore(s queueSnapshot) {
-	fresh := newQueueIndex(q.policy)
+	fresh := newQueueIndex(q.policy, q.window)
 	fresh.tokens = make(map[string]*tokenRec, len(s.Tokens))
 	fresh.latest = make(map[string]string, len(s.Tokens))
-	fresh.positions = make([]uint64, 0, len(s.Tokens))
-	// In position order, so that each lands at the end of the sorted positions.
-	slices.SortFunc(s.Tokens, func(a, b snapshotToken) int { return cmp.Compare(a.Position, b.Position) })
-	for _, t := range s.Tokens {
-		fresh.issued(aggregates.QueueTokenIssued{TokenID: t.ID, UserID: t.User, IssuedAt: time.Unix(0, t.IssuedAt).UTC()}, t.Position)
-		fresh.tokens[t.ID].revoked = t.Revoked
-	}
 	for _, st := range s.Steps {
 		fresh.admission = fresh.admission.Apply(st)
+		fresh.tick(st.At)
 	}
+	// In position order, so that each lands at the end of the waiting tokens.
+	slices.SortFunc(s.Tokens, func(a, b snapshotToken) int { return cmp.Compare(a.Position, b.Position) })
+	for _, t := range s.Tokens {
+		issuedAt := time.Unix(0, t.IssuedAt).UTC()
+		fresh.tick(issuedAt)
+		fresh.issued(aggregates.QueueTokenIssued{TokenID: t.ID, UserID: t.User, IssuedAt: issuedAt}, t.Position)
+	}
+	if s.Clock != 0 {
+		fresh.tick(time.Unix(0, s.Clock).UTC())
+	}
+	for _, t := range s.Tokens {
+		rec := fresh.tokens[t.ID]
+		rec.revoked = t.Revoked
+		rec.superseded = rec.superseded || t.Superseded
+		switch {
+		case t.DropAt != 0:
+			fresh.dropAfter(rec, t.DropAt)
+		case t.Revoked:
+			// Version 1 kept no time of the revocation: count it from the snapshot's.
+			fresh.endAt(rec, fresh.clock)
+		}
+	}
+	if s.Version >= 2 {
+		for _, p := range s.Dropped {
+			i := sort.Search(len(fresh.waiting), func(i int) bool { return fresh.waiting[i].position >= p })
+			fresh.waiting = slices.Insert(fresh.waiting, i, &tokenRec{position: p})
+		}
+		fresh.counted, fresh.horizon = s.Counted, s.Horizon
+	}
+	fresh.admitted = s.Admitted
+	fresh.seq, fresh.eventID = s.Seq, s.EventID
+	fresh.prune()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.tokens, q.latest, q.positions = fresh.tokens, fresh.latest, fresh.positions
-	q.admission, q.admitted = fresh.admission, s.Admitted
-	q.seq, q.eventID = s.Seq, s.EventID
+	q.tokens, q.latest, q.waiting, q.counted = fresh.tokens, fresh.latest, fresh.waiting, fresh.counted
+	q.admission, q.admitted, q.drops = fresh.admission, fresh.admitted, fresh.drops
+	q.horizon, q.clock = fresh.horizon, fresh.clock
+	q.seq, q.eventID = fresh.seq, fresh.eventID
 }
 
-// appliedInOrder records the last event the QUEUE follower applied: what a snapshot covers.
+// appliedInOrder records the last event the QUEUE follower applied: what a snapshot covers,
+// and how far the index may drop tokens (prune).
 func (q *queueIndex) appliedInOrder(env eventstore.Envelope) {
 	q.mu.Lock()
 	q.seq, q.eventID = env.Sequence, env.EventID
+	q.prune()
 	if q.moved != nil {
 		close(q.moved)
 		q.moved = nil
@@ -152,7 +204,7 @@ func (s *Service) restoreQueue(ctx context.Context, stream string) uint64 {
 		return 0
 	}
 	var snap queueSnapshot
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil || snap.Version != queueSnapshotVersion || snap.Seq == 0 {
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil || (snap.Version != queueSnapshotVersion && snap.Version != 1) || snap.Seq == 0 {
 		s.slog.Warn("queue snapshot unusable; replaying the whole queue", "err", err, "version", snap.Version)
 		return 0
 	}
