@@ -135,3 +135,54 @@ func TestTheSoaksSeatSetCoversTheSeatsInUse(t *testing.T) {
 		})
 	}
 }
+
+// TestResidentMemoryIsJudgedByItsAnonymousPart: the file-backed part of the RSS (the read
+// models' files mapped by bbolt) grows with the data they keep, so a run fails on the
+// anonymous part only, and the total and file-backed trends are reported beside the checks.
+func TestResidentMemoryIsJudgedByItsAnonymousPart(t *testing.T) {
+	samples := func(anonSlope, fileSlope float64) []SoakSample {
+		var out []SoakSample
+		for i := range 61 {
+			at := float64(10 * i)
+			anon, file := 500+anonSlope*at, 100+fileSlope*at
+			out = append(out, SoakSample{AtSec: at, RSSMB: anon + file, RSSAnonMB: anon, RSSFileMB: file, HeapMB: 300, Goroutines: 800, OpenFDs: 300, P99Ms: 50})
+		}
+		return out
+	}
+	failed := func(res *Result) []string {
+		var names []string
+		for _, c := range res.Checks {
+			if !c.OK {
+				names = append(names, c.Name)
+			}
+		}
+		return names
+	}
+	tests := []struct {
+		name         string
+		anon, file   float64 // MB per second
+		wantFailed   []string
+		wantReported []string
+	}{
+		{"mapped files growing with the data fail nothing and are reported", 0, 0.4, nil, []string{"rss MB", "rss file MB"}},
+		{"anonymous memory growing fails the run", 0.4, 0, []string{"rss anon MB does not trend upward after warm-up"}, []string{"rss MB", "rss file MB"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var res Result
+			judgeSoak(&res, samples(tt.anon, tt.file), 1, 300, DefaultTrendThreshold)
+			if got := failed(&res); strings.Join(got, "|") != strings.Join(tt.wantFailed, "|") {
+				t.Errorf("failed checks %q, want %q", got, tt.wantFailed)
+			}
+			for _, series := range tt.wantReported {
+				found := false
+				for _, w := range res.Warnings {
+					found = found || strings.HasPrefix(w, series+" is reported, not judged")
+				}
+				if !found {
+					t.Errorf("no report of %s among %q", series, res.Warnings)
+				}
+			}
+		})
+	}
+}

@@ -207,7 +207,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newResidentCollector())
 	metrics := newMetrics(reg)
 	metrics.watchGroupCommit(store)
 
