@@ -496,15 +496,18 @@ type soakMetric struct {
 	unjudged string
 }
 
-// mappedFiles is why resident memory is judged by its anonymous part: the file-backed part
-// is the read models' files, which bbolt maps and reads through the map, so it grows with the
-// reservations, payments and wallet entries they keep for good, as the files on disk do. The
-// kernel takes those clean pages back under memory pressure; a leak shows in the anonymous part.
-const mappedFiles = "its file-backed part is the read models' files mapped by bbolt, which grow with the data they keep (a leak shows in rss anon MB)"
+// Resident memory is judged by its anonymous part: the file-backed part is the read models'
+// files, which bbolt maps and reads through the map, so it grows with the reservations,
+// payments and wallet entries they keep for good, as the files on disk do. The kernel takes
+// those clean pages back under memory pressure; a leak shows in the anonymous part.
+const (
+	withMappedFiles = "it counts the read models' files mapped by bbolt, which grow with the data they keep; a leak shows in rss anon MB"
+	mappedFiles     = "the read models' files mapped by bbolt, which grow with the data they keep; a leak shows in rss anon MB"
+)
 
 // soakMetrics are the sampled series in the order of the checks, the report and the images.
 var soakMetrics = []soakMetric{
-	{name: "rss MB", file: "rss", title: "Resident memory", get: func(s SoakSample) float64 { return s.RSSMB }, unjudged: mappedFiles},
+	{name: "rss MB", file: "rss", title: "Resident memory", get: func(s SoakSample) float64 { return s.RSSMB }, unjudged: withMappedFiles},
 	{name: "rss anon MB", file: "rss-anon", title: "Resident memory, anonymous (the process's own)", get: func(s SoakSample) float64 { return s.RSSAnonMB }},
 	{name: "rss file MB", file: "rss-file", title: "Resident memory, file-backed (mapped read models)", get: func(s SoakSample) float64 { return s.RSSFileMB }, unjudged: mappedFiles},
 	{name: "heap MB", file: "heap", title: "Go heap in use", get: func(s SoakSample) float64 { return s.HeapMB }},
