@@ -16,7 +16,7 @@ ci:
 bench:
     go test -run '^$' -bench . -benchmem ./...
 
-# Soak: bookings with refunds, expiries and seat-map reads of returning users for 10 minutes; fails if RSS, heap, goroutines, open files, p99 or lag trend upward (e.g. `just soak --target http://127.0.0.1:8081,http://127.0.0.1:8082 --admin-token T --rate 400`)
+# Soak: bookings with refunds, expiries and seat-map reads of returning users for 10 minutes; fails if anonymous RSS, heap, goroutines, open files, p99 or lag trend upward (e.g. `just soak --target http://127.0.0.1:8081,http://127.0.0.1:8082 --admin-token T --rate 400`)
 soak *ARGS="--embedded":
     go run ./cmd/booking bench soak {{ARGS}}
 
