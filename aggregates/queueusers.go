@@ -17,16 +17,18 @@ import (
 // read it only where it is decided on, and keep the values its methods return.
 type QueueUsers struct {
 	users map[string]QueueUser // user → latest token; a user without events has none
-	// revoked lists the users whose latest token was revoked, in the order of the revocations,
-	// for Compact: without it the group grows with every user who ever booked.
-	revoked []revokedUser
+	// touched lists the users whose latest token was issued or revoked, in the order of those
+	// events, for Compact: without it the group grows with every user who ever took a token.
+	touched []touchedUser
 }
 
-// revokedUser is a user whose token was revoked; at is zero until the next Compact.
-type revokedUser struct {
-	at    time.Time
-	user  string
-	token string
+// touchedUser is a user whose latest token was issued (revoked false) or revoked; at is zero
+// until the next Compact.
+type touchedUser struct {
+	at      time.Time
+	user    string
+	token   string
+	revoked bool
 }
 
 // User returns one user's queue place (an empty one for a user without events, or forgotten).
@@ -35,7 +37,7 @@ func (qs QueueUsers) User(userID string) QueueUser { return qs.users[userID] }
 // Clone returns a copy of the group that no later Apply to either changes. The repository
 // takes one before deciding where other instances may win the append, to catch up from it.
 func (qs QueueUsers) Clone() QueueUsers {
-	return QueueUsers{users: maps.Clone(qs.users), revoked: append([]revokedUser(nil), qs.revoked...)}
+	return QueueUsers{users: maps.Clone(qs.users), touched: append([]touchedUser(nil), qs.touched...)}
 }
 
 // Decide decides a command of one user with one of QueueUser's deciders on that user's place,
@@ -74,36 +76,48 @@ func (qs QueueUsers) Apply(e Event) QueueUsers {
 	}
 	before := qs.users[user]
 	after := before.Apply(e)
-	qs.users[user] = after
-	if ev, ok := e.(QueueTokenRevoked); ok && after.revoked && !before.revoked {
-		qs.revoked = append(qs.revoked, revokedUser{user: user, token: ev.TokenID})
+	if after == before {
+		// A revocation of a token that is not the user's latest, or of a user the group has
+		// forgotten (DecideRevoke on the queue index's word): nothing to remember.
+		return qs
 	}
+	qs.users[user] = after
+	qs.touched = append(qs.touched, touchedUser{user: user, token: after.tokenID, revoked: after.revoked})
 	return qs
 }
 
-// Compact stamps the revocations applied since the last Compact with at, the time of the
-// event applied last, and forgets each user whose latest token is still the one revoked
-// EndedRetention before at. A forgotten user's next DecideIssue issues a new token, which is
-// right: a revoked token is never valid again. A user whose token merely expired stays: the
-// group cannot tell expiry (it depends on the admissions, which the queue gate decides, and
-// on the clock), so only a revocation ends a user here. The repository calls it after every
-// event, live and in replays, so every instance and every replay forgets the same users.
+// Len returns how many users the group remembers.
+func (qs QueueUsers) Len() int { return len(qs.users) }
+
+// Compact stamps the issues and revocations applied since the last Compact with at, the time
+// of the event applied last, and forgets each user whose latest token was issued, or revoked,
+// EndedRetention before at and has not changed since. The group is then bounded by the users
+// whose tokens were issued or revoked in the last EndedRetention, not by every user who ever
+// took a token (most of a big sale's never pay).
+//
+// The group cannot tell whether a forgotten user's token is still waiting or active (that
+// depends on the admissions, which the queue gate decides, and on the clock); the queue index
+// can, and has long applied a token issued minutes ago: a forgotten user's commands take the
+// user's latest token from it (IssueToken.CurrentTokenID, DecideRevoke on an empty QueueUser).
+// The repository calls Compact after every event, live and in replays, so every instance and
+// every replay forgets the same users.
 func (qs QueueUsers) Compact(at time.Time) QueueUsers {
-	for i := len(qs.revoked) - 1; i >= 0 && qs.revoked[i].at.IsZero(); i-- {
-		qs.revoked[i].at = at
+	for i := len(qs.touched) - 1; i >= 0 && qs.touched[i].at.IsZero(); i-- {
+		qs.touched[i].at = at
 	}
 	horizon := at.Add(-EndedRetention)
 	n := 0
-	for ; n < len(qs.revoked) && qs.revoked[n].at.Before(horizon); n++ {
-		r := qs.revoked[n]
-		// A user who was issued a newer token since keeps it.
-		if u, ok := qs.users[r.user]; ok && u.tokenID == r.token && u.revoked {
+	for ; n < len(qs.touched) && qs.touched[n].at.Before(horizon); n++ {
+		r := qs.touched[n]
+		// A user issued a newer token since, or whose token was revoked since, is kept: a
+		// later entry stands for it.
+		if u, ok := qs.users[r.user]; ok && u.tokenID == r.token && u.revoked == r.revoked {
 			delete(qs.users, r.user)
 		}
 	}
 	if n > 0 {
-		clear(qs.revoked[:n])
-		qs.revoked = qs.revoked[n:]
+		clear(qs.touched[:n])
+		qs.touched = qs.touched[n:]
 	}
 	return qs
 }

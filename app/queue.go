@@ -222,6 +222,18 @@ func (q *queueIndex) advanced(e aggregates.QueueAdvanced) {
 	q.admitted = append(q.admitted[old:], admittedStep{At: e.At, Count: n})
 }
 
+// latestOf returns the user's latest token while the index holds it ("" once it was dropped
+// as ended, or for a user without one), and whether it was revoked.
+func (q *queueIndex) latestOf(user string) (tokenID string, revoked bool) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	t, ok := q.tokens[q.latest[user]]
+	if !ok {
+		return "", false
+	}
+	return t.id, t.revoked
+}
+
 // tokenState is a token's record and where it stands at a moment.
 type tokenState struct {
 	rec                 tokenRec
@@ -331,13 +343,20 @@ func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Tok
 	ver, evs, first, err := s.queueUsers.Do(ctx, userID, meta.step("token/"+tokenID), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
 		// A latest token the index dropped has ended: no status, which DecideIssue takes as
 		// EXPIRED, as it took the EXPIRED the index said before dropping it.
-		cur, _ := s.queue.status(q.TokenID(), s.clock.Now())
 		existing = q.TokenID()
+		var indexTok string
+		if existing == "" {
+			// The group forgets a user some minutes after the latest token was issued, while it
+			// may still wait or be active: the index, which applied that token long ago, knows.
+			indexTok, _ = s.queue.latestOf(userID)
+			existing = indexTok
+		}
+		cur, _ := s.queue.status(existing, s.clock.Now())
 		// The token's claims carry its issue time in milliseconds: issuing at a whole
 		// millisecond lets a token the index dropped answer from its claims the very times
 		// the index gave.
 		now := s.clock.Now().Truncate(time.Millisecond)
-		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: now, CurrentStatus: cur.status})
+		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: now, CurrentTokenID: indexTok, CurrentStatus: cur.status})
 	})
 	if errors.Is(err, aggregates.ErrTokenStillValid) {
 		tok, err := s.tokenView(existing, s.clock.Now())
@@ -459,7 +478,15 @@ func (s *Service) queueLoaded() error {
 
 func (s *Service) revokeToken(ctx context.Context, meta Meta, userID, paymentID string) error {
 	ver, evs, first, err := s.queueUsers.Do(ctx, userID, meta.step(paymentID+"/revoke"), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
-		return q.DecideRevoke(aggregates.RevokeToken{TokenID: q.TokenID(), Reason: "PAID", Now: s.clock.Now()})
+		tok := q.TokenID()
+		if tok == "" {
+			// Forgotten by the group (QueueUsers.Compact): the payer's token is the user's latest
+			// in the index, unless the index has it revoked already or has dropped it as ended.
+			if latest, revoked := s.queue.latestOf(userID); !revoked {
+				tok = latest
+			}
+		}
+		return q.DecideRevoke(aggregates.RevokeToken{TokenID: tok, Reason: "PAID", Now: s.clock.Now()})
 	})
 	if err != nil {
 		return fmt.Errorf("revoke queue token of %s: %w", userID, err)

@@ -29,7 +29,8 @@ type queueGroups struct {
 
 func newQueueGroups(log eventstore.Store, clock Clock, obs Observer) queueGroups {
 	// Every group stays cached: a cold group reads its whole history (nothing snapshots it);
-	// Compact keeps a group to the users whose tokens were not revoked long ago.
+	// Compact keeps a group to the users whose tokens were issued or revoked in the last
+	// aggregates.EndedRetention; the queue index answers for the users it forgot.
 	repo := NewRepository(log, eventstore.TypeQueueGroup, aggregates.QueueUsers.Apply, eventstore.QueueGroups, clock, obs)
 	repo.owner = QueueEventRef
 	repo.compact = aggregates.QueueUsers.Compact
