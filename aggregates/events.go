@@ -43,15 +43,19 @@ type (
 // Queue events.
 type (
 	// QueueTokenIssued records a user joining the waiting queue. The token's position is the
-	// stream sequence of this event, which increases strictly in arrival order.
+	// stream sequence of its commit and its index in that commit (seq<<10 | index), which
+	// increases strictly in arrival order.
 	QueueTokenIssued struct {
 		TokenID  string    `json:"tokenId"`
 		UserID   string    `json:"userId"`
 		IssuedAt time.Time `json:"issuedAt"`
 	}
 	// QueueTokenRevoked records that a token may no longer be used (after a payment).
+	// UserID names the token's user, so that the revocation is applied to that user in the
+	// commits of the user's queue group (QueueUsers).
 	QueueTokenRevoked struct {
 		TokenID   string    `json:"tokenId"`
+		UserID    string    `json:"userId,omitempty"`
 		Reason    string    `json:"reason"`
 		RevokedAt time.Time `json:"revokedAt"`
 	}

@@ -31,11 +31,17 @@ func (q QueueUser) Revoked() bool { return q.revoked }
 
 // IssueToken is the command to join the queue. CurrentStatus is the status of the user's
 // latest token as the admission view sees it now (computed with Admission.StatusOf).
+//
+// The user's group forgets a user some minutes after the latest token was issued or revoked
+// (QueueUsers.Compact), while that token may still be waiting or active. For a user the group
+// holds no token of, CurrentTokenID is the user's latest token as the queue index knows it
+// (empty if none), and CurrentStatus is that token's status.
 type IssueToken struct {
-	TokenID       string
-	UserID        string
-	Now           time.Time
-	CurrentStatus TokenStatus
+	TokenID        string
+	UserID         string
+	Now            time.Time
+	CurrentTokenID string
+	CurrentStatus  TokenStatus
 }
 
 // DecideIssue issues a new token unless the user's latest token is still waiting or active.
@@ -44,7 +50,12 @@ func (q QueueUser) DecideIssue(cmd IssueToken) ([]Event, error) {
 	if cmd.TokenID == "" || cmd.UserID == "" {
 		return nil, fmt.Errorf("%w: a token needs its token and user IDs", ErrInvalid)
 	}
-	if q.tokenID != "" && !q.revoked && (cmd.CurrentStatus == TokenWaiting || cmd.CurrentStatus == TokenActive) {
+	valid := cmd.CurrentStatus == TokenWaiting || cmd.CurrentStatus == TokenActive
+	if q.tokenID != "" && !q.revoked && valid {
+		return nil, ErrTokenStillValid
+	}
+	if q.tokenID == "" && cmd.CurrentTokenID != "" && valid {
+		// Forgotten by the group, but the queue index still has the token waiting or active.
 		return nil, ErrTokenStillValid
 	}
 	return []Event{QueueTokenIssued{TokenID: cmd.TokenID, UserID: cmd.UserID, IssuedAt: cmd.Now}}, nil
@@ -57,9 +68,12 @@ type RevokeToken struct {
 	Now     time.Time
 }
 
-// DecideRevoke revokes the user's latest token if it is the one named; otherwise no-op.
+// DecideRevoke revokes the user's latest token if it is the one named; otherwise no-op. On a
+// user the group forgot (an empty QueueUser) it revokes the token named, which the caller
+// takes from the queue index as the user's latest: revoking a token the index already ended
+// changes nothing there.
 func (q QueueUser) DecideRevoke(cmd RevokeToken) ([]Event, error) {
-	if cmd.TokenID == "" || q.tokenID != cmd.TokenID || q.revoked {
+	if cmd.TokenID == "" || q.tokenID != "" && (q.tokenID != cmd.TokenID || q.revoked) {
 		return nil, nil
 	}
 	return []Event{QueueTokenRevoked{TokenID: cmd.TokenID, Reason: cmd.Reason, RevokedAt: cmd.Now}}, nil

@@ -62,7 +62,7 @@ type Service struct {
 	sellouts   *Repository[aggregates.SellOut]
 	dates      *Repository[aggregates.Date]
 	wallets    walletGroups
-	queueUsers *Repository[aggregates.QueueUser]
+	queueUsers queueGroups
 	gate       *Repository[aggregates.Admission]
 
 	// reads finds the date of a reservation or a payment (set by Start); resDates and payDates
@@ -124,12 +124,12 @@ func New(log EventLog, cfg Config, opts Options) *Service {
 	s.resDates = newStateCache[dateRef](200_000)
 	s.payDates = newStateCache[dateRef](200_000)
 	s.wallets = newWalletGroups(log, s.clock, s.obs)
-	s.queueUsers = NewRepository(log, eventstore.TypeQueueUser, aggregates.QueueUser.Apply, 200_000, s.clock, s.obs)
+	s.queueUsers = newQueueGroups(log, s.clock, s.obs)
 	s.gate = NewRepository(log, eventstore.TypeQueueGate, aggregates.Admission.Apply, 1, s.clock, s.obs)
 	if opts.SingleWriter {
 		s.concerts.singleWriter, s.sellouts.singleWriter = true, true
 		s.dates.singleWriter, s.wallets.repo.singleWriter = true, true
-		s.queueUsers.singleWriter, s.gate.singleWriter = true, true
+		s.queueUsers.repo.singleWriter, s.gate.singleWriter = true, true
 	}
 	s.queue = newQueueIndex(aggregates.QueuePolicy{AdmitAll: cfg.QueueBatch <= 0, ActiveTTL: cfg.QueueActiveTTL}, cfg.QueueInterval)
 	s.sweeper = newSweeper()

@@ -270,11 +270,14 @@ func TestManyGoroutinesUpdatingOneAggregateLoseNothing(t *testing.T) {
 }
 
 // usersOfGroup returns n users whose wallets share one group.
-func usersOfGroup(n int) []string {
-	group := eventstore.WalletGroupOf("u0")
+func usersOfGroup(n int) []string { return usersSharing(n, eventstore.WalletGroupOf) }
+
+// usersSharing returns n users, u0 first, that groupOf puts in one group.
+func usersSharing(n int, groupOf func(user string) eventstore.AggregateRef) []string {
+	group := groupOf("u0")
 	users := []string{"u0"}
 	for i := 1; len(users) < n; i++ {
-		if u := fmt.Sprintf("u%d", i); eventstore.WalletGroupOf(u) == group {
+		if u := fmt.Sprintf("u%d", i); groupOf(u) == group {
 			users = append(users, u)
 		}
 	}

@@ -50,8 +50,9 @@ type queueIndex struct {
 	admission aggregates.Admission
 	admitted  []admittedStep // how many tokens each advance admitted, within the window
 	drops     dropQueue      // tokens that ended, by when they may be dropped
-	// horizon is the highest position dropped. It never passes seq: every token at or below
-	// seq has been applied, so one of them that is not in tokens was dropped, not yet to come.
+	// horizon is the highest position dropped. It never passes the positions of the commit at
+	// seq: every token of a commit at or below seq has been applied, so one of them that is
+	// not in tokens was dropped, not yet to come.
 	horizon uint64
 	clock   time.Time // the latest time of an event applied: what pruning goes by
 	// seq and eventID are the last QUEUE event the follower applied in order; everything up to
@@ -95,8 +96,13 @@ func (q *queueIndex) apply(env eventstore.Envelope) {
 	defer q.mu.Unlock()
 	switch e := ev.(type) {
 	case aggregates.QueueTokenIssued:
+		if env.Index >= 1<<positionIndexBits {
+			// No commit of this code holds that many events (see positionIndexBits): a
+			// position of it would collide with the next commit's.
+			return
+		}
 		q.tick(e.IssuedAt)
-		q.issued(e, env.Sequence)
+		q.issued(e, queuePosition(env.Sequence, env.Index))
 	case aggregates.QueueTokenRevoked:
 		q.tick(e.RevokedAt)
 		if t, ok := q.tokens[e.TokenID]; ok {
@@ -185,7 +191,7 @@ func (q *queueIndex) prune() {
 	now := q.clock.UnixNano()
 	for len(q.drops) > 0 {
 		t := q.drops[0]
-		if t.dropAt > now || t.position > q.seq {
+		if t.dropAt > now || positionSeq(t.position) > q.seq {
 			return
 		}
 		heap.Pop(&q.drops)
@@ -214,6 +220,18 @@ func (q *queueIndex) advanced(e aggregates.QueueAdvanced) {
 	// Only the advances within the window still count for admittedSince.
 	old := sort.Search(len(q.admitted), func(i int) bool { return q.admitted[i].At.After(e.At.Add(-q.window)) })
 	q.admitted = append(q.admitted[old:], admittedStep{At: e.At, Count: n})
+}
+
+// latestOf returns the user's latest token while the index holds it ("" once it was dropped
+// as ended, or for a user without one), and whether it was revoked.
+func (q *queueIndex) latestOf(user string) (tokenID string, revoked bool) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	t, ok := q.tokens[q.latest[user]]
+	if !ok {
+		return "", false
+	}
+	return t.id, t.revoked
 }
 
 // tokenState is a token's record and where it stands at a moment.
@@ -310,8 +328,9 @@ func (d *dropQueue) Pop() any {
 }
 
 // IssueToken puts the user in the waiting queue, or returns the user's token if it is still
-// waiting or active (created == false). The position is the stream sequence of the
-// QueueTokenIssued event, so positions increase strictly in arrival order across instances.
+// waiting or active (created == false). The position is made of the QUEUE sequence of the
+// commit that holds the QueueTokenIssued event and the event's index in it (queuePosition),
+// so positions increase strictly in arrival order across instances.
 func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Token, bool, error) {
 	if err := s.queueLoaded(); err != nil {
 		return Token{}, false, err
@@ -321,16 +340,23 @@ func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Tok
 	}
 	tokenID := newID()
 	var existing string
-	_, pos, evs, err := s.queueUsers.Update(ctx, userID, meta.step("token/"+tokenID), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
+	ver, evs, first, err := s.queueUsers.Do(ctx, userID, meta.step("token/"+tokenID), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
 		// A latest token the index dropped has ended: no status, which DecideIssue takes as
 		// EXPIRED, as it took the EXPIRED the index said before dropping it.
-		cur, _ := s.queue.status(q.TokenID(), s.clock.Now())
 		existing = q.TokenID()
+		var indexTok string
+		if existing == "" {
+			// The group forgets a user some minutes after the latest token was issued, while it
+			// may still wait or be active: the index, which applied that token long ago, knows.
+			indexTok, _ = s.queue.latestOf(userID)
+			existing = indexTok
+		}
+		cur, _ := s.queue.status(existing, s.clock.Now())
 		// The token's claims carry its issue time in milliseconds: issuing at a whole
 		// millisecond lets a token the index dropped answer from its claims the very times
 		// the index gave.
 		now := s.clock.Now().Truncate(time.Millisecond)
-		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: now, CurrentStatus: cur.status})
+		return q.DecideIssue(aggregates.IssueToken{TokenID: tokenID, UserID: userID, Now: now, CurrentTokenID: indexTok, CurrentStatus: cur.status})
 	})
 	if errors.Is(err, aggregates.ErrTokenStillValid) {
 		tok, err := s.tokenView(existing, s.clock.Now())
@@ -340,7 +366,7 @@ func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Tok
 		return Token{}, false, fmt.Errorf("issue token for %s: %w", userID, err)
 	}
 	issued := evs[0].(aggregates.QueueTokenIssued)
-	s.queue.apply(envelopeOf(issued, pos))
+	s.queue.apply(envelopeAt(issued, ver, first))
 	if err := s.admit(ctx); err != nil {
 		s.slog.Warn("queue admission failed; the next tick retries", "err", err)
 	}
@@ -451,14 +477,22 @@ func (s *Service) queueLoaded() error {
 }
 
 func (s *Service) revokeToken(ctx context.Context, meta Meta, userID, paymentID string) error {
-	_, ver, evs, err := s.queueUsers.Update(ctx, userID, meta.step(paymentID+"/revoke"), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
-		return q.DecideRevoke(aggregates.RevokeToken{TokenID: q.TokenID(), Reason: "PAID", Now: s.clock.Now()})
+	ver, evs, first, err := s.queueUsers.Do(ctx, userID, meta.step(paymentID+"/revoke"), func(q aggregates.QueueUser) ([]aggregates.Event, error) {
+		tok := q.TokenID()
+		if tok == "" {
+			// Forgotten by the group (QueueUsers.Compact): the payer's token is the user's latest
+			// in the index, unless the index has it revoked already or has dropped it as ended.
+			if latest, revoked := s.queue.latestOf(userID); !revoked {
+				tok = latest
+			}
+		}
+		return q.DecideRevoke(aggregates.RevokeToken{TokenID: tok, Reason: "PAID", Now: s.clock.Now()})
 	})
 	if err != nil {
 		return fmt.Errorf("revoke queue token of %s: %w", userID, err)
 	}
-	for _, ev := range evs {
-		s.queue.apply(envelopeOf(ev, ver))
+	for i, ev := range evs {
+		s.queue.apply(envelopeAt(ev, ver, first+i))
 	}
 	return nil
 }
@@ -529,10 +563,15 @@ func (s *Service) parseToken(token string) (tokenClaims, error) {
 	return tokenClaims{tokenID: parts[0], userID: parts[1], position: pos, issuedAt: time.UnixMilli(ms).UTC()}, nil
 }
 
-// envelopeOf wraps an event this process just appended, for the in-memory indexes.
-func envelopeOf(ev aggregates.Event, seq uint64) eventstore.Envelope {
+// envelopeOf wraps an event this process just appended as the first of its commit at seq,
+// for the in-memory indexes.
+func envelopeOf(ev aggregates.Event, seq uint64) eventstore.Envelope { return envelopeAt(ev, seq, 0) }
+
+// envelopeAt wraps an event this process just appended at index of its commit at seq, as the
+// log's readers will see it: the queue index makes a token's position of the two.
+func envelopeAt(ev aggregates.Event, seq uint64, index int) eventstore.Envelope {
 	data, _ := aggregates.Encode(ev)
-	return eventstore.Envelope{Type: ev.EventType(), Data: data, Sequence: seq}
+	return eventstore.Envelope{Type: ev.EventType(), Data: data, Sequence: seq, Index: index}
 }
 
 // QueueStats are the waiting queue's counts, for metrics.

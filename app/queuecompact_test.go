@@ -192,7 +192,7 @@ func TestADroppedQueueTokenAnswersWhatItAnsweredBefore(t *testing.T) {
 		f.revoke("u1")
 		f.pass(queueRetention)
 		other := New(eventstore.NewMemStore(), Config{TokenSecret: []byte("another secret")}, Options{Clock: f.clock, Logger: quietLogger()})
-		forged, _, _ := other.IssueToken(f.ctx, Meta{}, "u2") // position 1, below the horizon
+		forged, _, _ := other.IssueToken(f.ctx, Meta{}, "u2") // the first position, below the horizon
 		for _, bad := range []string{forged.Token, tok.Token + "x", "x." + tok.Token} {
 			if _, err := f.svc.CheckToken(f.ctx, bad); !isErr(err, ErrTokenInvalid) {
 				t.Errorf("check %q: %v", bad, err)
@@ -364,6 +364,7 @@ type indexFeed struct {
 	seq uint64
 }
 
+// append applies ev as the only event of the next commit and returns that commit's sequence.
 func (f *indexFeed) append(ev aggregates.Event) uint64 {
 	f.seq++
 	f.q.apply(envelopeOf(ev, f.seq))
@@ -382,20 +383,21 @@ func issuedAt(id, user string, at time.Time) aggregates.QueueTokenIssued {
 func TestTheQueueHorizonNeverPassesATokenTheFollowerHasYetToApply(t *testing.T) {
 	f := &indexFeed{q: newQueueIndex(aggregates.QueuePolicy{AdmitAll: true, ActiveTTL: 10 * time.Minute}, 0)}
 	f.follow(f.append(issuedAt("a", "u1", t0)))
-	// Another instance's token c takes position 2; this one's own appends (b issued and
-	// revoked, then d after the retention) are applied before the follower gets to c.
+	// Another instance's token c takes the commit at sequence 2; this one's own appends (b
+	// issued and revoked, then d after the retention) are applied before the follower gets to c.
 	f.seq++
-	c := tokenClaims{tokenID: "c", userID: "u3", position: f.seq, issuedAt: t0}
+	cSeq := f.seq
+	c := tokenClaims{tokenID: "c", userID: "u3", position: queuePosition(cSeq, 0), issuedAt: t0}
 	f.append(issuedAt("b", "u2", t0))
 	f.append(aggregates.QueueTokenRevoked{TokenID: "b", RevokedAt: t0})
 	last := f.append(issuedAt("d", "u4", t0.Add(queueRetention+time.Second)))
 	if _, ok := f.q.statusOf(c, t0); ok {
 		t.Fatal("a token the follower has not applied yet is judged by the horizon")
 	}
-	f.q.apply(envelopeOf(issuedAt("c", "u3", t0), c.position))
+	f.q.apply(envelopeOf(issuedAt("c", "u3", t0), cSeq))
 	f.follow(last)
-	if f.q.horizon != 3 {
-		t.Fatalf("horizon %d once the follower applied everything, want 3 (b)", f.q.horizon)
+	if want := queuePosition(3, 0); f.q.horizon != want {
+		t.Fatalf("horizon %d once the follower applied everything, want %d (b)", f.q.horizon, want)
 	}
 	if ts, ok := f.q.statusOf(c, t0.Add(time.Minute)); !ok || ts.status != aggregates.TokenActive {
 		t.Fatalf("c: %+v %v, want ACTIVE", ts, ok)
@@ -405,7 +407,7 @@ func TestTheQueueHorizonNeverPassesATokenTheFollowerHasYetToApply(t *testing.T) 
 func TestATokenSupersededByOneDroppedBeforeItStaysSupersededAfterARestore(t *testing.T) {
 	policy := aggregates.QueuePolicy{AdmitAll: true, ActiveTTL: 10 * time.Minute}
 	f := &indexFeed{q: newQueueIndex(policy, 0)}
-	a := tokenClaims{tokenID: "a", userID: "u1", position: f.append(issuedAt("a", "u1", t0)), issuedAt: t0}
+	a := tokenClaims{tokenID: "a", userID: "u1", position: queuePosition(f.append(issuedAt("a", "u1", t0)), 0), issuedAt: t0}
 	f.append(issuedAt("b", "u1", t0.Add(time.Second)))
 	// The instance that revoked b runs 10 s behind: b ends before it was issued, and is due
 	// to be dropped before a, which b superseded.

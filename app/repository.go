@@ -206,18 +206,24 @@ func (r *Repository[S]) Do(ctx context.Context, id string, st step, decide func(
 // earlier, concurrent commands of one aggregate could append in another order than they were
 // stamped, and a wallet's history would go back in time.
 func (r *Repository[S]) Update(ctx context.Context, id string, st step, fn func(S) ([]aggregates.Event, error)) (S, uint64, []aggregates.Event, error) {
+	o := r.update(ctx, id, st, fn)
+	return o.st, o.ver, o.evs, o.err
+}
+
+// update is Update with the whole answer, for callers that need to know where in the commit
+// their events are (updateResult.first).
+func (r *Repository[S]) update(ctx context.Context, id string, st step, fn func(S) ([]aggregates.Event, error)) updateResult[S] {
 	c := &command[S]{ctx: ctx, step: st, decide: fn, done: make(chan updateResult[S], 1)}
 	if !r.lanes.join(id, c) {
 		select {
 		case o := <-c.done:
-			return o.st, o.ver, o.evs, o.err
+			return o
 		case <-c.lead:
 			// The commit before ours has ended: ours leads the next one.
 		}
 	}
 	r.commitQueued(id, c)
-	o := <-c.done
-	return o.st, o.ver, o.evs, o.err
+	return <-c.done
 }
 
 // commitQueued decides lead's command and every command queued behind it as one commit, then
@@ -351,7 +357,7 @@ func (r *Repository[S]) commit(id string, batch []*command[S]) {
 			r.cache.put(id, d.state, newVer)
 		}
 		for _, c := range live {
-			c.answer(updateResult[S]{st: d.state, ver: newVer, evs: c.evs, err: c.err})
+			c.answer(updateResult[S]{st: d.state, ver: newVer, evs: c.evs, first: c.first, err: c.err})
 		}
 		return
 	}
@@ -398,6 +404,7 @@ func (r *Repository[S]) decideAll(id string, st S, batch []*command[S]) decision
 		deciders++
 		d.dedupID = c.dedupID
 		c.meta.OccurredAt = r.clock.Now()
+		c.first = len(d.events)
 		for _, ev := range c.evs {
 			data, err := aggregates.Encode(ev)
 			if err != nil && d.encodeErr == nil {
@@ -425,21 +432,26 @@ type command[S any] struct {
 	decide func(S) ([]aggregates.Event, error)
 	done   chan updateResult[S] // buffered: answered once
 	lead   chan struct{}        // buffered: told once when it leads the next commit; made when it queues
-	// evs and err are what the command decided in the commit under way.
-	evs []aggregates.Event
-	err error
+	// evs and err are what the command decided in the commit under way; first is the index
+	// of its first event in the commit (eventstore.Envelope.Index).
+	evs   []aggregates.Event
+	err   error
+	first int
 	// alone is the batch of a commit that holds only this command.
 	alone [1]*command[S]
 }
 
 func (c *command[S]) answer(o updateResult[S]) { c.done <- o }
 
-// updateResult is a command's answer.
+// updateResult is a command's answer. first is the index of the command's first event in
+// the commit at ver, as readers of the log see it (eventstore.Envelope.Index): the queue makes
+// a token's position of the two.
 type updateResult[S any] struct {
-	st  S
-	ver uint64
-	evs []aggregates.Event
-	err error
+	st    S
+	ver   uint64
+	evs   []aggregates.Event
+	first int
+	err   error
 }
 
 // maxBatch bounds the commands of one commit, so that a commit stays far below JetStream's

@@ -75,7 +75,8 @@ func (g walletGroups) Wallet(ctx context.Context, userID string) (aggregates.Wal
 
 // EventRef names the aggregate an event of a commit on aggregate commit belongs to, as the
 // service stores it: a seat or reservation in a date's commits (DateEventRef), a wallet in a
-// wallet group's (WalletEventRef); nil for an event of the commit's own aggregate. Tools and
+// wallet group's (WalletEventRef), a queue user in a queue group's (QueueEventRef); nil for an
+// event of the commit's own aggregate. Tools and
 // tests that write commits by hand set eventstore.Event.Ref with it.
 func EventRef(commit eventstore.AggregateRef, ev aggregates.Event) *eventstore.AggregateRef {
 	switch commit.Type {
@@ -83,6 +84,8 @@ func EventRef(commit eventstore.AggregateRef, ev aggregates.Event) *eventstore.A
 		return DateEventRef(commit.ID, ev)
 	case eventstore.TypeWalletGroup:
 		return WalletEventRef(commit.ID, ev)
+	case eventstore.TypeQueueGroup:
+		return QueueEventRef(commit.ID, ev)
 	}
 	return nil
 }

@@ -163,6 +163,9 @@ func TestAMessageOfAnotherSchemaIsRefusedNotMisread(t *testing.T) {
 	v1, _ := json.Marshal(eventstore.Envelope{EventID: "x", Type: "A", AggregateType: concert.Type, AggregateID: concert.ID, SchemaVersion: 1, Data: event("1").Data})
 	// A schema-3 commit: a wallet on a subject of its own, before wallets were grouped.
 	v3 := []byte(`{"schemaVersion":3,"events":[{"eventId":"y","type":"PointsCharged","data":{"amount":5,"reference":"r"}}]}`)
+	// A schema-4 commit: a queue user on a subject of its own, its token's position the
+	// message's sequence, before queue users were grouped.
+	v4 := []byte(`{"schemaVersion":4,"events":[{"eventId":"z","type":"QueueTokenIssued","aggregateType":"queueuser","aggregateId":"u1","data":{"tokenId":"t","userId":"u1"}}]}`)
 	group := eventstore.WalletGroupOf("u1")
 	groupStream, _, _ := eventstore.Place(group)
 	logs := []struct {
@@ -172,6 +175,7 @@ func TestAMessageOfAnotherSchemaIsRefusedNotMisread(t *testing.T) {
 	}{
 		{"a schema-1 message", concertSubject, "CATALOG", v1, concert},
 		{"a schema-3 wallet commit", strings.Replace(groupStream, "WALLETS_", "wallets.", 1) + ".wallet.u1", groupStream, v3, eventstore.AggregateRef{}},
+		{"a schema-4 queue user commit", "queue.queueuser.u1", "QUEUE", v4, eventstore.AggregateRef{}},
 	}
 	for _, l := range logs {
 		dir := t.TempDir()

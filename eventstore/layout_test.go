@@ -114,3 +114,34 @@ func TestWalletGroups(t *testing.T) {
 		})
 	}
 }
+
+func TestQueueGroups(t *testing.T) {
+	t.Run("a user's queue group is the same on every call, one of QueueGroups, on QUEUE", func(t *testing.T) {
+		for i := range 1000 {
+			user := fmt.Sprintf("u%d", i)
+			g := eventstore.QueueGroupOf(user)
+			stream, subject, err := eventstore.Place(g)
+			if g != eventstore.QueueGroupOf(user) || g.Type != eventstore.TypeQueueGroup || err != nil || stream != "QUEUE" {
+				t.Fatalf("%s: group %v in %s (%v)", user, g, stream, err)
+			}
+			if ref, ok := eventstore.RefFromSubject(subject); !ok || ref != g {
+				t.Fatalf("%s: subject %s reads back as %v", user, subject, ref)
+			}
+		}
+	})
+	t.Run("a queue user is in the QUEUE stream, with no subject of its own", func(t *testing.T) {
+		if got := eventstore.StreamsOf(eventstore.TypeQueueUser); !slices.Equal(got, []string{"QUEUE"}) {
+			t.Errorf("StreamsOf(queueuser) = %v", got)
+		}
+		if _, _, err := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeQueueUser, ID: "u1"}); err == nil {
+			t.Error("a queue user was placed on a subject of its own")
+		}
+	})
+	for _, id := range []string{fmt.Sprint(eventstore.QueueGroups), "-1", "07", "x", "1.2", ""} {
+		t.Run(fmt.Sprintf("a queue group named %q is refused", id), func(t *testing.T) {
+			if _, _, err := eventstore.Place(eventstore.AggregateRef{Type: eventstore.TypeQueueGroup, ID: id}); err == nil {
+				t.Errorf("group %q placed", id)
+			}
+		})
+	}
+}

@@ -59,15 +59,18 @@ type Metadata struct {
 	CausationID   string
 }
 
-// SchemaVersion is the envelope schema written by this code. Schema 4 stores one message per
+// SchemaVersion is the envelope schema written by this code. Schema 5 stores one message per
 // append (a commit of one or more envelopes); a reservation's and its payments' events in the
-// commits of its concert date (seats.<p>.date.<concert>.<date>) beside its seats' events; and a
+// commits of its concert date (seats.<p>.date.<concert>.<date>) beside its seats' events; a
 // wallet's events, which name their user, in the commits of its wallet group
-// (wallets.<p>.walletgroup.<g>). Schema 3 kept payments and each wallet on subjects of their
-// own (streams PAYMENTS_*), schema 2 seats and reservations too, and schema 1 stored one
-// message per event; all are refused with
-// ErrSchema.
-const SchemaVersion = 4
+// (wallets.<p>.walletgroup.<g>); and a queue user's token events, which name their user, in
+// the commits of its queue group (queue.queuegroup.<g>), where a token's position is its
+// commit's sequence and its index in the commit (seq<<10 | index). Schema 4 kept each queue
+// user on a subject of its own, a token's position being its message's sequence: read as
+// schema 5, its positions would mean something else. Schema 3 kept payments and each wallet
+// on subjects of their own (streams PAYMENTS_*), schema 2 seats and reservations too, and
+// schema 1 stored one message per event; all are refused with ErrSchema.
+const SchemaVersion = 5
 
 // Envelope is an event as stored: the payload plus everything needed to place it.
 type Envelope struct {

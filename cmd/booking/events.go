@@ -304,8 +304,9 @@ func showAggregate(ctx context.Context, s logStore, w io.Writer, arg string, asJ
 
 // locate says where an aggregate's events are: the aggregate whose subject holds them, to
 // load, and the streams they can be in; ok is false for an ID the type cannot have. A seat's
-// events are in its date's commits, a wallet's in its group's; a reservation's and a payment's
-// in the commits of a date their IDs do not name, so owner is nil and any SEATS stream may hold them.
+// events are in its date's commits, a wallet's and a queue user's in their groups'; a
+// reservation's and a payment's in the commits of a date their IDs do not name, so owner is
+// nil and any SEATS stream may hold them.
 func locate(ref eventstore.AggregateRef) (owner *eventstore.AggregateRef, streams []string, ok bool) {
 	switch ref.Type {
 	case eventstore.TypeSeat:
@@ -316,6 +317,8 @@ func locate(ref eventstore.AggregateRef) (owner *eventstore.AggregateRef, stream
 		ref = eventstore.AggregateRef{Type: eventstore.TypeDate, ID: concertID + "." + dateID}
 	case eventstore.TypeWallet:
 		ref = eventstore.WalletGroupOf(ref.ID)
+	case eventstore.TypeQueueUser:
+		ref = eventstore.QueueGroupOf(ref.ID)
 	case eventstore.TypeReservation, eventstore.TypePayment:
 		return nil, eventstore.StreamsOf(ref.Type), aggregates.ValidID(ref.ID)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/booking-engine/booking/aggregates"
+	"github.com/booking-engine/booking/app"
 	"github.com/booking-engine/booking/eventstore"
 )
 
@@ -388,5 +389,23 @@ func TestEventsCommandsOnJetStream(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &env); err != nil || env.Type != "SeatSold" || !strings.HasPrefix(env.Stream, "SEATS_") {
 			t.Errorf("tail line %q: %v", l, err)
 		}
+	}
+}
+
+func TestShowAggregateOfAQueueUserReadsItsGroupsCommits(t *testing.T) {
+	ctx := context.Background()
+	store := eventstore.NewMemStore()
+	svc := app.New(store, app.Config{QueueActiveTTL: 10 * time.Minute, TokenSecret: []byte("s")}, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for _, user := range []string{"u7", "u8"} {
+		if _, _, err := svc.IssueToken(ctx, app.Meta{CorrelationID: "token-" + user}, user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := showAggregate(ctx, store, &out, "queueuser/u7", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "queueuser/u7") || strings.Count(got, "QueueTokenIssued") != 1 || strings.Contains(got, "u8") {
+		t.Errorf("queueuser/u7 shows\n%s", got)
 	}
 }

@@ -510,7 +510,7 @@ func runLayout(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		refs := []eventstore.AggregateRef{
 			concert,
 			{Type: eventstore.TypeSellOut, ID: "c1.d1"},
-			{Type: eventstore.TypeQueueUser, ID: "u1"},
+			eventstore.QueueGroupOf("u1"),
 			{Type: eventstore.TypeQueueGate, ID: "main"},
 			eventstore.WalletGroupOf("u1"),
 		}
