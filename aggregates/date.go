@@ -30,7 +30,7 @@ type Date struct {
 	// REFUNDED), in the order they ended; Compact stamps their time and drops them from the
 	// maps once EndedRetention has passed. Without it a date's state grows with its history
 	// (a seat sold, refunded and sold again is three reservations), not with its seats.
-	ended []endedRecord
+	ended expiring[endedRecord]
 	// compacted is set once a record was dropped: a command naming a record the date does
 	// not have may then be about one that ended long ago (ErrCompacted), not a new one.
 	compacted bool
@@ -43,10 +43,8 @@ type Date struct {
 // the read models (ErrCompacted).
 const EndedRetention = 3 * time.Minute
 
-// endedRecord is a reservation (or a payment, when payment) that ended at at; at is zero
-// until the Compact after the event that ended it.
+// endedRecord is a reservation (or a payment, when payment) that ended.
 type endedRecord struct {
-	at      time.Time
 	id      string
 	payment bool
 }
@@ -55,7 +53,7 @@ type endedRecord struct {
 // one before deciding where other instances may win the append, to catch up from it.
 func (d Date) Clone() Date {
 	return Date{seats: maps.Clone(d.seats), reservations: maps.Clone(d.reservations), owned: maps.Clone(d.owned),
-		payments: maps.Clone(d.payments), ended: slices.Clone(d.ended), compacted: d.compacted}
+		payments: maps.Clone(d.payments), ended: d.ended.clone(), compacted: d.compacted}
 }
 
 // Compact stamps the records that ended since the last Compact with at, the time of the
@@ -63,22 +61,16 @@ func (d Date) Clone() Date {
 // calls it after every event, live and in replays, so every instance and every replay of a
 // date forgets the same records.
 func (d Date) Compact(at time.Time) Date {
-	for i := len(d.ended) - 1; i >= 0 && d.ended[i].at.IsZero(); i-- {
-		d.ended[i].at = at
-	}
-	horizon := at.Add(-EndedRetention)
-	n := 0
-	for n < len(d.ended) && d.ended[n].at.Before(horizon) {
-		if e := d.ended[n]; e.payment {
-			delete(d.payments, e.id)
+	var gone []stamped[endedRecord]
+	d.ended, gone = d.ended.expire(at, EndedRetention)
+	for _, e := range gone {
+		if e.v.payment {
+			delete(d.payments, e.v.id)
 		} else {
-			delete(d.reservations, e.id)
+			delete(d.reservations, e.v.id)
 		}
-		n++
 	}
-	if n > 0 {
-		d.ended, d.compacted = d.ended[n:], true
-	}
+	d.compacted = d.compacted || len(gone) > 0
 	return d
 }
 
@@ -389,7 +381,7 @@ func (d Date) Apply(e Event) Date {
 		after := before.Apply(e)
 		d.payments[id] = after
 		if !paymentEnded(before) && paymentEnded(after) {
-			d.ended = append(d.ended, endedRecord{id: id, payment: true})
+			d.ended = d.ended.add(endedRecord{id: id, payment: true})
 		}
 		return d
 	}
@@ -410,7 +402,7 @@ func (d Date) Apply(e Event) Date {
 		}
 	}
 	if !reservationEnded(before) && reservationEnded(after) {
-		d.ended = append(d.ended, endedRecord{id: id})
+		d.ended = d.ended.add(endedRecord{id: id})
 	}
 	return d
 }

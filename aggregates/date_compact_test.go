@@ -152,7 +152,7 @@ func TestDateCompactionIsBounded(t *testing.T) {
 			d = d.Apply(e).Compact(now)
 		}
 	}
-	if limit := int(EndedRetention/(100*time.Millisecond)) + 2; len(d.reservations) > limit || len(d.ended) > limit {
-		t.Fatalf("after 10,000 reservations the date keeps %d (%d ended), want at most %d", len(d.reservations), len(d.ended), limit)
+	if limit := int(EndedRetention/(100*time.Millisecond)) + 2; len(d.reservations) > limit || d.ended.len() > limit {
+		t.Fatalf("after 10,000 reservations the date keeps %d (%d ended), want at most %d", len(d.reservations), d.ended.len(), limit)
 	}
 }

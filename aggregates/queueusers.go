@@ -19,13 +19,11 @@ type QueueUsers struct {
 	users map[string]QueueUser // user → latest token; a user without events has none
 	// touched lists the users whose latest token was issued or revoked, in the order of those
 	// events, for Compact: without it the group grows with every user who ever took a token.
-	touched []touchedUser
+	touched expiring[touchedUser]
 }
 
-// touchedUser is a user whose latest token was issued (revoked false) or revoked; at is zero
-// until the next Compact.
+// touchedUser is a user whose latest token was issued (revoked false) or revoked.
 type touchedUser struct {
-	at      time.Time
 	user    string
 	token   string
 	revoked bool
@@ -37,7 +35,7 @@ func (qs QueueUsers) User(userID string) QueueUser { return qs.users[userID] }
 // Clone returns a copy of the group that no later Apply to either changes. The repository
 // takes one before deciding where other instances may win the append, to catch up from it.
 func (qs QueueUsers) Clone() QueueUsers {
-	return QueueUsers{users: maps.Clone(qs.users), touched: append([]touchedUser(nil), qs.touched...)}
+	return QueueUsers{users: maps.Clone(qs.users), touched: qs.touched.clone()}
 }
 
 // Decide decides a command of one user with one of QueueUser's deciders on that user's place,
@@ -82,7 +80,7 @@ func (qs QueueUsers) Apply(e Event) QueueUsers {
 		return qs
 	}
 	qs.users[user] = after
-	qs.touched = append(qs.touched, touchedUser{user: user, token: after.tokenID, revoked: after.revoked})
+	qs.touched = qs.touched.add(touchedUser{user: user, token: after.tokenID, revoked: after.revoked})
 	return qs
 }
 
@@ -102,22 +100,14 @@ func (qs QueueUsers) Len() int { return len(qs.users) }
 // The repository calls Compact after every event, live and in replays, so every instance and
 // every replay forgets the same users.
 func (qs QueueUsers) Compact(at time.Time) QueueUsers {
-	for i := len(qs.touched) - 1; i >= 0 && qs.touched[i].at.IsZero(); i-- {
-		qs.touched[i].at = at
-	}
-	horizon := at.Add(-EndedRetention)
-	n := 0
-	for ; n < len(qs.touched) && qs.touched[n].at.Before(horizon); n++ {
-		r := qs.touched[n]
+	var gone []stamped[touchedUser]
+	qs.touched, gone = qs.touched.expire(at, EndedRetention)
+	for _, r := range gone {
 		// A user issued a newer token since, or whose token was revoked since, is kept: a
 		// later entry stands for it.
-		if u, ok := qs.users[r.user]; ok && u.tokenID == r.token && u.revoked == r.revoked {
-			delete(qs.users, r.user)
+		if u, ok := qs.users[r.v.user]; ok && u.tokenID == r.v.token && u.revoked == r.v.revoked {
+			delete(qs.users, r.v.user)
 		}
-	}
-	if n > 0 {
-		clear(qs.touched[:n])
-		qs.touched = qs.touched[n:]
 	}
 	return qs
 }

@@ -141,8 +141,8 @@ func TestAQueueGroupIsBoundedByTheUsersOfTheLastRetention(t *testing.T) {
 			t.Fatalf("after %d users the group remembers %d, want at most %d", i+1, qs.Len(), limit)
 		}
 	}
-	if len(qs.touched) > 2*int(EndedRetention/every)+2 {
-		t.Fatalf("the group keeps %d entries to forget, want those of the last retention", len(qs.touched))
+	if qs.touched.len() > 2*int(EndedRetention/every)+2 {
+		t.Fatalf("the group keeps %d entries to forget, want those of the last retention", qs.touched.len())
 	}
 }
 

@@ -2,7 +2,6 @@ package aggregates
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -20,7 +19,7 @@ type Wallets struct {
 	// settled and keyed list the references the wallets may forget, in the order they were
 	// settled (see Compact): a charge's reference, a debit once it was given back. Without
 	// them a wallet grows with every charge and payment its user ever made.
-	settled, keyed []walletRef
+	settled, keyed expiring[walletRef]
 }
 
 // KeyedRetention is how long a wallet remembers what a client may repeat for as long as its
@@ -29,9 +28,8 @@ type Wallets struct {
 const KeyedRetention = 24 * time.Hour
 
 // walletRef is one reference of a user's wallet that may be forgotten: a charge's, or a
-// payment's debit (debit) once it was given back. at is zero until the next Compact.
+// payment's debit (debit) once it was given back.
 type walletRef struct {
-	at    time.Time
 	user  string
 	id    string
 	debit bool
@@ -50,7 +48,7 @@ func (ws Wallets) BalanceAfter(userID string, evs []Event) int64 {
 // Clone returns a copy of the group that no later Apply to either changes. The repository
 // takes one before deciding where other instances may win the append, to catch up from it.
 func (ws Wallets) Clone() Wallets {
-	c := Wallets{wallets: make(map[string]Wallet, len(ws.wallets)), settled: slices.Clone(ws.settled), keyed: slices.Clone(ws.keyed)}
+	c := Wallets{wallets: make(map[string]Wallet, len(ws.wallets)), settled: ws.settled.clone(), keyed: ws.keyed.clone()}
 	for user, w := range ws.wallets {
 		c.wallets[user] = w.Clone()
 	}
@@ -90,17 +88,17 @@ func (ws Wallets) Apply(e Event) Wallets {
 		if ev.Reference != "" {
 			ref := walletRef{user: user, id: ev.Reference}
 			if KeyedReference(ev.Reference) {
-				ws.keyed = append(ws.keyed, ref)
+				ws.keyed = ws.keyed.add(ref)
 			} else {
-				ws.settled = append(ws.settled, ref)
+				ws.settled = ws.settled.add(ref)
 			}
 		}
 	case PointsRefunded:
 		ref := walletRef{user: user, id: ev.PaymentID, debit: true}
 		if ev.Reason == RefundReversal {
-			ws.keyed = append(ws.keyed, ref)
+			ws.keyed = ws.keyed.add(ref)
 		} else {
-			ws.settled = append(ws.settled, ref)
+			ws.settled = ws.settled.add(ref)
 		}
 	}
 	return ws
@@ -121,27 +119,21 @@ func KeyedReference(ref string) bool { return len(ref) == 36 && ref[14] == '5' }
 // The repository calls it after every event, live and in replays, so every instance and every
 // replay of a group forgets the same references.
 func (ws Wallets) Compact(at time.Time) Wallets {
-	ws.settled = ws.forget(ws.settled, at, EndedRetention)
-	ws.keyed = ws.forget(ws.keyed, at, KeyedRetention)
-	return ws
-}
-
-func (ws Wallets) forget(refs []walletRef, at time.Time, keep time.Duration) []walletRef {
-	for i := len(refs) - 1; i >= 0 && refs[i].at.IsZero(); i-- {
-		refs[i].at = at
-	}
-	horizon := at.Add(-keep)
-	n := 0
-	for ; n < len(refs) && refs[n].at.Before(horizon); n++ {
-		w := ws.wallets[refs[n].user]
-		if refs[n].debit {
-			delete(w.debits, refs[n].id)
-			delete(w.refunded, refs[n].id)
-		} else {
-			delete(w.charged, refs[n].id)
+	var settled, keyed []stamped[walletRef]
+	ws.settled, settled = ws.settled.expire(at, EndedRetention)
+	ws.keyed, keyed = ws.keyed.expire(at, KeyedRetention)
+	for _, gone := range [2][]stamped[walletRef]{settled, keyed} {
+		for _, r := range gone {
+			w := ws.wallets[r.v.user]
+			if r.v.debit {
+				delete(w.debits, r.v.id)
+				delete(w.refunded, r.v.id)
+			} else {
+				delete(w.charged, r.v.id)
+			}
 		}
 	}
-	return refs[n:]
+	return ws
 }
 
 // EventWalletUserID returns the user whose wallet a wallet event is about.

@@ -85,9 +85,9 @@ func TestWalletsCompactionIsBounded(t *testing.T) {
 	}
 	w := ws.wallets["u1"]
 	limit := int(EndedRetention/(100*time.Millisecond)) + 2
-	if len(w.charged) > limit || len(w.debits) > limit || len(w.refunded) > limit || len(ws.settled) > 2*limit {
+	if len(w.charged) > limit || len(w.debits) > limit || len(w.refunded) > limit || ws.settled.len() > 2*limit {
 		t.Fatalf("after 10,000 bookings the wallet keeps %d charges, %d debits, %d refunds (%d settled), want at most %d each",
-			len(w.charged), len(w.debits), len(w.refunded), len(ws.settled), limit)
+			len(w.charged), len(w.debits), len(w.refunded), ws.settled.len(), limit)
 	}
 	if w.balance != 100_000 {
 		t.Fatalf("balance %d, want 100,000", w.balance)
