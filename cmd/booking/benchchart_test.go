@@ -79,7 +79,7 @@ func TestBenchChartCommand(t *testing.T) {
 func TestBenchSVGDirWritesWhatChartDrawsFromTheJSON(t *testing.T) {
 	dir := t.TempDir()
 	js, svgs, again := filepath.Join(dir, "race.json"), filepath.Join(dir, "svg"), filepath.Join(dir, "again")
-	if _, err := runCmd(context.Background(), t, "bench", "race", "--embedded", "--users", "20", "--json", js, "--svg-dir", svgs); err != nil {
+	if _, err := runCmd(context.Background(), t, "bench", "race", "--embedded", "--in-process", "--users", "20", "--json", js, "--svg-dir", svgs); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runCmd(context.Background(), t, "bench", "chart", "--run", "race="+js, "--out-dir", again, "--name", "race"); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -49,8 +50,11 @@ here too (it sizes the seat set; unset, the service's default of 5m is assumed).
 				o.rate = 200
 			}
 			if o.embedded {
+				if o.inProcess {
+					return errors.New("bench soak: --in-process: the soak samples the service's own process, so it runs it as a child")
+				}
 				opts.HoldTTL = holdTTL
-				o.child, o.childArgs = true, []string{"--hold-ttl=" + holdTTL.String()}
+				o.childArgs = []string{"--hold-ttl=" + holdTTL.String()}
 			} else if cmd.Flags().Changed("hold-ttl") {
 				opts.HoldTTL = holdTTL
 			}
@@ -67,8 +71,8 @@ here too (it sizes the seat set; unset, the service's default of 5m is assumed).
 }
 
 // startChild starts `booking serve` from this binary as a child process on a fresh temporary
-// data dir and a free loopback port, set up for benchmarking like startEmbedded, and waits
-// until it is ready. stop sends SIGTERM, waits for the graceful shutdown and removes the dir.
+// data dir and a free loopback port, configured so that neither the abuse limit nor the waiting
+// queue shapes the load, and waits until it is ready. stop sends SIGTERM, waits for the graceful shutdown and removes the dir.
 func (o *benchOptions) startChild(ctx context.Context) (target, admin string, stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
