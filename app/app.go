@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,8 @@ type Service struct {
 	cfg   Config
 	clock Clock
 	slog  *slog.Logger
+
+	tokenMACs sync.Pool // of hash.Hash keyed with cfg.TokenSecret, for Service.mac
 
 	concerts   *Repository[aggregates.Concert]
 	sellouts   *Repository[aggregates.SellOut]

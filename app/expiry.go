@@ -1,7 +1,6 @@
 package app
 
 import (
-	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -34,7 +33,7 @@ func (w *sweeper) track(h HeldSeat) {
 		return
 	}
 	w.live[k] = h.HeldUntil
-	heap.Push(&w.h, h)
+	w.h.push(h)
 	w.mu.Unlock()
 	select {
 	case w.changed <- struct{}{}:
@@ -54,7 +53,7 @@ func (w *sweeper) due(now time.Time) []HeldSeat {
 	defer w.mu.Unlock()
 	var out []HeldSeat
 	for w.h.Len() > 0 && !w.h[0].HeldUntil.After(now) {
-		h := heap.Pop(&w.h).(HeldSeat)
+		h := w.h.pop()
 		k := h.ReservationID
 		if _, ok := w.live[k]; ok {
 			delete(w.live, k)
@@ -175,15 +174,48 @@ func (s *Service) OnEvent(env eventstore.Envelope) {
 	}
 }
 
+// holdHeap is a min-heap of holds by HeldUntil. It is typed rather than container/heap's
+// interface, which boxed every hold into an allocation of its own and called Less through an
+// interface: a push per hold showed in a flash sale's profile.
 type holdHeap []HeldSeat
 
-func (h holdHeap) Len() int           { return len(h) }
-func (h holdHeap) Less(i, j int) bool { return h[i].HeldUntil.Before(h[j].HeldUntil) }
-func (h holdHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *holdHeap) Push(x any)        { *h = append(*h, x.(HeldSeat)) }
-func (h *holdHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+func (h holdHeap) Len() int { return len(h) }
+
+func (h *holdHeap) push(x HeldSeat) {
+	*h = append(*h, x)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !s[i].HeldUntil.Before(s[parent].HeldUntil) {
+			break
+		}
+		s[i], s[parent] = s[parent], s[i]
+		i = parent
+	}
+}
+
+// pop removes and returns the earliest hold; the heap must not be empty.
+func (h *holdHeap) pop() HeldSeat {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = HeldSeat{} // drop the strings for the collector
+	s = s[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(s) && s[l].HeldUntil.Before(s[least].HeldUntil) {
+			least = l
+		}
+		if r < len(s) && s[r].HeldUntil.Before(s[least].HeldUntil) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		s[i], s[least] = s[least], s[i]
+		i = least
+	}
+	*h = s
+	return top
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"sort"
 	"strconv"
@@ -529,13 +530,26 @@ func (s *Service) signToken(t tokenRec) string {
 }
 
 func (s *Service) mac(payload string) []byte {
-	m := hmac.New(sha256.New, s.cfg.TokenSecret)
+	// Every request with a token checks its MAC: a pooled HMAC saves the two hashes and the
+	// key schedule that hmac.New makes each time.
+	m, _ := s.tokenMACs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, s.cfg.TokenSecret)
+	} else {
+		m.Reset()
+	}
 	m.Write([]byte(payload))
-	return m.Sum(nil)
+	sum := m.Sum(nil)
+	s.tokenMACs.Put(m)
+	return sum
 }
 
+// errTokenMalformed is what parseToken answers for any token it cannot read or whose MAC does
+// not match: made once, as the check runs on every request.
+var errTokenMalformed = fmt.Errorf("queue token: %w", ErrTokenInvalid)
+
 func (s *Service) parseToken(token string) (tokenClaims, error) {
-	invalid := fmt.Errorf("queue token: %w", ErrTokenInvalid)
+	invalid := errTokenMalformed
 	if len(token) > 512 {
 		return tokenClaims{}, invalid
 	}
@@ -551,16 +565,18 @@ func (s *Service) parseToken(token string) (tokenClaims, error) {
 	if err != nil {
 		return tokenClaims{}, invalid
 	}
-	parts := strings.Split(string(raw), ".")
-	if len(parts) != 4 {
+	tokenID, rest, ok1 := strings.Cut(string(raw), ".")
+	userID, rest, ok2 := strings.Cut(rest, ".")
+	posText, msText, ok3 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || !ok3 || strings.Contains(msText, ".") {
 		return tokenClaims{}, invalid
 	}
-	pos, err1 := strconv.ParseUint(parts[2], 10, 64)
-	ms, err2 := strconv.ParseInt(parts[3], 10, 64)
+	pos, err1 := strconv.ParseUint(posText, 10, 64)
+	ms, err2 := strconv.ParseInt(msText, 10, 64)
 	if err1 != nil || err2 != nil {
 		return tokenClaims{}, invalid
 	}
-	return tokenClaims{tokenID: parts[0], userID: parts[1], position: pos, issuedAt: time.UnixMilli(ms).UTC()}, nil
+	return tokenClaims{tokenID: tokenID, userID: userID, position: pos, issuedAt: time.UnixMilli(ms).UTC()}, nil
 }
 
 // envelopeOf wraps an event this process just appended as the first of its commit at seq,
