@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -38,6 +39,8 @@ type benchOptions struct {
 	// as a child `booking serve`; childArgs are added to the child's flags.
 	inProcess bool
 	childArgs []string
+	// cpuProfile is where the generator's CPU profile goes (--cpuprofile).
+	cpuProfile string
 }
 
 // benchRebuilder prepares the subject of `bench rebuild`: a fresh data dir filled until it
@@ -78,6 +81,7 @@ affinity (read-your-writes holds per instance).`,
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.target, "target", "http://127.0.0.1:8080", "base URL of the service to load, or several instances' URLs comma-separated to spread the users over them (run them with --user-rate-limit 0 --queue-batch 0)")
 	pf.BoolVar(&o.embedded, "embedded", false, "start a service (this binary's `booking serve`, a child process) on a fresh temporary data dir instead of using --target")
+	pf.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's CPU profile (with --in-process, the service's too) to this file, to see what the load itself costs")
 	pf.BoolVar(&o.inProcess, "in-process", false, "with --embedded: run the service inside the generator's process instead of as a child process")
 	pf.StringVar(&o.adminToken, "admin-token", "", "admin token of the target, to create the benchmark's concerts (generated with --embedded)")
 	pf.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
@@ -360,6 +364,13 @@ func (o *benchOptions) run(cmd *cobra.Command, scenario func(context.Context, lo
 		}
 		log.Info("benchmarking an external target: it must run with --user-rate-limit 0 --queue-batch 0", "target", o.target)
 	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	log.Info("bench starting", "scenario", cmd.Name(), "target", cfg.Target, "rate", cfg.Rate, "duration", cfg.Duration,
 		"client", o.client, "idempotency_keys", o.keys)
 	res, err := scenario(ctx, cfg)
@@ -397,6 +408,22 @@ func (o *benchOptions) startEmbedded(ctx context.Context) (target, admin string,
 	return target, admin, func() {
 		stopServer()
 		os.RemoveAll(dir)
+	}, nil
+}
+
+// startCPUProfile profiles this process's CPU into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}, nil
 }
 
