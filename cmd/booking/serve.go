@@ -66,6 +66,7 @@ type serveFlags struct {
 	natsListen          string
 	pprofAddr           string
 	maxStreams          int
+	gomaxprocs          int
 }
 
 func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
@@ -100,6 +101,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal)")
 	fs.StringVar(&f.natsListen, "nats-listen", "", "let tools attach to the embedded NATS server at this loopback host:port")
 	fs.IntVar(&f.maxStreams, "max-streams", 0, "open seat-map streams at most; more are answered 503 (0: the open-file limit less 2048)")
+	fs.IntVar(&f.gomaxprocs, "gomaxprocs", 0, "Go processors to run (0: one more than the CPUs with the embedded NATS server, whose fsyncs block threads; the Go default with --nats-url or when GOMAXPROCS is set)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles at this loopback host:port (for profiling under load)")
 }
 
@@ -111,7 +113,13 @@ func newServeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			srv, err := startServer(ctx, f, newLogger(f.logLevel, f.logFormat))
+			log := newLogger(f.logLevel, f.logFormat)
+			// Here rather than in startServer, which tests and bench --in-process call inside
+			// processes of their own.
+			if err := setProcs(f.gomaxprocs, strings.TrimSpace(f.natsURL) == "", log); err != nil {
+				return err
+			}
+			srv, err := startServer(ctx, f, log)
 			if err != nil {
 				return err
 			}
