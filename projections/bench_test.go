@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
@@ -239,4 +240,46 @@ func BenchmarkSeatMapGzipAfterChange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSeatsApplyFlashSale applies holds of random seats of a 10,000-seat date, 100 to a
+// transaction, as a flash sale's commits reach the seats model: every hold lands on a page of
+// its own, so this measures what a random-key insert costs the model's buckets.
+func BenchmarkSeatsApplyFlashSale(b *testing.B) {
+	const seats, perTx = 10_000, 100
+	w := newWorld(b)
+	e := openEngine(b, b.TempDir(), w.store, nil)
+	w.must(w.createConcert("c1", "Aurora", date("d1", seats, 100)))
+	start(b, e)
+	settle(b, e)
+	g := e.byName[Seats].current()
+	g.db.NoSync = true // measure the work, not the disk
+	at := time.Now()
+	order := rand.New(rand.NewPCG(1, 2)).Perm(seats)
+	seq := uint64(1_000_000)
+	batch := make([]eventstore.Envelope, 0, perTx)
+	held := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		batch = batch[:0]
+		for range perTx {
+			n := 1 + order[held%seats]
+			held++
+			seq++
+			var ev aggregates.Event = aggregates.SeatHeld{ReservationID: fmt.Sprintf("r%d", held), UserID: "u", HeldUntil: at.Add(time.Duration(held) * time.Millisecond), SeatNo: n}
+			if held > seats { // the sale is over: release and hold again, in the same order
+				ev = aggregates.SeatReleased{ReservationID: fmt.Sprintf("r%d", held-seats), Reason: aggregates.ReleaseExpired, SeatNo: n}
+			}
+			data, _ := aggregates.Encode(ev)
+			batch = append(batch, eventstore.Envelope{Type: ev.EventType(), AggregateType: eventstore.TypeSeat, AggregateID: fmt.Sprintf("c1.d1.%d", n),
+				OccurredAt: at, Data: data, Sequence: seq})
+			if held >= 2*seats {
+				held = 0
+			}
+		}
+		if _, err := g.apply("SEATS_0", batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perTx), "ns/event")
 }

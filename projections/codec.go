@@ -107,6 +107,30 @@ func seatKey(dk string, seatNo int) []byte {
 	return binary.BigEndian.AppendUint32(b, uint32(seatNo))
 }
 
+// heldKey is a held seat's key in the index of held seats: its heldUntil first, so that holds
+// made one after another land on the index's last page instead of on a page of their own each
+// (in a flash sale the seats are random; keyed by seat, the index cost a page written per hold),
+// and the seat's key after it.
+func heldKey(until time.Time, seat []byte) []byte {
+	var ns uint64
+	if !until.IsZero() {
+		ns = uint64(until.UnixNano())
+	}
+	b := make([]byte, 0, 8+len(seat))
+	b = binary.BigEndian.AppendUint64(b, ns)
+	return append(b, seat...)
+}
+
+func splitHeldKey(k []byte) (until time.Time, seat []byte, ok bool) {
+	if len(k) < 8+6 {
+		return time.Time{}, nil, false
+	}
+	if ns := binary.BigEndian.Uint64(k); ns != 0 {
+		until = time.Unix(0, int64(ns)).UTC()
+	}
+	return until, k[8:], true
+}
+
 func splitSeatKey(k []byte) (dk string, seatNo int, ok bool) {
 	if len(k) < 6 || k[len(k)-5] != 0 {
 		return "", 0, false

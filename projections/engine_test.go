@@ -530,6 +530,9 @@ func TestMultiSeatReservationMovesItsSeatsTogether(t *testing.T) {
 			for _, h := range held {
 				if h.ReservationID == tt.res {
 					heldNos = append(heldNos, h.SeatNo)
+					if !h.HeldUntil.Equal(r.HeldUntil) {
+						t.Fatalf("seat %d of %s held until %v for the expiry sweeper, the reservation until %v", h.SeatNo, tt.res, h.HeldUntil, r.HeldUntil)
+					}
 				}
 			}
 			sort.Ints(heldNos)

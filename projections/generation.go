@@ -64,8 +64,8 @@ type generation struct {
 }
 
 // formatVersion is the layout of the files written by this code. A file of another version is
-// discarded and rebuilt from the log.
-const formatVersion = 2
+// discarded and rebuilt from the log. 3: the index of held seats is keyed by heldUntil first.
+const formatVersion = 3
 
 var (
 	bucketMeta = []byte("meta")

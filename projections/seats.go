@@ -22,7 +22,7 @@ const (
 	bSeatConcerts = "concerts" // concertId → ConcertCreated JSON
 	bSeats        = "seats"    // seatKey → seat record
 	bDateCounts   = "dates"    // dateKey → held, sold
-	bHeld         = "held"     // seatKey → reservationId, heldUntil
+	bHeld         = "held"     // heldUntil, seatKey → reservationId (see heldKey)
 	bSoldOut      = "soldout"  // dateKey → soldOutAt: detected, not yet recorded
 	bRecorded     = "recorded" // dateKey → DateSoldOut seen in the catalog
 )
@@ -210,7 +210,7 @@ func (b *seatsBatch) apply(env *eventstore.Envelope, ev aggregates.Event) error 
 	switch prev.status {
 	case seatHeld:
 		c.held--
-		if err := b.held.Delete(key); err != nil {
+		if err := b.held.Delete(heldKey(prev.heldUntil, key)); err != nil {
 			return err
 		}
 	case seatSold:
@@ -221,10 +221,9 @@ func (b *seatsBatch) apply(env *eventstore.Envelope, ev aggregates.Event) error 
 	case aggregates.SeatHeld:
 		next = seatRecord{status: seatHeld, reservation: ev.ReservationID, heldUntil: ev.HeldUntil}
 		c.held++
-		e := enc{b: make([]byte, 0, 64)}
+		e := enc{b: make([]byte, 0, 48)}
 		e.str(ev.ReservationID)
-		e.time(ev.HeldUntil)
-		if err := b.held.Put(key, e.b); err != nil {
+		if err := b.held.Put(heldKey(ev.HeldUntil, key), e.b); err != nil {
 			return err
 		}
 		b.changes = append(b.changes, seatChange{dk, seatNo, aggregates.SeatStatusHeld})
@@ -346,13 +345,17 @@ func (m *seatsModel) heldSeats() ([]HeldSeat, error) {
 	var out []HeldSeat
 	err := m.g.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bHeld)).ForEach(func(k, v []byte) error {
-			dk, no, ok := splitSeatKey(k)
+			until, seat, ok := splitHeldKey(k)
+			if !ok {
+				return errCorrupt
+			}
+			dk, no, ok := splitSeatKey(seat)
 			if !ok {
 				return errCorrupt
 			}
 			d := dec{b: v}
 			c, date := splitDateKey(dk)
-			h := HeldSeat{ConcertID: c, DateID: date, SeatNo: no, ReservationID: d.str(), HeldUntil: d.time()}
+			h := HeldSeat{ConcertID: c, DateID: date, SeatNo: no, ReservationID: d.str(), HeldUntil: until}
 			if d.err != nil {
 				return d.err
 			}
