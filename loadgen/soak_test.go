@@ -136,16 +136,20 @@ func TestTheSoaksSeatSetCoversTheSeatsInUse(t *testing.T) {
 	}
 }
 
-// TestResidentMemoryIsJudgedByItsAnonymousPart: the file-backed part of the RSS (the read
-// models' files mapped by bbolt) grows with the data they keep, so a run fails on the
-// anonymous part only, and the total and file-backed trends are reported beside the checks.
-func TestResidentMemoryIsJudgedByItsAnonymousPart(t *testing.T) {
-	samples := func(anonSlope, fileSlope float64) []SoakSample {
+// TestSeriesThatGrowWithDataOrClientAreReportedNotJudged: the file-backed part of the RSS
+// (the read models' files mapped by bbolt) grows with the data they keep, and the open files
+// count the load client's keep-alive connections, which it opens when latency rises; so a
+// run fails on the anonymous memory and the files other than connections only, and the
+// totals are reported beside the checks.
+func TestSeriesThatGrowWithDataOrClientAreReportedNotJudged(t *testing.T) {
+	samples := func(anonSlope, fileSlope, connSlope, filesSlope float64) []SoakSample {
 		var out []SoakSample
 		for i := range 61 {
 			at := float64(10 * i)
 			anon, file := 500+anonSlope*at, 100+fileSlope*at
-			out = append(out, SoakSample{AtSec: at, RSSMB: anon + file, RSSAnonMB: anon, RSSFileMB: file, HeapMB: 300, Goroutines: 800, OpenFDs: 300, P99Ms: 50})
+			conns, files := 200+connSlope*at, 100+filesSlope*at
+			out = append(out, SoakSample{AtSec: at, RSSMB: anon + file, RSSAnonMB: anon, RSSFileMB: file, HeapMB: 300, Goroutines: 800,
+				OpenFDs: conns + files, HTTPConns: conns, P99Ms: 50})
 		}
 		return out
 	}
@@ -158,23 +162,26 @@ func TestResidentMemoryIsJudgedByItsAnonymousPart(t *testing.T) {
 		}
 		return names
 	}
+	reported := []string{"rss MB", "rss file MB", "open fds"}
 	tests := []struct {
 		name         string
 		anon, file   float64 // MB per second
+		conns, files float64 // per second
 		wantFailed   []string
-		wantReported []string
 	}{
-		{"mapped files growing with the data fail nothing and are reported", 0, 0.4, nil, []string{"rss MB", "rss file MB"}},
-		{"anonymous memory growing fails the run", 0.4, 0, []string{"rss anon MB does not trend upward after warm-up"}, []string{"rss MB", "rss file MB"}},
+		{"mapped files growing with the data fail nothing and are reported", 0, 0.4, 0, 0, nil},
+		{"anonymous memory growing fails the run", 0.4, 0, 0, 0, []string{"rss anon MB does not trend upward after warm-up"}},
+		{"the client's connections growing fail nothing and are reported with the open files", 0, 0, 0.5, 0, nil},
+		{"open files other than connections growing fail the run", 0, 0, 0, 0.5, []string{"files but http does not trend upward after warm-up"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var res Result
-			judgeSoak(&res, samples(tt.anon, tt.file), 1, 300, DefaultTrendThreshold)
+			judgeSoak(&res, samples(tt.anon, tt.file, tt.conns, tt.files), 1, 300, DefaultTrendThreshold)
 			if got := failed(&res); strings.Join(got, "|") != strings.Join(tt.wantFailed, "|") {
 				t.Errorf("failed checks %q, want %q", got, tt.wantFailed)
 			}
-			for _, series := range tt.wantReported {
+			for _, series := range reported {
 				found := false
 				for _, w := range res.Warnings {
 					found = found || strings.HasPrefix(w, series+" is reported, not judged")

@@ -29,12 +29,14 @@ user's hold left unpaid to expire, and two seat-map reads. Users come back from 
 reaches a steady state instead of growing with the run (but for the history the read models
 keep). Every --sample-every it reads each target's /metrics (process_resident_memory_bytes and
 its anonymous and file-backed parts, booking_process_resident_anon_bytes and _file_bytes;
-go_memstats_heap_inuse_bytes, go_goroutines, process_open_fds, booking_projection_lag_events)
-and the client-side p99 since the last sample. Over the second half of the run (the first is
-warm-up) it fits a least-squares line to each series; one whose line climbs by more than
---threshold of its mean (and more than a small absolute floor) fails the run. The total and
-file-backed resident memory are reported, not judged: the file-backed part is the read models'
-files, mapped by bbolt, which grow with every booking they keep.
+go_memstats_heap_inuse_bytes, go_goroutines, process_open_fds and booking_http_open_connections,
+booking_projection_lag_events) and the client-side p99 since the last sample. Over the second
+half of the run (the first is warm-up) it fits a least-squares line to each series; one whose
+line climbs by more than --threshold of its mean (and more than a small absolute floor) fails
+the run. The total and file-backed resident memory are reported, not judged: the file-backed
+part is the read models' files, mapped by bbolt, which grow with every booking they keep. So
+are the open files: they count the generator's keep-alive connections, which it opens when
+latency rises for a moment and keeps; the files other than HTTP connections are judged.
 
 Run it at about half the measured capacity. With --embedded the service runs as a child
 process (booking serve on a temporary data dir) with --hold-ttl, so that abandoned holds

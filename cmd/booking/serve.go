@@ -281,6 +281,10 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 		return fail(fmt.Errorf("listen on %s: %w", f.httpAddr, err))
 	}
 	s.http = serveFiber(fiberApp, ln, log)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "booking_http_open_connections",
+		Help: "HTTP connections open now, idle keep-alive ones included; each holds one of process_open_fds.",
+	}, func() float64 { return float64(s.http.conns.count()) }))
 	s.url = "http://" + displayAddr(ln.Addr())
 	log.Info("booking engine listening", "url", s.url, "data_dir", f.dataDir, "nats", natsDesc(urls), "fsync", f.fsync)
 
