@@ -4,6 +4,8 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -73,6 +75,25 @@ func (r *replyMux) start() error {
 	return r.subErr
 }
 
+// open registers a new request and returns its reply token and the channel its answers
+// arrive on, which holds size messages.
+func (r *replyMux) open(size int) (string, chan *nats.Msg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	token := strconv.FormatUint(r.next, 36)
+	ch := make(chan *nats.Msg, size)
+	r.chans[token] = ch
+	return token, ch
+}
+
+// close forgets a request: answers that arrive later are dropped.
+func (r *replyMux) close(token string) {
+	r.mu.Lock()
+	delete(r.chans, token)
+	r.mu.Unlock()
+}
+
 // Direct get status codes in the answers' Status header, and the header of batched answers.
 const (
 	numPendingHeader = "Nats-Num-Pending"
@@ -88,17 +109,8 @@ func (r *replyMux) batch(ctx context.Context, stream string, from uint64, subjec
 	if err := r.start(); err != nil {
 		return 0, 0, false, err
 	}
-	r.mu.Lock()
-	r.next++
-	token := strconv.FormatUint(r.next, 36)
-	ch := make(chan *nats.Msg, batch+2)
-	r.chans[token] = ch
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.chans, token)
-		r.mu.Unlock()
-	}()
+	token, ch := r.open(batch + 2)
+	defer r.close(token)
 
 	req := fmt.Sprintf(`{"seq":%d,"next_by_subj":%q`, from, subject)
 	if batch > 0 {
@@ -142,5 +154,79 @@ func (r *replyMux) batch(ctx context.Context, stream string, from uint64, subjec
 		if m.Header.Get(numPendingHeader) == "" {
 			return last, 0, false, nil
 		}
+	}
+}
+
+// ErrMultiGetUnsupported reports a server that cannot answer one direct get for the last
+// messages of many subjects (nats-server before 2.11).
+var ErrMultiGetUnsupported = errors.New("eventstore: the server has no multi-subject direct get")
+
+// maxMultiLast bounds the subjects of one multi-subject direct get: the server refuses a
+// request whose subjects hold more than 1024 messages with 413.
+const maxMultiLast = 256
+
+// DirectGetter reads the last messages of many subjects of a stream with one direct get,
+// over one inbox subscription of its connection. It is safe for concurrent use. The stream
+// must allow direct gets.
+type DirectGetter struct {
+	mux replyMux
+}
+
+// NewDirectGetter returns a getter on nc. Its inbox subscription is made on first use and
+// lives as long as nc.
+func NewDirectGetter(nc *nats.Conn) *DirectGetter {
+	return &DirectGetter{mux: replyMux{nc: nc}}
+}
+
+// MaxSubjects is the most subjects LastFor takes at once.
+func (g *DirectGetter) MaxSubjects() int { return maxMultiLast }
+
+// LastFor sends one direct get for the last message of each of subjects (at most
+// MaxSubjects, literal) and calls fn with each message found; subjects without a message are
+// not reported. It returns ErrMultiGetUnsupported from a server that cannot, and
+// nats.ErrNoResponders when the stream has no server answering.
+func (g *DirectGetter) LastFor(ctx context.Context, stream string, subjects []string, fn func(subject string, h nats.Header, data []byte)) error {
+	if len(subjects) == 0 {
+		return nil
+	}
+	if len(subjects) > maxMultiLast {
+		return fmt.Errorf("eventstore: direct get of %d subjects: at most %d", len(subjects), maxMultiLast)
+	}
+	r := &g.mux
+	if err := r.start(); err != nil {
+		return err
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+	}{subjects})
+	if err != nil {
+		return err
+	}
+	token, ch := r.open(len(subjects) + 2)
+	defer r.close(token)
+	if err := r.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, r.prefix+"."+token, req); err != nil {
+		return err
+	}
+	for {
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m = <-ch:
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+			switch st := m.Header.Get("Status"); st {
+			case statusNotFound, statusEOB:
+				return nil
+			case "503":
+				return nats.ErrNoResponders
+			case "408":
+				// An older server reads none of the request's fields and finds it empty.
+				return fmt.Errorf("%w: %s", ErrMultiGetUnsupported, m.Header.Get("Description"))
+			default:
+				return fmt.Errorf("eventstore: direct get from %s: %s %s", stream, st, m.Header.Get("Description"))
+			}
+		}
+		fn(m.Header.Get(jetstream.SubjectHeader), m.Header, m.Data)
 	}
 }

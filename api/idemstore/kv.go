@@ -41,6 +41,8 @@ type kvAnswers struct {
 	clock  app.Clock
 	ttl    time.Duration
 	prefix string // the subject of a key is prefix + key
+	// lookups reads the keys that concurrent requests look up together.
+	lookups *kvLookups
 }
 
 // SharedOptions configure OpenShared.
@@ -106,7 +108,10 @@ func openKVAnswers(ctx context.Context, js jetstream.JetStream, bucket string, r
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	return &kvAnswers{kv: kv, js: js, nc: js.Conn(), clock: clock, ttl: TTL, prefix: "$KV." + bucket + "."}, nil
+	prefix := "$KV." + bucket + "."
+	lookups := &kvLookups{getter: eventstore.NewDirectGetter(js.Conn()), kv: kv, stream: cfg.Name,
+		prefix: prefix, timeout: lookupTimeout}
+	return &kvAnswers{kv: kv, js: js, nc: js.Conn(), clock: clock, ttl: TTL, prefix: prefix, lookups: lookups}, nil
 }
 
 // kvStreamConfig is the stream of a key-value bucket with one value per key, as
@@ -143,14 +148,14 @@ func (b *kvAnswers) lookup(ctx context.Context, scope string) (Answer, bool, err
 	if err := b.ready(); err != nil {
 		return Answer{}, false, err
 	}
-	e, err := b.kv.Get(ctx, kvKey(scope))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Answer{}, false, nil
-	}
+	v, found, err := b.lookups.get(ctx, kvKey(scope))
 	if err != nil {
 		return Answer{}, false, b.fail(ctx, "read", err)
 	}
-	rec, ok := decodeRecord(e.Value())
+	if !found {
+		return Answer{}, false, nil
+	}
+	rec, ok := decodeRecord(v)
 	if !ok || rec.Answer == nil {
 		return Answer{}, false, nil
 	}
