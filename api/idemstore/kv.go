@@ -162,25 +162,31 @@ func (b *kvAnswers) lookup(ctx context.Context, scope string) (Answer, bool, err
 	return *rec.Answer, true, nil
 }
 
-// putAll publishes the answers without waiting for each one's acknowledgement, then waits
-// for all of them: one round trip for the group.
+// putAll publishes the answers and waits for the acknowledgement of the last one only: the
+// stream stores a connection's messages in order, so its acknowledgement says the server has
+// taken every one before it, and each acknowledgement less is a message less for the server
+// to make and for this process to read. An answer the server refused on its own is not
+// noticed: a lost answer is rebuilt from the log.
 func (b *kvAnswers) putAll(ctx context.Context, answers []scopedAnswer) error {
 	if err := b.ready(); err != nil {
 		return err
 	}
-	acks := make([]jetstream.PubAckFuture, 0, len(answers))
-	for _, q := range answers {
+	for i, q := range answers {
 		val, err := json.Marshal(kvRecord{Answer: &q.a})
 		if err != nil {
 			return fmt.Errorf("encode idempotent answer: %w", err)
 		}
-		f, err := b.js.PublishAsync(b.prefix+kvKey(q.scope), val)
+		subject := b.prefix + kvKey(q.scope)
+		if i < len(answers)-1 {
+			if err := b.nc.Publish(subject, val); err != nil {
+				return b.fail(ctx, "keep answers", err)
+			}
+			continue
+		}
+		f, err := b.js.PublishAsync(subject, val)
 		if err != nil {
 			return b.fail(ctx, "keep answers", err)
 		}
-		acks = append(acks, f)
-	}
-	for _, f := range acks {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():

@@ -94,6 +94,24 @@ func TestSharedIdempotencyStore(t *testing.T) {
 			t.Fatalf("the other instance found %v %q", found, body)
 		}
 	})
+	t.Run("a group of answers written together is every one there for the other instances", func(t *testing.T) {
+		clock := newClock()
+		in := sharedInstances(t, js, clock, 2)
+		// Every answer of a group but the last is published without an acknowledgement.
+		const n = 50
+		group := make([]scopedAnswer, n)
+		for i := range group {
+			group[i] = scopedAnswer{scope: fmt.Sprint(scope, i), a: Answer{Status: 200, Body: []byte(fmt.Sprint("answer ", i)), StoredAt: clock.Now()}}
+		}
+		if err := in[0].answers.putAll(ctx, group); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if body, found := lookup(t, in[1], fmt.Sprint(scope, i)); !found || body != fmt.Sprint("answer ", i) {
+				t.Fatalf("answer %d: the other instance found %v %q", i, found, body)
+			}
+		}
+	})
 	t.Run("an answer is replayed for 24 hours and not a nanosecond longer", func(t *testing.T) {
 		clock := newClock()
 		in := sharedInstances(t, js, clock, 2)
