@@ -299,8 +299,9 @@ func (s *Service) keyedPayment(ctx context.Context, pid, resID string) (aggregat
 	compacted := false
 	find := func(d aggregates.Date) { p, _ = d.Payment(pid); compacted = d.Compacted() }
 	// The cached date finds a retry without a read of the log, which would hold up the
-	// date's commits while other instances write it.
-	if s.dates.Peek(ref.key(), find); !p.Exists() {
+	// date's commits while other instances write it. Alone, the cached date is the log's: a
+	// second look would only wait for the date's commit in flight once more.
+	if cached := s.dates.Peek(ref.key(), find); !p.Exists() && !(cached && s.dates.singleWriter) {
 		if err := s.dates.Read(ctx, ref.key(), find); err != nil {
 			return p, ref, err
 		}
