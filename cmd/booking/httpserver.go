@@ -99,17 +99,21 @@ type connTracker struct {
 	conns map[net.Conn]struct{}
 }
 
+// track is fasthttp's ConnState hook. It is called as every request starts and ends (active,
+// idle) too; only a connection's start and end change the set, so those take no lock.
 func (t *connTracker) track(c net.Conn, state fasthttp.ConnState) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	switch state {
-	case fasthttp.StateClosed, fasthttp.StateHijacked:
-		delete(t.conns, c)
-	default:
+	case fasthttp.StateNew:
+		t.mu.Lock()
 		if t.conns == nil {
 			t.conns = map[net.Conn]struct{}{}
 		}
 		t.conns[c] = struct{}{}
+		t.mu.Unlock()
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		t.mu.Lock()
+		delete(t.conns, c)
+		t.mu.Unlock()
 	}
 }
 
