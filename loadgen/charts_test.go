@@ -210,7 +210,7 @@ func TestChartImagesOfRunsSideBySide(t *testing.T) {
 				for _, f := range files {
 					names = append(names, f.Name)
 				}
-				want := []string{"wp-throughput.svg", "wp-latency.svg", "wp-soak-rss.svg", "wp-soak-rss-anon.svg", "wp-soak-rss-file.svg", "wp-soak-heap.svg", "wp-soak-goroutines.svg", "wp-soak-open-fds.svg", "wp-soak-files.svg", "wp-soak-lag.svg", "wp-soak-p99.svg"}
+				want := []string{"wp-throughput.svg", "wp-latency.svg", "wp-soak-rss.svg", "wp-soak-rss-anon.svg", "wp-soak-rss-file.svg", "wp-soak-heap.svg", "wp-soak-goroutines.svg", "wp-soak-goroutines-but-http.svg", "wp-soak-open-fds.svg", "wp-soak-files.svg", "wp-soak-lag.svg", "wp-soak-p99.svg"}
 				if !slices.Equal(names, want) {
 					t.Fatalf("images %q, want %q", names, want)
 				}
@@ -244,8 +244,8 @@ func TestChartImagesOfRunsSideBySide(t *testing.T) {
 				for _, f := range files {
 					parseSVG(t, f)
 				}
-				if len(files) != 11 {
-					t.Errorf("%d images, want 11", len(files))
+				if len(files) != 12 {
+					t.Errorf("%d images, want 12", len(files))
 				}
 			}},
 		{name: "a run without a timeline is left out of the throughput image and drawn in the latency one",

@@ -112,7 +112,7 @@ type SoakResult struct {
 
 // trendFloors are the smallest climbs across the window that count, per series: below them a
 // climb is noise whatever the mean (a lag of 0 that becomes 3, two goroutines more).
-var trendFloors = map[string]float64{"rss MB": 5, "rss anon MB": 5, "rss file MB": 5, "heap MB": 5, "goroutines": 20, "open fds": 10, "files but http": 10, "lag events": 100, "p99 ms": 2}
+var trendFloors = map[string]float64{"rss MB": 5, "rss anon MB": 5, "rss file MB": 5, "heap MB": 5, "goroutines": 20, "goroutines but http": 20, "open fds": 10, "files but http": 10, "lag events": 100, "p99 ms": 2}
 
 // judgeTrend fits a least-squares line to the samples (t in seconds, v) with t at or after
 // from and says whether it climbs across that window by more than threshold × its mean and
@@ -516,13 +516,18 @@ const (
 // client's, not a leak of the service's.
 const withConnections = "it counts the load client's HTTP keep-alive connections, which it opens when latency rises and keeps; a leak shows in files but http"
 
+// Goroutines are judged without the HTTP connections likewise: the server reads each open
+// connection, idle or not, on a goroutine of its own.
+const goroutinesWithConnections = "one serves each of the load client's HTTP keep-alive connections, which it opens when latency rises and keeps; a leak shows in goroutines but http"
+
 // soakMetrics are the sampled series in the order of the checks, the report and the images.
 var soakMetrics = []soakMetric{
 	{name: "rss MB", file: "rss", title: "Resident memory", get: func(s SoakSample) float64 { return s.RSSMB }, unjudged: withMappedFiles},
 	{name: "rss anon MB", file: "rss-anon", title: "Resident memory, anonymous (the process's own)", get: func(s SoakSample) float64 { return s.RSSAnonMB }},
 	{name: "rss file MB", file: "rss-file", title: "Resident memory, file-backed (mapped read models)", get: func(s SoakSample) float64 { return s.RSSFileMB }, unjudged: mappedFiles},
 	{name: "heap MB", file: "heap", title: "Go heap in use", get: func(s SoakSample) float64 { return s.HeapMB }},
-	{name: "goroutines", file: "goroutines", title: "Goroutines", get: func(s SoakSample) float64 { return s.Goroutines }},
+	{name: "goroutines", file: "goroutines", title: "Goroutines", get: func(s SoakSample) float64 { return s.Goroutines }, unjudged: goroutinesWithConnections},
+	{name: "goroutines but http", file: "goroutines-but-http", title: "Goroutines other than the HTTP connections' own", get: func(s SoakSample) float64 { return s.Goroutines - s.HTTPConns }},
 	{name: "open fds", file: "open-fds", title: "Open files", get: func(s SoakSample) float64 { return s.OpenFDs }, unjudged: withConnections},
 	{name: "files but http", file: "files", title: "Open files other than HTTP connections", get: func(s SoakSample) float64 { return s.OpenFDs - s.HTTPConns }},
 	{name: "lag events", file: "lag", title: "Read-model lag", get: func(s SoakSample) float64 { return s.LagEvents }},

@@ -142,13 +142,13 @@ func TestTheSoaksSeatSetCoversTheSeatsInUse(t *testing.T) {
 // run fails on the anonymous memory and the files other than connections only, and the
 // totals are reported beside the checks.
 func TestSeriesThatGrowWithDataOrClientAreReportedNotJudged(t *testing.T) {
-	samples := func(anonSlope, fileSlope, connSlope, filesSlope float64) []SoakSample {
+	samples := func(anonSlope, fileSlope, connSlope, filesSlope, goSlope float64) []SoakSample {
 		var out []SoakSample
 		for i := range 61 {
 			at := float64(10 * i)
 			anon, file := 500+anonSlope*at, 100+fileSlope*at
 			conns, files := 200+connSlope*at, 100+filesSlope*at
-			out = append(out, SoakSample{AtSec: at, RSSMB: anon + file, RSSAnonMB: anon, RSSFileMB: file, HeapMB: 300, Goroutines: 800,
+			out = append(out, SoakSample{AtSec: at, RSSMB: anon + file, RSSAnonMB: anon, RSSFileMB: file, HeapMB: 300, Goroutines: 600 + goSlope*at + conns,
 				OpenFDs: conns + files, HTTPConns: conns, P99Ms: 50})
 		}
 		return out
@@ -162,22 +162,24 @@ func TestSeriesThatGrowWithDataOrClientAreReportedNotJudged(t *testing.T) {
 		}
 		return names
 	}
-	reported := []string{"rss MB", "rss file MB", "open fds"}
+	reported := []string{"rss MB", "rss file MB", "open fds", "goroutines"}
 	tests := []struct {
 		name         string
 		anon, file   float64 // MB per second
 		conns, files float64 // per second
+		goroutines   float64 // per second, other than the connections'
 		wantFailed   []string
 	}{
-		{"mapped files growing with the data fail nothing and are reported", 0, 0.4, 0, 0, nil},
-		{"anonymous memory growing fails the run", 0.4, 0, 0, 0, []string{"rss anon MB does not trend upward after warm-up"}},
-		{"the client's connections growing fail nothing and are reported with the open files", 0, 0, 0.5, 0, nil},
-		{"open files other than connections growing fail the run", 0, 0, 0, 0.5, []string{"files but http does not trend upward after warm-up"}},
+		{"mapped files growing with the data fail nothing and are reported", 0, 0.4, 0, 0, 0, nil},
+		{"anonymous memory growing fails the run", 0.4, 0, 0, 0, 0, []string{"rss anon MB does not trend upward after warm-up"}},
+		{"the client's connections growing fail nothing and are reported with the open files and goroutines", 0, 0, 0.5, 0, 0, nil},
+		{"open files other than connections growing fail the run", 0, 0, 0, 0.5, 0, []string{"files but http does not trend upward after warm-up"}},
+		{"goroutines other than connections growing fail the run", 0, 0, 0, 0, 0.5, []string{"goroutines but http does not trend upward after warm-up"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var res Result
-			judgeSoak(&res, samples(tt.anon, tt.file, tt.conns, tt.files), 1, 300, DefaultTrendThreshold)
+			judgeSoak(&res, samples(tt.anon, tt.file, tt.conns, tt.files, tt.goroutines), 1, 300, DefaultTrendThreshold)
 			if got := failed(&res); strings.Join(got, "|") != strings.Join(tt.wantFailed, "|") {
 				t.Errorf("failed checks %q, want %q", got, tt.wantFailed)
 			}

@@ -286,8 +286,9 @@ standalone SVG images (white background, so they read on light and dark pages) i
 
   NAME-throughput.svg     accepted answers per second over the run, a line per run
   NAME-latency.svg        latency by percentile on HdrHistogram's log axis, a line per run
-  NAME-soak-SERIES.svg    for soak results, each sampled series (rss, goroutines, open-fds, files,
-                          lag, p99) with the line the trend verdict fitted over the second half
+  NAME-soak-SERIES.svg    for soak results, each sampled series (rss, goroutines,
+                          goroutines-but-http, open-fds, files, lag, p99) with the line the
+                          trend verdict fitted over the second half
 
 --run LABEL=FILE is repeatable; the label names the run's line in the legends (split at the
 last "="; without one the file's base name is the label). The images are the HTML report's

@@ -35,8 +35,9 @@ half of the run (the first is warm-up) it fits a least-squares line to each seri
 line climbs by more than --threshold of its mean (and more than a small absolute floor) fails
 the run. The total and file-backed resident memory are reported, not judged: the file-backed
 part is the read models' files, mapped by bbolt, which grow with every booking they keep. So
-are the open files: they count the generator's keep-alive connections, which it opens when
-latency rises for a moment and keeps; the files other than HTTP connections are judged.
+are the open files and the goroutines: they count the generator's keep-alive connections (a
+file and a goroutine each), which it opens when latency rises for a moment and keeps; the files
+and goroutines other than HTTP connections are judged.
 
 Run it at about half the measured capacity. With --embedded the service runs as a child
 process (booking serve on a temporary data dir) with --hold-ttl, so that abandoned holds
