@@ -94,7 +94,7 @@ func (s *server) mutate(c *fiber.Ctx, m mutation, run func(ctx context.Context, 
 		}
 		defer cl.Done()
 		if found {
-			if !bytes.Equal(prev.Fingerprint, fp) {
+			if !sameRequest(prev.Fingerprint, fp, c.Path(), c.Request().Body()) {
 				return newError(fiber.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
 					"this Idempotency-Key was already used with a different request")
 			}
