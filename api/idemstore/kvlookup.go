@@ -60,7 +60,8 @@ func (l *kvLookups) get(ctx context.Context, key string) (value []byte, found bo
 	l.inFlight = true
 	l.mu.Unlock()
 	if lead {
-		l.run()
+		// On a goroutine of its own, so that this caller, too, returns when its context ends.
+		go l.run()
 	}
 	select {
 	case <-q.done:
@@ -71,7 +72,7 @@ func (l *kvLookups) get(ctx context.Context, key string) (value []byte, found bo
 }
 
 // run answers the queued lookups, a group of them, and hands the lookups queued meanwhile to
-// another goroutine, so that the caller that led the group returns with its answer.
+// another run.
 func (l *kvLookups) run() {
 	l.mu.Lock()
 	group := l.queue
