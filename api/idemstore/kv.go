@@ -110,7 +110,7 @@ func openKVAnswers(ctx context.Context, js jetstream.JetStream, bucket string, r
 	}
 	prefix := "$KV." + bucket + "."
 	lookups := &kvLookups{getter: eventstore.NewDirectGetter(js.Conn()), kv: kv, stream: cfg.Name,
-		prefix: prefix, timeout: lookupTimeout}
+		prefix: prefix}
 	return &kvAnswers{kv: kv, js: js, nc: js.Conn(), clock: clock, ttl: TTL, prefix: prefix, lookups: lookups}, nil
 }
 

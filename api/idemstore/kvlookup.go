@@ -26,11 +26,10 @@ const lookupTimeout = 5 * time.Second
 // next. So a keyed request costs the server a share of one round trip instead of one of its
 // own, and a lone request waits no longer than before.
 type kvLookups struct {
-	getter  *eventstore.DirectGetter
-	kv      jetstream.KeyValue // for servers without multi-subject direct gets
-	stream  string
-	prefix  string // the subject of a key is prefix + key
-	timeout time.Duration
+	getter *eventstore.DirectGetter
+	kv     jetstream.KeyValue // for servers without multi-subject direct gets
+	stream string
+	prefix string // the subject of a key is prefix + key
 
 	mu       sync.Mutex
 	queue    []*kvLookup
@@ -107,7 +106,7 @@ func (l *kvLookups) answer(group []*kvLookup) {
 		}
 		bySubject[subject] = append(bySubject[subject], q)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	err := l.getter.LastFor(ctx, l.stream, subjects, func(subject string, h nats.Header, data []byte) {
 		if h.Get(kvOperationHeader) != "" {
