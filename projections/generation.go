@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,7 +53,14 @@ type generation struct {
 	log     *slog.Logger
 	writeMu sync.Mutex // serialises a commit with the cache updates that follow it
 	cps     map[string]*atomic.Uint64
-	cpList  []*atomic.Uint64         // cps in the order of the projection's streams
+	cpList  []*atomic.Uint64 // cps in the order of the projection's streams
+	// saved is each stream's checkpoint as the file has it (under writeMu). It trails cps
+	// when batches the model does not want moved only the in-memory one (skipUnwanted).
+	saved map[string]uint64
+	// quiet marks the streams whose committed batches this projection does not hand to the
+	// subscribers (another projection reading the stream does), so a batch it skips without
+	// a transaction is never delivered again after a crash.
+	quiet   map[string]bool
 	lastAt  map[string]*atomic.Int64 // per stream, the latest OccurredAt applied (Unix ns)
 	overlay *overlay                 // while a fresh file is built: the writes not yet flushed
 	users   sync.WaitGroup
@@ -93,6 +102,25 @@ func liveNoSync() bool { return currentBoot != "" }
 
 func cpKey(stream string) []byte { return []byte("cp/" + stream) }
 
+// lazyCheckpointGap is how far (in stream sequences) a stream's checkpoint may run ahead of
+// the file's when only batches the model does not want moved it. Such a batch costs no bbolt
+// transaction: under a flash sale the payments projection reads every date commit and wants
+// none of the holds, and its transactions were a third of the read models' (each allocates a
+// 4 KB meta page and the nodes it touches). After a crash a projection reads again at most
+// this many commits per stream, each of which it skips.
+const lazyCheckpointGap = 1024
+
+// emitsFor reports whether sp is the projection whose commits of stream feed the
+// subscribers: the first of specs() that reads it (Engine.emitter is made the same way).
+func emitsFor(sp spec, stream string) bool {
+	for _, o := range specs() {
+		if slices.Contains(o.streams, stream) {
+			return o.name == sp.name
+		}
+	}
+	return false
+}
+
 func openGeneration(sp spec, path string, fresh bool, log *slog.Logger, kick func()) (*generation, error) {
 	// A fresh file (a rebuild) is written without any fsync, not even bbolt's fsync on every
 	// growth of the file (which otherwise dominates a rebuild), and synced once when complete.
@@ -109,7 +137,8 @@ func openGeneration(sp spec, path string, fresh bool, log *slog.Logger, kick fun
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
-	g := &generation{name: sp.name, db: db, log: log, cps: map[string]*atomic.Uint64{}, lastAt: map[string]*atomic.Int64{}, kick: kick}
+	g := &generation{name: sp.name, db: db, log: log, cps: map[string]*atomic.Uint64{}, lastAt: map[string]*atomic.Int64{}, kick: kick,
+		saved: map[string]uint64{}, quiet: map[string]bool{}}
 	g.model = sp.newModel(g)
 	if fresh {
 		g.overlay = &overlay{buckets: map[string]*ovBucket{}}
@@ -150,6 +179,8 @@ func openGeneration(sp spec, path string, fresh bool, log *slog.Logger, kick fun
 			v := &atomic.Uint64{}
 			v.Store(getU64(meta.Get(cpKey(s))))
 			g.cps[s] = v
+			g.saved[s] = v.Load()
+			g.quiet[s] = !emitsFor(sp, s)
 			g.cpList = append(g.cpList, v)
 			g.lastAt[s] = &atomic.Int64{}
 		}
@@ -183,6 +214,10 @@ func (g *generation) checkpoint(stream string) uint64 {
 
 func (g *generation) close() error {
 	g.users.Wait()
+	if err := g.saveCheckpoints(); err != nil {
+		_ = g.db.Close()
+		return fmt.Errorf("projections: close %s: %w", g.name, err)
+	}
 	if g.db.NoSync && g.overlay == nil {
 		// A clean close: sync, then clear the unsynced mark (and sync that too).
 		err := g.db.Sync()
@@ -243,12 +278,16 @@ func (g *generation) apply(stream string, batch []eventstore.Envelope) (before u
 func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error) {
 	g.writeMu.Lock()
 	defer g.writeMu.Unlock()
+	wants, _ := g.model.(interested)
+	if befores, ok := g.skipUnwanted(items, wants); ok {
+		return befores, nil
+	}
 	var w batchWriter
 	befores = make([]uint64, len(items))
 	first := map[string]uint64{} // checkpoint per stream before the transaction
 	last := map[string]uint64{}  // checkpoint per stream after it
 	lastAt := map[string]time.Time{}
-	wants, _ := g.model.(interested)
+	var carried []streamCheckpoint
 	run := g.db.Update
 	if g.overlay != nil {
 		run = g.db.View // every write goes to the overlay
@@ -263,7 +302,9 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 		for k, it := range items {
 			cp, seen := last[it.stream]
 			if !seen {
-				cp = getU64(meta.Get(cpKey(it.stream)))
+				// The file's checkpoint may trail the one in memory (skipUnwanted), or lead
+				// it (a redelivery after a failure between a commit and the memory).
+				cp = max(getU64(meta.Get(cpKey(it.stream))), g.checkpoint(it.stream))
 				first[it.stream] = cp
 			}
 			befores[k] = cp
@@ -313,6 +354,16 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 		if !changed {
 			return nil
 		}
+		// The checkpoints that only memory has (skipUnwanted) ride along for free.
+		carried = carried[:0]
+		for s, v := range g.cps {
+			if _, put := last[s]; !put && v.Load() > g.saved[s] {
+				if err := meta.Put(cpKey(s), u64(v.Load())); err != nil {
+					return err
+				}
+				carried = append(carried, streamCheckpoint{s, v.Load()})
+			}
+		}
 		return w.finish()
 	})
 	if err == nil && g.overlay != nil && g.overlay.full() {
@@ -334,6 +385,12 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 			}
 		}
 		return befores, nil
+	}
+	for s, cp := range last {
+		g.saved[s] = max(g.saved[s], cp)
+	}
+	for _, c := range carried {
+		g.saved[c.stream] = max(g.saved[c.stream], c.cp)
 	}
 	if g.afterCommit != nil {
 		for s := range last {
@@ -360,6 +417,99 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 		g.kick()
 	}
 	return befores, nil
+}
+
+type streamCheckpoint struct {
+	stream string
+	cp     uint64
+}
+
+// skipUnwanted takes items without a transaction when none of their new events is one the
+// model wants: it moves the in-memory checkpoints only and returns the checkpoints before each
+// batch, as applyMany does. It declines (ok false) while the generation is being rebuilt,
+// for a stream whose batches feed the subscribers, and once a stream's checkpoint would run
+// more than lazyCheckpointGap ahead of the file's; applyMany then commits, and the checkpoints
+// held back ride along.
+func (g *generation) skipUnwanted(items []streamBatch, wants interested) (befores []uint64, ok bool) {
+	if wants == nil || g.overlay != nil {
+		return nil, false
+	}
+	type moved struct {
+		stream string
+		cp     uint64
+		newest int64 // the latest OccurredAt skipped (Unix ns)
+	}
+	var each [4]moved // a batch of one stream, or a few: no allocation
+	ms := each[:0]
+	befores = make([]uint64, len(items))
+	for k, it := range items {
+		if g.cps[it.stream] == nil || !g.quiet[it.stream] {
+			return nil, false
+		}
+		i := slices.IndexFunc(ms, func(m moved) bool { return m.stream == it.stream })
+		if i < 0 {
+			ms = append(ms, moved{stream: it.stream, cp: g.checkpoint(it.stream)})
+			i = len(ms) - 1
+		}
+		m := &ms[i]
+		befores[k] = m.cp
+		base := m.cp // a batch holds whole commits, whose events share a sequence
+		for j := range it.batch {
+			env := &it.batch[j]
+			if env.Sequence <= base {
+				continue
+			}
+			if wants.wants(env.Type) {
+				return nil, false
+			}
+			m.cp = env.Sequence
+			m.newest = max(m.newest, env.OccurredAt.UnixNano())
+		}
+		if m.cp-g.saved[it.stream] > lazyCheckpointGap {
+			return nil, false
+		}
+	}
+	for _, m := range ms {
+		if at := g.lastAt[m.stream]; at != nil && m.newest > at.Load() {
+			at.Store(m.newest)
+		}
+		if v := g.cps[m.stream]; v.Load() < m.cp {
+			v.Store(m.cp)
+		}
+	}
+	return befores, true
+}
+
+// saveCheckpoints writes the checkpoints that only memory has (skipUnwanted) to the file.
+func (g *generation) saveCheckpoints() error {
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
+	if g.overlay != nil {
+		return nil
+	}
+	cps := map[string]uint64{}
+	for s, v := range g.cps {
+		if cp := v.Load(); cp > g.saved[s] {
+			cps[s] = cp
+		}
+	}
+	if len(cps) == 0 {
+		return nil
+	}
+	err := g.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		for s, cp := range cps {
+			if err := meta.Put(cpKey(s), u64(cp)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	maps.Copy(g.saved, cps)
+	return nil
 }
 
 // goLive marks the generation as caught up with the log: from now on its model may act on
