@@ -52,7 +52,13 @@ type Options struct {
 	SoldOut SoldOutHook
 	// Logger receives warnings and errors. Nil means slog.Default().
 	Logger *slog.Logger
+	// Linger is how long a live read model waits after a batch of the log for more to commit
+	// with it, while no read is waiting for it (see groupCommit). Zero commits at once.
+	Linger time.Duration
 }
+
+// DefaultLinger is the read models' linger of `booking serve`.
+const DefaultLinger = 5 * time.Millisecond
 
 // Dir returns where the read models of a data dir live.
 func Dir(dataDir string) string { return filepath.Join(dataDir, "projections") }
@@ -127,7 +133,7 @@ func Open(dir string, store Store, opts Options) (*Engine, error) {
 		readyCh: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	for _, sp := range specs() {
-		p := &proj{spec: sp, path: filepath.Join(dir, sp.name+".db"), notify: make(chan struct{})}
+		p := &proj{spec: sp, path: filepath.Join(dir, sp.name+".db"), notify: make(chan struct{}), hurry: make(chan struct{}, 1)}
 		_ = os.Remove(p.path + ".new") // left by a rebuild that did not finish
 		g, err := openGeneration(sp, p.path, false, e.log, e.kickSellOuts)
 		if err != nil {
@@ -330,6 +336,11 @@ type proj struct {
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit and swap
+
+	// waiting counts the reads waiting for this projection to catch up (read-your-writes);
+	// hurry wakes a group commit that lingers for more batches when one starts to wait.
+	waiting atomic.Int32
+	hurry   chan struct{}
 
 	runMu      sync.Mutex // guards runner; held across a swap
 	runner     *runner

@@ -128,7 +128,29 @@ func liveWorld(t *testing.T) (*world, *Engine, context.Context) {
 
 // TestReadYourWrites checks that a lookup right after an append sees it.
 func TestReadYourWrites(t *testing.T) {
-	w, e, ctx := liveWorld(t)
+	for _, tc := range []struct {
+		name   string
+		linger time.Duration
+	}{
+		{"read models that commit at once", 0},
+		// A read that waits ends the linger at once (groupCommit); were it not so, every
+		// read here would wait an hour.
+		{"read models that linger an hour for more of the log", time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkReadYourWrites(t, tc.linger) })
+	}
+}
+
+func checkReadYourWrites(t *testing.T, linger time.Duration) {
+	w := newWorld(t)
+	e, err := Open(t.TempDir(), w.store, Options{Linger: linger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	start(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	w.must(w.createConcert("c1", "Aurora", date("d1", 200, 10)))
 	for i := range 100 {
 		w.tick(time.Millisecond)

@@ -31,7 +31,7 @@ func (e *Engine) startRunner(p *proj, g *generation) *runner {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		groupCommit(ctx, g, subs)
+		groupCommit(ctx, p, g, subs, e.opts.Linger)
 	}()
 	for _, s := range p.streams {
 		wg.Add(1)
@@ -62,10 +62,19 @@ type submitted struct {
 // groupCommit applies every submission waiting when it is free in one transaction, and answers
 // each. It answers every submission it took, so a submitter waits for its answer unconditionally
 // (and its batch is not reused while it is applied).
-func groupCommit(ctx context.Context, g *generation, subs <-chan submission) {
+//
+// Once live, when no read is waiting for p (read-your-writes), it lingers up to linger after
+// the first submission for others to join: at light load each commit of the log would
+// otherwise cost every read model that follows it a bbolt transaction of its own (a 4 KB meta
+// page, the nodes on the way to each key, a write of each dirty page), which was most of the
+// service's CPU at 1,000 holds/s. Nobody waits on the delay: a command's answer does not
+// depend on the read models, and a read that starts waiting ends the linger at once. Under
+// load the submissions are already there and nothing lingers.
+func groupCommit(ctx context.Context, p *proj, g *generation, subs <-chan submission, linger time.Duration) {
 	const most = 8 * 1000
 	var taken []submission
 	var items []streamBatch
+	var timer *time.Timer
 	for {
 		select {
 		case <-ctx.Done():
@@ -82,6 +91,34 @@ func groupCommit(ctx context.Context, g *generation, subs <-chan submission) {
 				default:
 					break more
 				}
+			}
+			if linger > 0 && n < most && len(taken) < len(p.streams) && g.live.Load() && p.waiting.Load() == 0 {
+				if timer == nil {
+					timer = time.NewTimer(linger)
+				} else {
+					timer.Reset(linger)
+				}
+				select {
+				case <-p.hurry: // stale from an earlier wait, or a read waiting now
+				default:
+				}
+			wait:
+				// A stream's follower waits for its submission's answer, so once every
+				// stream has one here nothing more can come.
+				for n < most && len(taken) < len(p.streams) && p.waiting.Load() == 0 {
+					select {
+					case s := <-subs:
+						taken, items = append(taken, s), append(items, streamBatch{s.stream, s.batch})
+						n += len(s.batch)
+					case <-p.hurry:
+						break wait
+					case <-timer.C:
+						break wait
+					case <-ctx.Done():
+						break wait
+					}
+				}
+				timer.Stop()
 			}
 			befores, err := g.applyMany(items)
 			for i, s := range taken {

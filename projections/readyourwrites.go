@@ -76,8 +76,15 @@ func (e *Engine) waitBehind(ctx context.Context, p *proj, set streamSet) error {
 	return waitUntil(ctx, p, set, targets)
 }
 
-// waitUntil waits until p has applied each stream of set up to its target sequence.
+// waitUntil waits until p has applied each stream of set up to its target sequence. While it
+// waits, p's group commit does not linger for more batches (see groupCommit).
 func waitUntil(ctx context.Context, p *proj, set streamSet, targets []uint64) error {
+	p.waiting.Add(1)
+	defer p.waiting.Add(-1)
+	select {
+	case p.hurry <- struct{}{}:
+	default:
+	}
 	for {
 		ch := p.changed()
 		g := p.current()

@@ -67,6 +67,7 @@ type serveFlags struct {
 	pprofAddr           string
 	maxStreams          int
 	gomaxprocs          int
+	readModelLinger     time.Duration
 }
 
 func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
@@ -102,6 +103,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.natsListen, "nats-listen", "", "let tools attach to the embedded NATS server at this loopback host:port")
 	fs.IntVar(&f.maxStreams, "max-streams", 0, "open seat-map streams at most; more are answered 503 (0: the open-file limit less 2048)")
 	fs.IntVar(&f.gomaxprocs, "gomaxprocs", 0, "Go processors to run (0: one more than the CPUs with the embedded NATS server, whose fsyncs block threads; the Go default with --nats-url or when GOMAXPROCS is set)")
+	fs.DurationVar(&f.readModelLinger, "read-model-linger", projections.DefaultLinger, "how long a read model waits for more of the log to commit it together, while no read waits for it (0: commit at once)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles at this loopback host:port (for profiling under load)")
 }
 
@@ -226,7 +228,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 		QueueSnapshots: fileSnapshots{path: filepath.Join(f.dataDir, "queue-snapshot")}})
 	s.svc = svc
 
-	engine, err := projections.Open(projections.Dir(f.dataDir), store, projections.Options{Location: loc, SoldOut: svc.RecordSellOut, Logger: log})
+	engine, err := projections.Open(projections.Dir(f.dataDir), store, projections.Options{Location: loc, SoldOut: svc.RecordSellOut, Logger: log, Linger: f.readModelLinger})
 	if err != nil {
 		return fail(fmt.Errorf("read models: %w", err))
 	}
