@@ -279,11 +279,11 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 	g.writeMu.Lock()
 	defer g.writeMu.Unlock()
 	wants, _ := g.model.(interested)
-	if befores, ok := g.skipUnwanted(items, wants); ok {
+	befores = make([]uint64, len(items))
+	if g.skipUnwanted(items, wants, befores) {
 		return befores, nil
 	}
 	var w batchWriter
-	befores = make([]uint64, len(items))
 	first := map[string]uint64{} // checkpoint per stream before the transaction
 	last := map[string]uint64{}  // checkpoint per stream after it
 	lastAt := map[string]time.Time{}
@@ -425,14 +425,14 @@ type streamCheckpoint struct {
 }
 
 // skipUnwanted takes items without a transaction when none of their new events is one the
-// model wants: it moves the in-memory checkpoints only and returns the checkpoints before each
-// batch, as applyMany does. It declines (ok false) while the generation is being rebuilt,
-// for a stream whose batches feed the subscribers, and once a stream's checkpoint would run
-// more than lazyCheckpointGap ahead of the file's; applyMany then commits, and the checkpoints
-// held back ride along.
-func (g *generation) skipUnwanted(items []streamBatch, wants interested) (befores []uint64, ok bool) {
+// model wants: it moves the in-memory checkpoints only, fills befores with the checkpoint
+// before each batch as applyMany does, and reports true. It declines while the generation is
+// being rebuilt, for a stream whose batches feed the subscribers, and once a stream's
+// checkpoint would run more than lazyCheckpointGap ahead of the file's; applyMany then
+// commits (and overwrites befores), and the checkpoints held back ride along.
+func (g *generation) skipUnwanted(items []streamBatch, wants interested, befores []uint64) bool {
 	if wants == nil || g.overlay != nil {
-		return nil, false
+		return false
 	}
 	type moved struct {
 		stream string
@@ -441,10 +441,9 @@ func (g *generation) skipUnwanted(items []streamBatch, wants interested) (before
 	}
 	var each [4]moved // a batch of one stream, or a few: no allocation
 	ms := each[:0]
-	befores = make([]uint64, len(items))
 	for k, it := range items {
 		if g.cps[it.stream] == nil || !g.quiet[it.stream] {
-			return nil, false
+			return false
 		}
 		i := slices.IndexFunc(ms, func(m moved) bool { return m.stream == it.stream })
 		if i < 0 {
@@ -460,13 +459,13 @@ func (g *generation) skipUnwanted(items []streamBatch, wants interested) (before
 				continue
 			}
 			if wants.wants(env.Type) {
-				return nil, false
+				return false
 			}
 			m.cp = env.Sequence
 			m.newest = max(m.newest, env.OccurredAt.UnixNano())
 		}
 		if m.cp-g.saved[it.stream] > lazyCheckpointGap {
-			return nil, false
+			return false
 		}
 	}
 	for _, m := range ms {
@@ -477,7 +476,7 @@ func (g *generation) skipUnwanted(items []streamBatch, wants interested) (before
 			v.Store(m.cp)
 		}
 	}
-	return befores, true
+	return true
 }
 
 // saveCheckpoints writes the checkpoints that only memory has (skipUnwanted) to the file.
