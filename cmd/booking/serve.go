@@ -103,7 +103,7 @@ func addServeFlags(fs *pflag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.natsListen, "nats-listen", "", "let tools attach to the embedded NATS server at this loopback host:port")
 	fs.IntVar(&f.maxStreams, "max-streams", 0, "open seat-map streams at most; more are answered 503 (0: the open-file limit less 2048)")
 	fs.IntVar(&f.gomaxprocs, "gomaxprocs", 0, "Go processors to run (0: one more than the CPUs with the embedded NATS server, whose fsyncs block threads; the Go default with --nats-url or when GOMAXPROCS is set)")
-	fs.DurationVar(&f.readModelLinger, "read-model-linger", projections.DefaultLinger, "how long a read model waits for more of the log to commit it together, while no read waits for it (0: commit at once)")
+	fs.DurationVar(&f.readModelLinger, "read-model-linger", projections.DefaultLinger, "how long a read model waits after a batch of the log for more to commit with it, while no read waits for it (0: commit each batch at once)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles at this loopback host:port (for profiling under load)")
 }
 
@@ -170,6 +170,9 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	}
 	if f.maxSeatsPerUser < 0 {
 		return nil, fmt.Errorf("--max-seats-per-user must be 0 (no limit) or more, not %d", f.maxSeatsPerUser)
+	}
+	if f.readModelLinger < 0 {
+		return nil, fmt.Errorf("--read-model-linger must be 0 (commit at once) or more, not %s", f.readModelLinger)
 	}
 	loc, err := time.LoadLocation(f.timezone)
 	if err != nil {
