@@ -147,7 +147,7 @@ func Open(dir string, store Store, opts Options) (*Engine, error) {
 		e.projs = append(e.projs, p)
 		e.byName[sp.name] = p
 		for _, s := range sp.streams {
-			if e.emitter[s] == nil {
+			if emitsFor(sp, s) {
 				e.emitter[s] = p
 			}
 		}

@@ -111,7 +111,7 @@ func cpKey(stream string) []byte { return []byte("cp/" + stream) }
 const lazyCheckpointGap = 1024
 
 // emitsFor reports whether sp is the projection whose commits of stream feed the
-// subscribers: the first of specs() that reads it (Engine.emitter is made the same way).
+// subscribers (Engine.emitter): the first of specs() that reads it.
 func emitsFor(sp spec, stream string) bool {
 	for _, o := range specs() {
 		if slices.Contains(o.streams, stream) {
