@@ -74,25 +74,32 @@ func groupCommit(ctx context.Context, p *proj, g *generation, subs <-chan submis
 	const most = 8 * 1000
 	var taken []submission
 	var items []streamBatch
+	var n int // events taken
+	take := func(s submission) {
+		taken, items = append(taken, s), append(items, streamBatch{s.stream, s.batch})
+		n += len(s.batch)
+	}
+	// A stream's follower waits for its submission's answer, so once every stream has one
+	// here nothing more can come.
+	lingering := func() bool { return n < most && len(taken) < len(p.streams) && p.waiting.Load() == 0 }
 	var timer *time.Timer
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case s := <-subs:
-			taken, items = append(taken[:0], s), append(items[:0], streamBatch{s.stream, s.batch})
-			n := len(s.batch)
+			taken, items, n = taken[:0], items[:0], 0
+			take(s)
 		more:
 			for n < most {
 				select {
 				case s := <-subs:
-					taken, items = append(taken, s), append(items, streamBatch{s.stream, s.batch})
-					n += len(s.batch)
+					take(s)
 				default:
 					break more
 				}
 			}
-			if linger > 0 && n < most && len(taken) < len(p.streams) && g.live.Load() && p.waiting.Load() == 0 {
+			if linger > 0 && g.live.Load() && lingering() {
 				if timer == nil {
 					timer = time.NewTimer(linger)
 				} else {
@@ -103,13 +110,10 @@ func groupCommit(ctx context.Context, p *proj, g *generation, subs <-chan submis
 				default:
 				}
 			wait:
-				// A stream's follower waits for its submission's answer, so once every
-				// stream has one here nothing more can come.
-				for n < most && len(taken) < len(p.streams) && p.waiting.Load() == 0 {
+				for lingering() {
 					select {
 					case s := <-subs:
-						taken, items = append(taken, s), append(items, streamBatch{s.stream, s.batch})
-						n += len(s.batch)
+						take(s)
 					case <-p.hurry:
 						break wait
 					case <-timer.C:

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -356,12 +355,12 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 		}
 		// The checkpoints that only memory has (skipUnwanted) ride along for free.
 		carried = carried[:0]
-		for s, v := range g.cps {
-			if _, put := last[s]; !put && v.Load() > g.saved[s] {
-				if err := meta.Put(cpKey(s), u64(v.Load())); err != nil {
+		for _, c := range g.unsaved() {
+			if _, put := last[c.stream]; !put {
+				if err := meta.Put(cpKey(c.stream), u64(c.cp)); err != nil {
 					return err
 				}
-				carried = append(carried, streamCheckpoint{s, v.Load()})
+				carried = append(carried, c)
 			}
 		}
 		return w.finish()
@@ -389,9 +388,7 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 	for s, cp := range last {
 		g.saved[s] = max(g.saved[s], cp)
 	}
-	for _, c := range carried {
-		g.saved[c.stream] = max(g.saved[c.stream], c.cp)
-	}
+	g.markSaved(carried)
 	if g.afterCommit != nil {
 		for s := range last {
 			if err := g.afterCommit(s); err != nil {
@@ -479,26 +476,37 @@ func (g *generation) skipUnwanted(items []streamBatch, wants interested, befores
 	return true
 }
 
+// unsaved returns the checkpoints that memory has ahead of the file (skipUnwanted). The
+// caller holds writeMu.
+func (g *generation) unsaved() []streamCheckpoint {
+	var out []streamCheckpoint
+	for s, v := range g.cps {
+		if cp := v.Load(); cp > g.saved[s] {
+			out = append(out, streamCheckpoint{s, cp})
+		}
+	}
+	return out
+}
+
+// markSaved records checkpoints a committed transaction wrote. The caller holds writeMu.
+func (g *generation) markSaved(cps []streamCheckpoint) {
+	for _, c := range cps {
+		g.saved[c.stream] = max(g.saved[c.stream], c.cp)
+	}
+}
+
 // saveCheckpoints writes the checkpoints that only memory has (skipUnwanted) to the file.
 func (g *generation) saveCheckpoints() error {
 	g.writeMu.Lock()
 	defer g.writeMu.Unlock()
-	if g.overlay != nil {
-		return nil
-	}
-	cps := map[string]uint64{}
-	for s, v := range g.cps {
-		if cp := v.Load(); cp > g.saved[s] {
-			cps[s] = cp
-		}
-	}
-	if len(cps) == 0 {
+	cps := g.unsaved()
+	if g.overlay != nil || len(cps) == 0 {
 		return nil
 	}
 	err := g.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		for s, cp := range cps {
-			if err := meta.Put(cpKey(s), u64(cp)); err != nil {
+		for _, c := range cps {
+			if err := meta.Put(cpKey(c.stream), u64(c.cp)); err != nil {
 				return err
 			}
 		}
@@ -507,7 +515,7 @@ func (g *generation) saveCheckpoints() error {
 	if err != nil {
 		return err
 	}
-	maps.Copy(g.saved, cps)
+	g.markSaved(cps)
 	return nil
 }
 
