@@ -1,0 +1,264 @@
+// Command ceiling measures what a load test on this machine can show of any service: the
+// generator of `booking bench` (its client, open-model schedule and latency recorder) offers
+// holds to a server that does only the HTTP part of one — Fiber decodes the request's JSON and
+// answers 201 with a reservation-shaped JSON body — run as a child process, as
+// `booking bench --embedded` runs the service. Whatever latency and throughput it shows, the
+// engine cannot beat on the same machine: the rest is the engine's.
+//
+//	go run ./cmd/ceiling --rate 10000 --duration 15s --client nethttp
+//
+// It imports Fiber and loadgen, nothing of the engine.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/booking-engine/booking/loadgen"
+)
+
+// holdPath is the contract's hold endpoint, so a generator pointed at it sends what it
+// would send the engine.
+const holdPath = "/api/v1/reservations"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ceiling:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line's.
+type options struct {
+	rate     float64
+	duration time.Duration
+	warmup   time.Duration
+	client   string
+	inflight int
+	serve    string // set in the child: the address to serve on
+	target   string // a server already running (no child)
+}
+
+func parse(args []string, out io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("ceiling", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Float64Var(&o.rate, "rate", 10000, "holds offered per second")
+	fs.DurationVar(&o.duration, "duration", 15*time.Second, "how long the measured phase lasts")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured holds at the rate before it (connections, pools)")
+	fs.StringVar(&o.client, "client", string(loadgen.ClientFastHTTP), "the generator's HTTP client: fasthttp or nethttp")
+	fs.IntVar(&o.inflight, "max-inflight", 4096, "requests in flight at most (and connections)")
+	fs.StringVar(&o.serve, "serve", "", "serve the no-op hold on this address instead of measuring (how the child runs)")
+	fs.StringVar(&o.target, "target", "", "measure a no-op server already running at this URL instead of starting one")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.serve == "" && (o.rate <= 0 || o.duration <= 0 || o.warmup < 0 || o.inflight <= 0) {
+		return o, errors.New("--rate, --duration and --max-inflight must be positive, --warmup 0 or more")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	o, err := parse(args, out)
+	if err != nil {
+		return err
+	}
+	if o.serve != "" {
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return serve(ctx, o.serve, nil)
+	}
+	target := o.target
+	if target == "" {
+		child, url, err := startChild(ctx)
+		if err != nil {
+			return err
+		}
+		defer child.stop()
+		target = url
+	}
+	res, err := measure(ctx, target, o)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "client %s, offered %.0f/s for %s: %d ok (%.0f/s), %d not; latency ms p50 %.2f p95 %.2f p99 %.2f p99.9 %.2f max %.2f\n",
+		o.client, o.rate, o.duration, res.step.OK, res.okPerSec, res.step.Count-res.step.OK,
+		res.step.P50Ms, res.step.P95Ms, res.step.P99Ms, res.step.P999Ms, res.step.MaxMs)
+	return err
+}
+
+// holdRequest is the body the bench's flash sale sends. It and reservation are the
+// contract's shapes written again, as any client of the contract writes them: the ceiling
+// must import nothing of the engine (api's wire types would bring all of it), and loadgen
+// keeps its own unexported.
+type holdRequest struct {
+	UserID    string `json:"userId"`
+	ConcertID string `json:"concertId"`
+	DateID    string `json:"dateId"`
+	SeatNo    int    `json:"seatNo,omitempty"`
+	SeatNos   []int  `json:"seatNos,omitempty"`
+}
+
+// reservation is the shape of the contract's answer to a hold, so the answer costs what the
+// engine's costs to encode, send and decode.
+type reservation struct {
+	ReservationID string    `json:"reservationId"`
+	UserID        string    `json:"userId"`
+	ConcertID     string    `json:"concertId"`
+	DateID        string    `json:"dateId"`
+	SeatNo        int       `json:"seatNo"`
+	SeatNos       []int     `json:"seatNos"`
+	Price         int64     `json:"price"`
+	Status        string    `json:"status"`
+	HeldAt        time.Time `json:"heldAt"`
+	HeldUntil     time.Time `json:"heldUntil"`
+}
+
+// serve answers holds on addr until ctx ends; ready, when not nil, receives the address it
+// listens on.
+func serve(ctx context.Context, addr string, ready chan<- string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	var n atomic.Int64
+	app.Post(holdPath, func(c *fiber.Ctx) error {
+		var h holdRequest
+		if c.Get("Queue-Token") == "" || json.Unmarshal(c.Body(), &h) != nil || h.SeatNo <= 0 && len(h.SeatNos) == 0 {
+			return c.SendStatus(fiber.StatusBadRequest)
+		}
+		seats := h.SeatNos
+		if len(seats) == 0 {
+			seats = []int{h.SeatNo}
+		}
+		now := time.Now().UTC()
+		body, err := json.Marshal(reservation{ReservationID: "r-" + strconv.FormatInt(n.Add(1), 10),
+			UserID: h.UserID, ConcertID: h.ConcertID, DateID: h.DateID, SeatNo: seats[0], SeatNos: seats,
+			Price: 110000, Status: "HELD", HeldAt: now, HeldUntil: now.Add(5 * time.Minute)})
+		if err != nil {
+			return err
+		}
+		c.Status(fiber.StatusCreated)
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(body)
+	})
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return app.Shutdown()
+	}
+}
+
+// child is the server process.
+type child struct{ cmd *exec.Cmd }
+
+func (c child) stop() {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	_ = c.cmd.Wait()
+}
+
+// startChild runs this program as the server on a free loopback port, with one Go
+// processor more than the CPUs (what `booking serve` takes with embedded NATS), and returns
+// once it answers.
+func startChild(ctx context.Context) (child, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return child{}, "", err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return child{}, "", err
+	}
+	cmd := exec.CommandContext(ctx, self, "--serve", addr)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()+1))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return child{}, "", fmt.Errorf("start the server: %w", err)
+	}
+	c := child{cmd}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+			return c, "http://" + addr, nil
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return child{}, "", fmt.Errorf("the server did not listen on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// result is one measured phase.
+type result struct {
+	step     loadgen.StepResult
+	okPerSec float64
+}
+
+// measure offers holds at the rate, first for the warm-up, unrecorded, then for the duration.
+func measure(ctx context.Context, target string, o options) (result, error) {
+	c, err := loadgen.NewClient(target, loadgen.ClientOptions{MaxConns: o.inflight, Timeout: 10 * time.Second, Kind: loadgen.ClientKind(o.client)})
+	if err != nil {
+		return result{}, err
+	}
+	offer := func(d time.Duration, rec *loadgen.Recorder) (time.Duration, error) {
+		s := loadgen.Schedule{Rate: o.rate, Count: loadgen.CountFor(o.rate, d), MaxInflight: o.inflight}
+		start := time.Now()
+		_, err := loadgen.RunOpen(ctx, loadgen.RealClock{}, s, func(ctx context.Context, i int, at time.Time) {
+			body, err := json.Marshal(holdRequest{UserID: "user-" + strconv.Itoa(i%20000), ConcertID: "concert-1",
+				DateID: "date-" + strconv.Itoa(i%10+1), SeatNo: i%10000 + 1})
+			if err != nil {
+				return
+			}
+			var held struct {
+				SeatNos []int `json:"seatNos"`
+			}
+			r, err := c.Do(ctx, "POST", holdPath, []loadgen.Header{{Name: "Queue-Token", Value: "token-" + strconv.Itoa(i%20000)}}, body, &held)
+			if rec != nil {
+				rec.Record("hold", time.Since(at), loadgen.Classify(r, err), r.Code)
+			}
+		})
+		return time.Since(start), err
+	}
+	if o.warmup > 0 {
+		if _, err := offer(o.warmup, nil); err != nil {
+			return result{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	rec := loadgen.NewRecorder("hold")
+	took, err := offer(o.duration, rec)
+	if err != nil {
+		return result{}, err
+	}
+	step := rec.Steps()[0]
+	if step.Count == 0 {
+		return result{}, errors.New("no hold was recorded")
+	}
+	return result{step: step, okPerSec: float64(step.OK) / took.Seconds()}, nil
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTheCeilingMeasuresHoldsAnsweredByTheNoOpServer: given the no-op server on a loopback
+// port, when the generator offers holds with either client, then every hold is answered 201
+// and the report says so.
+func TestTheCeilingMeasuresHoldsAnsweredByTheNoOpServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, "127.0.0.1:0", ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	for _, client := range []string{"fasthttp", "nethttp"} {
+		t.Run("with the "+client+" client every hold is answered", func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(ctx, []string{"--target", "http://" + addr, "--client", client, "--rate", "200", "--duration", "500ms", "--warmup", "100ms"}, &out)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if want := "100 ok"; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), ", 0 not;") {
+				t.Fatalf("report %q: want %q and none not ok", out.String(), want)
+			}
+		})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve after cancel: %v", err)
+	}
+}
+
+// TestTheCeilingRefusesABadCommandLine: a rate, duration or cap of zero is refused.
+func TestTheCeilingRefusesABadCommandLine(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"a rate of zero is refused", []string{"--rate", "0"}},
+		{"a duration of zero is refused", []string{"--duration", "0s"}},
+		{"no requests in flight is refused", []string{"--max-inflight", "0"}},
+		{"an unknown client is refused", []string{"--client", "curl", "--target", "http://127.0.0.1:1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := run(ctx, tt.args, &out); err == nil {
+				t.Fatalf("run %v: no error", tt.args)
+			}
+		})
+	}
+}
