@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -84,23 +86,67 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer stop()
 		return serve(ctx, o.serve, nil)
 	}
-	target := o.target
+	target, serverPID := o.target, 0
 	if target == "" {
 		child, url, err := startChild(ctx)
 		if err != nil {
 			return err
 		}
 		defer child.stop()
-		target = url
+		target, serverPID = url, child.cmd.Process.Pid
 	}
-	res, err := measure(ctx, target, o)
+	res, err := measure(ctx, target, o, serverPID)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, "client %s, offered %.0f/s for %s: %d ok (%.0f/s), %d not; latency ms p50 %.2f p95 %.2f p99 %.2f p99.9 %.2f max %.2f\n",
+	_, err = fmt.Fprintf(out, "client %s, offered %.0f/s for %s: %d ok (%.0f/s), %d not; latency ms p50 %.2f p95 %.2f p99 %.2f p99.9 %.2f max %.2f; CPU s generator %s, server %s\n",
 		o.client, o.rate, o.duration, res.step.OK, res.okPerSec, res.step.Count-res.step.OK,
-		res.step.P50Ms, res.step.P95Ms, res.step.P99Ms, res.step.P999Ms, res.step.MaxMs)
+		res.step.P50Ms, res.step.P95Ms, res.step.P99Ms, res.step.P999Ms, res.step.MaxMs,
+		seconds(res.generatorCPU), seconds(res.serverCPU))
 	return err
+}
+
+// seconds prints a CPU time, or "n/a" when it could not be read (negative).
+func seconds(d time.Duration) string {
+	if d < 0 {
+		return "n/a"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64)
+}
+
+// cpuTime returns the user and system time process pid has used (0: this process), or -1 if
+// the system does not say (it is read from /proc, so on Linux only, in clock ticks of 10 ms).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+			return -1
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The command name, in parentheses, may hold spaces; the fields after it are fixed.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// since returns the CPU time used since before, or -1 when either reading failed.
+func since(before, after time.Duration) time.Duration {
+	if before < 0 || after < 0 {
+		return -1
+	}
+	return after - before
 }
 
 // holdRequest is the body the bench's flash sale sends. It and reservation are the
@@ -219,10 +265,13 @@ func startChild(ctx context.Context) (child, string, error) {
 type result struct {
 	step     loadgen.StepResult
 	okPerSec float64
+	// generatorCPU and serverCPU are the CPU time each used in the measured phase (-1: not
+	// known, as for a --target server).
+	generatorCPU, serverCPU time.Duration
 }
 
 // measure offers holds at the rate, first for the warm-up, unrecorded, then for the duration.
-func measure(ctx context.Context, target string, o options) (result, error) {
+func measure(ctx context.Context, target string, o options, serverPID int) (result, error) {
 	c, err := loadgen.NewClient(target, loadgen.ClientOptions{MaxConns: o.inflight, Timeout: 10 * time.Second, Kind: loadgen.ClientKind(o.client)})
 	if err != nil {
 		return result{}, err
@@ -252,7 +301,15 @@ func measure(ctx context.Context, target string, o options) (result, error) {
 		}
 	}
 	rec := loadgen.NewRecorder("hold")
+	server0, self0 := time.Duration(-1), cpuTime(0)
+	if serverPID != 0 {
+		server0 = cpuTime(serverPID)
+	}
 	took, err := offer(o.duration, rec)
+	res := result{generatorCPU: since(self0, cpuTime(0)), serverCPU: -1}
+	if serverPID != 0 {
+		res.serverCPU = since(server0, cpuTime(serverPID))
+	}
 	if err != nil {
 		return result{}, err
 	}
@@ -260,5 +317,6 @@ func measure(ctx context.Context, target string, o options) (result, error) {
 	if step.Count == 0 {
 		return result{}, errors.New("no hold was recorded")
 	}
-	return result{step: step, okPerSec: float64(step.OK) / took.Seconds()}, nil
+	res.step, res.okPerSec = step, float64(step.OK)/took.Seconds()
+	return res, nil
 }

@@ -3,10 +3,43 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary be the ceiling's server child: startChild runs
+// os.Executable() --serve ADDR, which under `go test` is this binary.
+func TestMain(m *testing.M) {
+	if slices.Contains(os.Args[1:], "--serve") {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestTheCeilingStartsItsServerAsAChildAndReportsBothCPUs: given no --target, when the
+// ceiling runs, then it serves from a child process, every hold is answered, and the report
+// gives the CPU time of the generator and of the server.
+func TestTheCeilingStartsItsServerAsAChildAndReportsBothCPUs(t *testing.T) {
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := run(ctx, []string{"--rate", "200", "--duration", "500ms", "--warmup", "0s"}, &out); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	report := out.String()
+	for _, want := range []string{"100 ok", ", 0 not;", "CPU s generator "} {
+		if !strings.Contains(report, want) {
+			t.Fatalf("report %q: want %q", report, want)
+		}
+	}
+	if strings.Contains(report, "server n/a") {
+		t.Fatalf("report %q: the child's CPU time was not read", report)
+	}
+}
 
 // TestTheCeilingMeasuresHoldsAnsweredByTheNoOpServer: given the no-op server on a loopback
 // port, when the generator offers holds with either client, then every hold is answered 201
@@ -32,6 +65,9 @@ func TestTheCeilingMeasuresHoldsAnsweredByTheNoOpServer(t *testing.T) {
 			}
 			if want := "100 ok"; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), ", 0 not;") {
 				t.Fatalf("report %q: want %q and none not ok", out.String(), want)
+			}
+			if want := "server n/a"; !strings.Contains(out.String(), want) {
+				t.Fatalf("report %q: want %q for a server this run did not start", out.String(), want)
 			}
 		})
 	}
