@@ -59,8 +59,10 @@ type Options struct {
 
 // DefaultLinger is the read models' linger of `booking serve`. At 1,000 holds/s over ten
 // dates, 5 ms left each read model committing a few hundred small transactions a second,
-// and their bursts of page writes put a hold's p99 near 20 ms; 100 ms halved it, with the
-// service's CPU 10-20% lower and no change at saturation (docs/BENCHMARKS.md, session 11).
+// and holds answered during their page writes waited: a hold's p99 was 18-20 ms. With
+// 100 ms it was 9-16 ms by the medians of two comparisons (the service's own p99 13 -> 5 ms),
+// the service's CPU up to a fifth lower, and nothing changed at saturation
+// (docs/BENCHMARKS.md, session 11).
 // Readers that wait (read-your-writes) end the linger; the seat-map streams, which frame
 // changes at most every 100 ms anyway, and the sell-out recorder see a commit up to this
 // much later.
