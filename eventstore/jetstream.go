@@ -166,7 +166,7 @@ func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error 
 				// another attempt, like an unreachable server.
 				return fmt.Errorf("ensure stream %s: %w: %w", spec.Name, ErrUnavailable, err)
 			}
-			return classify("ensure stream "+spec.Name, err)
+			return Classify("ensure stream "+spec.Name, err)
 		}
 	}
 	return s.checkSchema(ctx)
@@ -185,7 +185,7 @@ func (s *JetStreamStore) checkSchema(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			return classify("check the schema of "+spec.Name, err)
+			return Classify("check the schema of "+spec.Name, err)
 		}
 		if _, err := decodeCommit(nil, msg.data, spec.Name, msg.seq); errors.Is(err, ErrSchema) {
 			return err
@@ -280,7 +280,7 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 		return ack.Sequence, nil
 	}
 	if !isWrongLastSequence(err) {
-		return 0, classify(op, err)
+		return 0, Classify(op, err)
 	}
 	// On a single server the expected check runs before dedup, so a retry of an append that
 	// went through lands here: that earlier commit is the subject's first one after expected.
@@ -292,7 +292,7 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 			s.track(stream, msg.seq)
 			return msg.seq, nil
 		case gerr != nil && !errors.Is(gerr, jetstream.ErrMsgNotFound):
-			return 0, classify(op+": look for an earlier attempt", gerr)
+			return 0, Classify(op+": look for an earlier attempt", gerr)
 		}
 	}
 	return 0, fmt.Errorf("%s at version %d: %w (%v)", op, expected, ErrConcurrency, err)
@@ -339,7 +339,7 @@ func (s *JetStreamStore) Load(ctx context.Context, agg AggregateRef, after uint6
 	for {
 		last, pending, batched, err := s.gets.batch(ctx, stream, from, subject, loadBatch, add)
 		if err != nil {
-			return nil, classify(op, err)
+			return nil, Classify(op, err)
 		}
 		if !batched {
 			// A server without batched direct gets answered the first message only: go on
@@ -360,7 +360,7 @@ func (s *JetStreamStore) loadOneByOne(ctx context.Context, op, stream, subject s
 			return out, nil
 		}
 		if err != nil {
-			return nil, classify(op, err)
+			return nil, Classify(op, err)
 		}
 		if out, err = decodeCommit(out, m.data, stream, m.seq); err != nil {
 			return nil, err
@@ -388,7 +388,7 @@ func (s *JetStreamStore) Head(ctx context.Context, stream string) (uint64, error
 	defer cancel()
 	st, err := s.js.Stream(ctx, stream)
 	if err != nil {
-		return 0, classify("head of "+stream, err)
+		return 0, Classify("head of "+stream, err)
 	}
 	return st.CachedInfo().State.LastSeq, nil
 }
@@ -420,7 +420,7 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 	cons, err := s.js.OrderedConsumer(createCtx, stream, cfg)
 	cancel()
 	if err != nil {
-		return classify(op, err)
+		return Classify(op, err)
 	}
 
 	// The consumer's goroutine decodes while fn works on the previous batch: on two cores
@@ -446,7 +446,7 @@ func (s *JetStreamStore) Replay(ctx context.Context, stream string, after uint64
 		s.log.Debug("eventstore: replay consumer", "stream", stream, "err", err)
 	}))
 	if err != nil {
-		return classify(op, err)
+		return Classify(op, err)
 	}
 	defer cc.Stop()
 	// Closed starts a goroutine on every call that lives until the consumer stops: ask once,
@@ -500,9 +500,11 @@ type replayItem struct {
 	err  error
 }
 
-// classify wraps err with op, adding ErrUnavailable when the cause is the connection, a
-// timeout or a missing responder rather than the request itself.
-func classify(op string, err error) error {
+// Classify wraps err of a JetStream operation with op, adding ErrUnavailable when the cause
+// is the connection, a timeout or a missing responder rather than the request itself: what
+// is worth trying again. Packages beside the store that talk to JetStream (the relay) use it
+// so that a start can tell a cluster not ready yet from a refusal.
+func Classify(op string, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded),

@@ -33,10 +33,10 @@ type Options struct {
 	// host:port (port 0: any free port), so tools can attach with --nats-url. Keep it on
 	// loopback: the server has no authentication.
 	ListenAddr string
-	// ConnectAttempts bounds the attempts to reach NATSURLs at start (10 when 0); once
-	// connected, the client reconnects forever.
+	// ConnectAttempts bounds the attempts to reach NATSURLs at start (DefaultConnectAttempts
+	// when 0); once connected, the client reconnects forever.
 	ConnectAttempts int
-	// ConnectWait is the pause between two attempts (1s when 0).
+	// ConnectWait is the pause between two attempts (DefaultConnectWait when 0).
 	ConnectWait time.Duration
 	// Logger receives the store's and the embedded server's log lines (slog.Default when nil).
 	Logger *slog.Logger
@@ -160,14 +160,23 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	return s, nil
 }
 
+// DefaultConnectAttempts and DefaultConnectWait bound a start's attempts to reach a NATS
+// cluster and create the streams: 10, one second apart. Whatever else a start sets up in
+// JetStream (the idempotency bucket) is bound the same way, so an operator has one bound to
+// know (docs/OPERATIONS.md, "Clusters").
+const (
+	DefaultConnectAttempts = 10
+	DefaultConnectWait     = time.Second
+)
+
 func openExternal(ctx context.Context, opts Options) (*JetStreamStore, error) {
 	attempts := opts.ConnectAttempts
 	if attempts <= 0 {
-		attempts = 10
+		attempts = DefaultConnectAttempts
 	}
 	pause := opts.ConnectWait
 	if pause <= 0 {
-		pause = time.Second
+		pause = DefaultConnectWait
 	}
 	urls := strings.Join(opts.NATSURLs, ",")
 	log := opts.Logger

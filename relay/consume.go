@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,7 +25,7 @@ func (r *Relay) consumer(ctx context.Context, stream string) (jetstream.Consumer
 		MaxAckPending: r.opts.MaxAckPending,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("relay: consumer on %s: %w", stream, err)
+		return nil, eventstore.Classify("relay: consumer on "+stream, err)
 	}
 	return c, nil
 }

@@ -455,3 +455,25 @@ func TestAMultiSeatBookingsFactsEachCarryAllItsSeatsAndSeatEventsBecomeNoFacts(t
 		t.Errorf("stats %+v: want exactly the %d facts, each once", s, len(want))
 	}
 }
+
+// TestStartWhileJetStreamIsDownIsUnavailableAndMayBeTriedAgain: given a relay whose
+// JetStream does not answer, when it starts, then the failure is eventstore.ErrUnavailable
+// (what a start tries again, as on a cluster with a node down) and a second start is another
+// attempt, not "already started".
+func TestStartWhileJetStreamIsDownIsUnavailableAndMayBeTriedAgain(t *testing.T) {
+	h := newJetStream(t)
+	r, err := New(h.js, Options{URL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	h.stop()
+	for attempt := 1; attempt <= 2; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.Start(ctx)
+		cancel()
+		if !errors.Is(err, eventstore.ErrUnavailable) {
+			t.Fatalf("attempt %d: Start = %v, want eventstore.ErrUnavailable", attempt, err)
+		}
+	}
+}
