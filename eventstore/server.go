@@ -162,8 +162,8 @@ func openEmbedded(ctx context.Context, opts Options) (*JetStreamStore, error) {
 
 // DefaultConnectAttempts and DefaultConnectWait bound a start's attempts to reach a NATS
 // cluster and create the streams: 10, one second apart. Whatever else a start sets up in
-// JetStream (the idempotency bucket) is bound the same way, so an operator has one bound to
-// know (docs/OPERATIONS.md, "Clusters").
+// JetStream (the idempotency bucket, the relay's consumers) is bound the same way, through
+// RetryUnavailable, so an operator has one bound to know (docs/OPERATIONS.md, "Clusters").
 const (
 	DefaultConnectAttempts = 10
 	DefaultConnectWait     = time.Second
@@ -198,43 +198,32 @@ func openExternal(ctx context.Context, opts Options) (*JetStreamStore, error) {
 
 	var nc *nats.Conn
 	var s *JetStreamStore
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = nil // each attempt judges itself: a stale error must not skip EnsureStreams
+	err := RetryUnavailable(ctx, log.With("urls", urls), "eventstore: cannot reach NATS", attempts, pause, func(ctx context.Context) error {
 		if nc == nil {
-			nc, err = nats.Connect(urls, connOpts...)
-		}
-		if err == nil && s == nil {
-			s, err = NewJetStreamStore(nc, log)
-		}
-		if err == nil {
-			// A cluster may still be electing its meta leader: that is worth another attempt.
-			err = s.EnsureStreams(ctx, max(opts.Replicas, 1))
-			if err == nil {
-				break
+			c, err := nats.Connect(urls, connOpts...)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
+			nc = c
 		}
-		log.Warn("eventstore: cannot reach NATS", "urls", urls, "attempt", attempt, "of", attempts, "err", err)
-		if nc != nil && !errors.Is(err, ErrUnavailable) {
+		if s == nil {
+			st, err := NewJetStreamStore(nc, log)
+			if err != nil {
+				return err
+			}
+			s = st
+		}
+		// A cluster may still be electing its meta leader: that is worth another attempt.
+		return s.EnsureStreams(ctx, max(opts.Replicas, 1))
+	})
+	if err != nil {
+		if nc != nil {
 			nc.Close()
-			return nil, err
 		}
-		if attempt >= attempts {
-			if nc != nil {
-				nc.Close()
-			}
-			return nil, fmt.Errorf("eventstore: connect to %s: %w: %w", urls, ErrUnavailable, err)
+		if errors.Is(err, ErrUnavailable) {
+			return nil, fmt.Errorf("eventstore: connect to %s: %w", urls, err)
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if nc != nil {
-				nc.Close()
-			}
-			return nil, fmt.Errorf("eventstore: connect to %s: %w: %w", urls, ErrUnavailable, ctx.Err())
-		case <-t.C:
-		}
+		return nil, err
 	}
 	if err := connectPublishers(s, func() (*nats.Conn, error) {
 		return nats.Connect(urls, append(connOpts[:len(connOpts):len(connOpts)], nats.Name("booking-publisher"), nats.ClosedHandler(nil))...)
@@ -297,4 +286,28 @@ func (n natsLogger) Debugf(format string, v ...any) {
 }
 func (n natsLogger) Tracef(format string, v ...any) {
 	n.l.Debug(fmt.Sprintf(format, v...), "component", "nats-server")
+}
+
+// RetryUnavailable runs setup until it succeeds, fails for a reason other than
+// ErrUnavailable, or has failed attempts times, pause apart, logging msg at each failure it
+// will try again. On a cluster with a node down, creating a replicated stream can time out
+// until the others have missed the node's heartbeats or it is back (docs/OPERATIONS.md,
+// "Clusters"); the streams may be placed and what a start creates next not, so everything a
+// start creates takes the same patience. A start cancelled between attempts ends with both
+// the cancellation and the last failure.
+func RetryUnavailable(ctx context.Context, log *slog.Logger, msg string, attempts int, pause time.Duration, setup func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		err := setup(ctx)
+		if err == nil || !errors.Is(err, ErrUnavailable) || attempt >= attempts {
+			return err
+		}
+		log.Warn(msg, "attempt", attempt, "of", attempts, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (after %d attempts: %w)", ctx.Err(), attempt, err)
+		case <-t.C:
+		}
+	}
 }

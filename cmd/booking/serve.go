@@ -246,7 +246,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 
 	// Keys live in a bucket next to the events, so they hold across instances side by side.
 	var idem *idemstore.Store
-	err = retryUnavailable(ctx, log, "the idempotency bucket", eventstore.DefaultConnectAttempts, eventstore.DefaultConnectWait, func(ctx context.Context) (err error) {
+	err = eventstore.RetryUnavailable(ctx, log.With("what", "the idempotency bucket"), msgStartRetry, eventstore.DefaultConnectAttempts, eventstore.DefaultConnectWait, func(ctx context.Context) (err error) {
 		idem, err = idemstore.OpenShared(ctx, store.JetStream(), idemstore.SharedOptions{Replicas: f.replicas})
 		return err
 	})
@@ -273,7 +273,7 @@ func startServer(ctx context.Context, f serveFlags, log *slog.Logger) (*runningS
 	if f.dataPlatformURL != "" {
 		// Started with bg, not the attempt's context: its deliveries run until the server stops.
 		startRelay := func(context.Context) error { return rl.Start(bg) }
-		if err := retryUnavailable(ctx, log, "the relay's consumers", eventstore.DefaultConnectAttempts, eventstore.DefaultConnectWait, startRelay); err != nil {
+		if err := eventstore.RetryUnavailable(ctx, log.With("what", "the relay's consumers"), msgStartRetry, eventstore.DefaultConnectAttempts, eventstore.DefaultConnectWait, startRelay); err != nil {
 			return fail(fmt.Errorf("relay: %w", err))
 		}
 	}
@@ -557,29 +557,6 @@ func maxStreams(flag int, log *slog.Logger) int {
 	return n
 }
 
-// msgStartRetry is logged for each attempt of a start's JetStream setup that failed and will
-// be tried again.
+// msgStartRetry is logged for each attempt of a start's JetStream setup after the streams
+// that failed and will be tried again (eventstore.RetryUnavailable, the streams' own bound).
 const msgStartRetry = "cannot set up NATS yet"
-
-// retryUnavailable runs setup until it succeeds, fails for a reason other than
-// eventstore.ErrUnavailable, or has failed attempts times, pause apart (a start passes
-// eventstore's defaults: the bound eventstore.Open keeps for the streams). On a
-// cluster with a node down, creating a replicated stream can time out until the others have
-// missed the node's heartbeats or it is back (docs/OPERATIONS.md, "Clusters"); the streams
-// may be placed and the next stream not, so everything a start creates needs the same patience.
-func retryUnavailable(ctx context.Context, log *slog.Logger, what string, attempts int, pause time.Duration, setup func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		err := setup(ctx)
-		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || attempt >= attempts {
-			return err
-		}
-		log.Warn(msgStartRetry, "what", what, "attempt", attempt, "of", attempts, "err", err)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (after %d attempts: %w)", ctx.Err(), attempt, err)
-		case <-t.C:
-		}
-	}
-}

@@ -1,4 +1,4 @@
-package main
+package eventstore_test
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func TestRetryUnavailable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
-			err := retryUnavailable(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), "the bucket", 3, time.Millisecond,
+			err := eventstore.RetryUnavailable(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), "cannot set up the bucket yet", 3, time.Millisecond,
 				func(context.Context) error {
 					calls++
 					if calls <= len(tt.failures) {
@@ -55,7 +55,7 @@ func TestRetryUnavailable(t *testing.T) {
 func TestRetryUnavailableStopsWaitingWhenTheStartIsCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	err := retryUnavailable(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), "the bucket", 10, time.Hour, func(context.Context) error {
+	err := eventstore.RetryUnavailable(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), "cannot set up the bucket yet", 10, time.Hour, func(context.Context) error {
 		calls++
 		cancel()
 		return fmt.Errorf("create bucket: %w", eventstore.ErrUnavailable)
