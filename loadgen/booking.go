@@ -56,7 +56,7 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 	rec.StartTimeline(s.clk, start)
 	sched := Schedule{Rate: s.cfg.Rate, Count: opts.Users, MaxInflight: s.cfg.MaxInflight}
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
-		seat := holdRequest{
+		seat := HoldRequest{
 			UserID:    s.id("book-u", i),
 			ConcertID: concert,
 			DateID:    dates[i/maxSeatsPerDate],
@@ -95,14 +95,14 @@ func Booking(ctx context.Context, cfg Config, opts BookingOptions) (Result, erro
 
 // book runs one user's flow through c, recording every step, and returns the flow's outcome:
 // that of the first step that failed, or OK.
-func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat holdRequest) (Outcome, string) {
+func (s *session) book(ctx context.Context, c *Client, rec *Recorder, seat HoldRequest) (Outcome, string) {
 	o, code, _ := s.bookPaid(ctx, c, rec.Record, seat)
 	return o, code
 }
 
 // bookPaid is book that also returns the payment's ID when the payment was answered 2xx. It
 // hands every step's answer to record (the soak also counts them in its interval's p99).
-func (s *session) bookPaid(ctx context.Context, c *Client, record func(step string, d time.Duration, o Outcome, code string), seat holdRequest) (Outcome, string, string) {
+func (s *session) bookPaid(ctx context.Context, c *Client, record func(step string, d time.Duration, o Outcome, code string), seat HoldRequest) (Outcome, string, string) {
 	step := func(name string, call func() (Response, error)) (Outcome, string) {
 		t := s.clk.Now()
 		r, err := call()

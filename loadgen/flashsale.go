@@ -242,7 +242,7 @@ func FlashSale(ctx context.Context, cfg Config, opts FlashSaleOptions) (Result, 
 	st, err := RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, at time.Time) {
 		u := i % len(users)
 		seats := picker.pick()
-		h := holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[(seats[0]-1)/maxSeatsPerDate]}
+		h := HoldRequest{UserID: users[u], ConcertID: concert, DateID: dates[(seats[0]-1)/maxSeatsPerDate]}
 		nos := make([]int, len(seats))
 		for k, seat := range seats {
 			nos[k] = (seat-1)%maxSeatsPerDate + 1

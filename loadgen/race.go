@@ -77,7 +77,7 @@ func Race(ctx context.Context, cfg Config, opts RaceOptions) (Result, error) {
 				slots <- struct{}{}
 			}
 			defer func() { <-slots }()
-			h := holdRequest{UserID: users[i], ConcertID: concert, DateID: date, SeatNo: seat}
+			h := HoldRequest{UserID: users[i], ConcertID: concert, DateID: date, SeatNo: seat}
 			r, err := s.hold(ctx, s.on(i), tokens[i], h, nil)
 			rec.Record("hold", s.elapsed(t0), Classify(r, err), r.Code)
 		}()

@@ -326,8 +326,9 @@ func (s *session) prepareTokens(ctx context.Context, users []string) ([]string, 
 	return tokens, nil
 }
 
-// holdRequest is the body of POST /reservations: one seat (SeatNo) or several (SeatNos).
-type holdRequest struct {
+// HoldRequest is the body of POST /reservations: one seat (SeatNo) or several (SeatNos).
+// Exported so that cmd/ceiling sends exactly what the scenarios send.
+type HoldRequest struct {
 	UserID    string `json:"userId"`
 	ConcertID string `json:"concertId"`
 	DateID    string `json:"dateId"`
@@ -336,7 +337,7 @@ type holdRequest struct {
 }
 
 // hold tries to hold the seats of h through c; out, when non-nil, receives the reservation.
-func (s *session) hold(ctx context.Context, c *Client, token string, h holdRequest, out any) (Response, error) {
+func (s *session) hold(ctx context.Context, c *Client, token string, h HoldRequest, out any) (Response, error) {
 	body, err := json.Marshal(h)
 	if err != nil {
 		return Response{}, fmt.Errorf("encode hold: %w", err)

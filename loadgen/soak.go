@@ -243,9 +243,9 @@ func Soak(ctx context.Context, cfg Config, opts SoakOptions) (Result, error) {
 	// Arrivals 0 and 1 of every four are users' (a booking, an abandoned hold), two users
 	// apart: were they one user, the booking's payment would revoke the token the abandoned
 	// hold is using. Consecutive users alternate the two roles as they come back.
-	seat := func(i, n int) holdRequest {
+	seat := func(i, n int) HoldRequest {
 		u := (i/4*2 + i%4) % opts.Users
-		return holdRequest{UserID: s.id("soak-u", u), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
+		return HoldRequest{UserID: s.id("soak-u", u), ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: n%maxSeatsPerDate + 1}
 	}
 	readPath := func(i int) string {
 		d := dates[(i/4)%len(dates)]

@@ -220,7 +220,7 @@ func Watch(ctx context.Context, cfg Config, opts WatchOptions) (Result, error) {
 			}
 		}
 		start := time.Now()
-		r, err := s.hold(ctx, s.c, tokens[p], holdRequest{UserID: users[p], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
+		r, err := s.hold(ctx, s.c, tokens[p], HoldRequest{UserID: users[p], ConcertID: concert, DateID: dates[0], SeatNo: seat}, nil)
 		held[p] = time.Now()
 		rec.Record("hold", held[p].Sub(start), Classify(r, err), r.Code)
 		if err != nil || !r.OK() {
@@ -326,7 +326,7 @@ func prepareSale(ctx context.Context, s *session, rate float64, d time.Duration)
 		_, _ = RunOpen(ctx, s.clk, sched, func(ctx context.Context, i int, _ time.Time) {
 			n := int(next.Add(1)) - 1 // each seat once: every hold should be accepted
 			u := i % len(users)
-			r, err := s.hold(ctx, s.on(u), tokens[u], holdRequest{UserID: users[u], ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: 1 + n%maxSeatsPerDate}, nil)
+			r, err := s.hold(ctx, s.on(u), tokens[u], HoldRequest{UserID: users[u], ConcertID: concert, DateID: dates[n/maxSeatsPerDate], SeatNo: 1 + n%maxSeatsPerDate}, nil)
 			if err == nil && r.OK() {
 				accepted.Add(1)
 			}

@@ -149,20 +149,10 @@ func since(before, after time.Duration) time.Duration {
 	return after - before
 }
 
-// holdRequest is the body the bench's flash sale sends. It and reservation are the
-// contract's shapes written again, as any client of the contract writes them: the ceiling
-// must import nothing of the engine (api's wire types would bring all of it), and loadgen
-// keeps its own unexported.
-type holdRequest struct {
-	UserID    string `json:"userId"`
-	ConcertID string `json:"concertId"`
-	DateID    string `json:"dateId"`
-	SeatNo    int    `json:"seatNo,omitempty"`
-	SeatNos   []int  `json:"seatNos,omitempty"`
-}
-
-// reservation is the shape of the contract's answer to a hold, so the answer costs what the
-// engine's costs to encode, send and decode.
+// reservation is the contract's Reservation written again, as any client of the contract
+// writes it: the ceiling must import nothing of the engine (api's wire types would bring all
+// of it). It is the shape of the answer to a hold, so the answer costs what the engine's costs
+// to encode, send and decode.
 type reservation struct {
 	ReservationID string    `json:"reservationId"`
 	UserID        string    `json:"userId"`
@@ -186,7 +176,7 @@ func serve(ctx context.Context, addr string, ready chan<- string) error {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	var n atomic.Int64
 	app.Post(holdPath, func(c *fiber.Ctx) error {
-		var h holdRequest
+		var h loadgen.HoldRequest
 		if c.Get("Queue-Token") == "" || json.Unmarshal(c.Body(), &h) != nil || h.SeatNo <= 0 && len(h.SeatNos) == 0 {
 			return c.SendStatus(fiber.StatusBadRequest)
 		}
@@ -280,7 +270,7 @@ func measure(ctx context.Context, target string, o options, serverPID int) (resu
 		s := loadgen.Schedule{Rate: o.rate, Count: loadgen.CountFor(o.rate, d), MaxInflight: o.inflight}
 		start := time.Now()
 		_, err := loadgen.RunOpen(ctx, loadgen.RealClock{}, s, func(ctx context.Context, i int, at time.Time) {
-			body, err := json.Marshal(holdRequest{UserID: "user-" + strconv.Itoa(i%20000), ConcertID: "concert-1",
+			body, err := json.Marshal(loadgen.HoldRequest{UserID: "user-" + strconv.Itoa(i%20000), ConcertID: "concert-1",
 				DateID: "date-" + strconv.Itoa(i%10+1), SeatNo: i%10000 + 1})
 			if err != nil {
 				return
