@@ -2,7 +2,9 @@ package eventstore
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
+	"time"
 )
 
 func TestTheCommitCacheSharesADecodeAndNeverAnswersForOtherBytes(t *testing.T) {
@@ -48,5 +50,52 @@ func TestTheCommitCacheSharesADecodeAndNeverAnswersForOtherBytes(t *testing.T) {
 	}
 	if _, err := newCommitCache().decode([]byte("not json"), "SEATS_0", 1); err == nil {
 		t.Error("a commit that is not JSON was decoded")
+	}
+}
+
+func TestAWritersRememberedCommitIsWhatDecodingItGives(t *testing.T) {
+	at := time.Date(2026, 12, 7, 1, 2, 3, 456789000, time.FixedZone("KST", 9*3600))
+	seat := AggregateRef{Type: TypeSeat, ID: "c1.d1.7"}
+	tests := []struct {
+		name       string
+		events     []Event
+		meta       Metadata
+		remembered bool
+	}{
+		{"a commit of several events, each with its aggregate and metadata, is remembered", []Event{
+			{Type: "SeatHeld", Data: json.RawMessage(`{"seatNo":7}`), Ref: &seat, Meta: &Metadata{OccurredAt: at, CausationID: "own"}},
+			{Type: "ReservationHeld", Data: json.RawMessage(`{ "spaced" : [1, 2] }`)},
+			{Type: "Empty"},
+		}, Metadata{OccurredAt: at, CorrelationID: "a\"b<c>&d\te", CausationID: "ü/\u2028"}, true},
+		{"a commit whose payload begins with white space is left to be decoded", []Event{{Type: "SeatHeld", Data: json.RawMessage(" {}")}},
+			Metadata{}, false},
+		{"a commit whose payload ends with white space is left to be decoded", []Event{{Type: "SeatHeld", Data: json.RawMessage("{}\n")}},
+			Metadata{}, false},
+		{"a commit with a string that is not UTF-8 is left to be decoded", []Event{{Type: "SeatHeld", Data: json.RawMessage(`1`)}},
+			Metadata{CorrelationID: "bad\xff"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, envs, err := encodeCommit(AggregateRef{Type: TypeDate, ID: "c1.d1"}, tt.events, tt.meta, time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newCommitCache()
+			c.remember("SEATS_3", 42, raw, envs)
+			got, err := c.decode(raw, "SEATS_3", 42)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := decodeCommit(nil, raw, "SEATS_3", 42)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("read back\n%+v\nwant what decoding gives\n%+v", got, want)
+			}
+			if shared := &got[0] == &envs[0]; shared != tt.remembered {
+				t.Errorf("read the writer's envelopes: %v, want %v", shared, tt.remembered)
+			}
+		})
 	}
 }

@@ -32,13 +32,17 @@ type commitBody struct {
 // The JSON is assembled by hand: encoding/json's reflection over the envelopes, and its
 // re-compaction of every payload it had just encoded, were a tenth of a flash sale's CPU.
 // Payloads are checked to be JSON (validateAppend); nothing else here can be malformed.
-func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() time.Time) ([]byte, error) {
+//
+// It returns the envelopes it wrote too (Index set, not Stream or Sequence), so that the
+// writer can hand its readers the commit without their decoding it (commitCache.remember).
+func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() time.Time) ([]byte, []Envelope, error) {
 	stamp := now()
 	size := 64
 	for _, ev := range events {
 		size += len(ev.Data) + 320
 	}
 	b := make([]byte, 0, size)
+	envs := make([]Envelope, len(events))
 	b = append(b, `{"schemaVersion":`...)
 	b = strconv.AppendInt(b, SchemaVersion, 10)
 	b = append(b, `,"events":[`...)
@@ -53,7 +57,7 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 		}
 		id, err := uuid.NewV7()
 		if err != nil {
-			return nil, fmt.Errorf("eventstore: event ID: %w", err)
+			return nil, nil, fmt.Errorf("eventstore: event ID: %w", err)
 		}
 		data := ev.Data
 		if len(data) == 0 {
@@ -66,7 +70,7 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendEnvelope(b, &Envelope{
+		envs[i] = Envelope{
 			EventID:       id.String(),
 			Type:          ev.Type,
 			AggregateType: owner.Type,
@@ -76,9 +80,11 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 			CausationID:   m.CausationID,
 			SchemaVersion: SchemaVersion,
 			Data:          data,
-		})
+			Index:         i,
+		}
+		b = appendEnvelope(b, &envs[i])
 	}
-	return append(b, "]}"...), nil
+	return append(b, "]}"...), envs, nil
 }
 
 // appendEnvelope appends e as the JSON object encoding/json would write for it (member names
@@ -116,7 +122,8 @@ func EncodeCommit(agg AggregateRef, events []Event, meta Metadata) ([]byte, erro
 	if err := validateAppend(events); err != nil {
 		return nil, err
 	}
-	return encodeCommit(agg, events, meta, time.Now)
+	b, _, err := encodeCommit(agg, events, meta, time.Now)
+	return b, err
 }
 
 // DecodeCommit returns the events of one stored message (the body of a message of stream at

@@ -28,7 +28,7 @@ func TestAHandBuiltCommitReadsBackAsEncodingJSONWouldHaveWrittenIt(t *testing.T)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stamp := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			b, err := encodeCommit(AggregateRef{Type: TypeDate, ID: "c1.d1"}, tt.events, tt.meta, func() time.Time { return stamp })
+			b, _, err := encodeCommit(AggregateRef{Type: TypeDate, ID: "c1.d1"}, tt.events, tt.meta, func() time.Time { return stamp })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -266,15 +266,18 @@ func (s *JetStreamStore) Append(ctx context.Context, agg AggregateRef, expected 
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 
-	body, err := encodeCommit(agg, events, meta, time.Now)
+	body, envs, err := encodeCommit(agg, events, meta, time.Now)
 	if err != nil {
 		return 0, err
 	}
 	ack, err := s.appendOne(ctx, stream, subject, expected, body, dedupID)
 	if err == nil {
-		// A duplicate ack carries the sequence the first publish got: the same answer.
+		// A duplicate ack carries the sequence the first publish got: the same answer, but
+		// not these bytes, which the stream does not hold.
 		if ack.Duplicate {
 			noteDuplicate(ctx)
+		} else {
+			s.decoded.remember(stream, ack.Sequence, body, envs)
 		}
 		s.track(stream, ack.Sequence)
 		return ack.Sequence, nil

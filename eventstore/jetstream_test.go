@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -276,5 +277,59 @@ func TestAFollowingReplayEndsWhenTheStoreCloses(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the replay went on after the store closed")
+	}
+}
+
+// The commits a store appends are read back from what it encoded, not decoded (the commit
+// cache): after a restart, reading them decodes the stored bytes, and must give the same.
+func TestACommitReadsTheSameFromItsWriterAndAfterARestart(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *eventstore.JetStreamStore {
+		s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, SyncAlways: true, Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return s
+	}
+	seat := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: "c1.d1.7"}
+	date := eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"}
+	stream, _, err := eventstore.Place(date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(s *eventstore.JetStreamStore) []eventstore.Envelope {
+		var all []eventstore.Envelope
+		err := s.Replay(testCtx(t), stream, 0, false, func(batch []eventstore.Envelope) error {
+			all = append(all, batch...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all
+	}
+	s := open()
+	own := eventstore.Metadata{OccurredAt: time.Date(2026, 12, 7, 9, 0, 0, 1, time.FixedZone("KST", 9*3600)), CausationID: "own"}
+	commits := [][]eventstore.Event{
+		{{Type: "SeatHeld", Data: json.RawMessage(`{"seatNo":7}`), Ref: &seat, Meta: &own}, {Type: "ReservationHeld", Data: json.RawMessage(`{"a":[1, 2]}`)}},
+		{{Type: "Empty"}},
+		{{Type: "SeatReleased", Data: json.RawMessage(`{"seatNo":7}`), Ref: &seat}},
+	}
+	var v uint64
+	for i, evs := range commits {
+		var err error
+		if v, err = s.Append(testCtx(t), date, v, evs, fmt.Sprint("c", i), eventstore.Metadata{CorrelationID: "é\"<>"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	written := read(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	defer s.Close()
+	stored := read(s)
+	if len(written) != 4 || !reflect.DeepEqual(written, stored) {
+		t.Errorf("the writer read\n%+v\nafter a restart\n%+v", written, stored)
 	}
 }

@@ -83,7 +83,7 @@ func (s *MemStore) Append(ctx context.Context, agg AggregateRef, expected uint64
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	// Encode before taking the lock: it is the expensive part.
-	body, err := encodeCommit(agg, events, meta, s.now)
+	body, _, err := encodeCommit(agg, events, meta, s.now)
 	if err != nil {
 		return 0, err
 	}
