@@ -108,10 +108,14 @@ func (c Concert) DecideCreate(cmd CreateConcert) ([]Event, error) {
 		return nil, ErrConcertExists
 	}
 	// The event must not share the caller's slices: a later change to the command would
-	// otherwise rewrite a recorded fact.
+	// otherwise rewrite a recorded fact. No price ranges is nil, as decoding the event gives
+	// it (seatPrices is omitted when empty): this process's readers take the value itself.
 	dates := slices.Clone(cmd.Dates)
 	for i := range dates {
 		dates[i].SeatPrices = slices.Clone(dates[i].SeatPrices)
+		if len(dates[i].SeatPrices) == 0 {
+			dates[i].SeatPrices = nil
+		}
 	}
 	return []Event{ConcertCreated{ConcertID: cmd.ConcertID, Title: cmd.Title, Dates: dates, SalesOpenedAt: cmd.Now, RequestID: cmd.RequestID}}, nil
 }

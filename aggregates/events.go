@@ -8,6 +8,7 @@ package aggregates
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -270,6 +271,7 @@ var registry = map[string]func(data []byte) (Event, error){}
 // decoder returns a T value, never a pointer, so that type switches on decoded events match.
 func register[T Event]() {
 	var zero T
+	registeredTypes[zero.EventType()] = reflect.TypeFor[T]()
 	registry[zero.EventType()] = func(data []byte) (Event, error) {
 		var e T
 		// json/v2's decoder (the code proposed as encoding/json/v2) reads a payload in one
@@ -324,6 +326,21 @@ func Decode(eventType string, data []byte) (Event, error) {
 	}
 	return e, nil
 }
+
+// DecodeKnown is Decode for a reader that may already hold the event: known, when it is an
+// event of eventType, is returned as it is (the writer's value, handed over with the commit
+// by the event store; see eventstore.Envelope.Decoded); otherwise data is decoded.
+func DecodeKnown(known any, eventType string, data []byte) (Event, error) {
+	// Only the registered type itself: a pointer to it would not match the type switches
+	// that a decoded value matches.
+	if e, ok := known.(Event); ok && reflect.TypeOf(known) == registeredTypes[eventType] {
+		return e, nil
+	}
+	return Decode(eventType, data)
+}
+
+// registeredTypes is the Go type that Decode returns for each event type.
+var registeredTypes = map[string]reflect.Type{}
 
 // Encode returns an event's JSON payload.
 func Encode(e Event) ([]byte, error) { return json.Marshal(e) }

@@ -179,3 +179,40 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestDecodeKnown(t *testing.T) {
+	held := SeatHeld{ReservationID: "r1", UserID: "alice", HeldUntil: time.Date(2026, 12, 24, 19, 30, 0, 0, time.UTC)}
+	data, err := Encode(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := SeatHeld{ReservationID: "stored"} // what data would be if known were not taken
+	storedData, err := Encode(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		known any
+		typ   string
+		data  []byte
+		want  Event
+	}{
+		{"a known event of the type is taken as it is", held, "SeatHeld", storedData, held},
+		{"without a known event the payload is decoded", nil, "SeatHeld", data, held},
+		{"a known event of another type is not taken", SeatSold{ReservationID: "r1"}, "SeatHeld", storedData, stored},
+		{"a pointer to the event is not taken: type switches would miss it", &held, "SeatHeld", storedData, stored},
+		{"a known value that is no event is not taken", "SeatHeld", "SeatHeld", storedData, stored},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DecodeKnown(tt.known, tt.typ, tt.data)
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v, %v; want %#v", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := DecodeKnown(held, "Nope", data); !errors.Is(err, ErrUnknownEvent) {
+		t.Errorf("an unknown type with a known value: %v, want ErrUnknownEvent", err)
+	}
+}

@@ -156,7 +156,7 @@ func (s *Service) OnEvent(env eventstore.Envelope) {
 		return
 	}
 	ref := env.AggregateID
-	ev, err := aggregates.Decode(env.Type, env.Data)
+	ev, err := aggregates.DecodeKnown(env.Decoded, env.Type, env.Data)
 	if err != nil {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // after that step (a clock advancing, another writer).
 type faultyLog struct {
 	EventLog
+	t     testing.TB // told when an event's Value is not what decoding it gives
 	mu    sync.Mutex
 	armed map[string]bool
 	after map[string]func()
@@ -59,6 +61,15 @@ func (f *faultyLog) Append(ctx context.Context, agg eventstore.AggregateRef, exp
 		}
 	}
 	f.mu.Unlock()
+	// The readers of this process take an event's Value for its decoding: it must be that.
+	for _, ev := range events {
+		if ev.Value == nil {
+			continue
+		}
+		if got, err := aggregates.Decode(ev.Type, ev.Data); err != nil || !reflect.DeepEqual(got, ev.Value) {
+			f.t.Errorf("appended a %s whose Value\n%#v\nis not what decoding it gives\n%#v (%v)", ev.Type, ev.Value, got, err)
+		}
+	}
 	ver, err := f.EventLog.Append(ctx, agg, expected, events, dedupID, meta)
 	if err == nil {
 		f.mu.Lock()
@@ -238,7 +249,7 @@ func newHarness(t *testing.T, log EventLog, cfg Config, sole ...bool) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	f := &faultyLog{EventLog: log}
+	f := &faultyLog{EventLog: log, t: t}
 	clock := testclock.New(t0)
 	h := &harness{t: t, ctx: ctx, log: log, fault: f, clock: clock}
 	h.svc = New(f, cfg, Options{Clock: clock, Logger: quietLogger(), SingleWriter: len(sole) > 0 && sole[0]})

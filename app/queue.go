@@ -89,7 +89,7 @@ func newQueueIndex(p aggregates.QueuePolicy, window time.Duration) *queueIndex {
 }
 
 func (q *queueIndex) apply(env eventstore.Envelope) {
-	ev, err := aggregates.Decode(env.Type, env.Data)
+	ev, err := aggregates.DecodeKnown(env.Decoded, env.Type, env.Data)
 	if err != nil {
 		return
 	}

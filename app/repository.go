@@ -410,7 +410,7 @@ func (r *Repository[S]) decideAll(id string, st S, batch []*command[S]) decision
 			if err != nil && d.encodeErr == nil {
 				d.encodeErr = fmt.Errorf("encode %s: %w", ev.EventType(), err)
 			}
-			e := eventstore.Event{Type: ev.EventType(), Data: data, Meta: &c.meta}
+			e := eventstore.Event{Type: ev.EventType(), Data: data, Meta: &c.meta, Value: ev}
 			if r.owner != nil {
 				e.Ref = r.owner(id, ev)
 			}

@@ -8,14 +8,14 @@ import (
 )
 
 // commitCacheSlots is how many decoded commits a store remembers. The readers of one stream
-// (the seat map's, the reservations' and the payments' projections and the relay all follow
-// SEATS_*) read the same commits within moments of each other; a few hundred commits cover
+// (the seat map's, the reservations' and the payments' projections all follow SEATS_*; the
+// relay's durable consumers decode for themselves) read the same commits within moments of each other; a few hundred commits cover
 // that distance many times over, and a reader further behind (a rebuild, a replay at start)
 // just decodes for itself.
 const commitCacheSlots = 1024
 
 // commitCache hands the envelopes one replay decoded from a commit to the other replays of
-// the same commit, so that a commit read by four followers is parsed once, not four times
+// the same commit, so that a commit read by three followers is parsed once, not three times
 // (decoding was the read models' largest cost under a flash sale). The writer of a commit
 // puts in the envelopes it encoded (remember), so the commits this process appends are not
 // parsed at all: their decoding was still a twentieth of a flash sale's CPU. A slot holds the commit's

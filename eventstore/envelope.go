@@ -81,6 +81,7 @@ func encodeCommit(agg AggregateRef, events []Event, meta Metadata, now func() ti
 			SchemaVersion: SchemaVersion,
 			Data:          data,
 			Index:         i,
+			Decoded:       ev.Value,
 		}
 		b = appendEnvelope(b, &envs[i])
 	}

@@ -49,6 +49,10 @@ type Event struct {
 	// its reservations; each keeps its own aggregate, so readers see seat and reservation
 	// events, whichever subject stored them.
 	Ref *AggregateRef
+	// Value, when set, is the event as its writer holds it, the value decoding Data gives. It
+	// is not stored: the readers of this process get it as Envelope.Decoded with the commit
+	// (JetStreamStore's commit cache), so that they need not decode what was just encoded.
+	Value any
 }
 
 // Metadata travels with every event of one append: when it happened and which request or
@@ -90,6 +94,9 @@ type Envelope struct {
 	Stream   string `json:"-"`
 	Sequence uint64 `json:"-"`
 	Index    int    `json:"-"`
+	// Decoded, when not nil, is the writer's Event.Value, for a reader in the writer's
+	// process: what decoding Data would give. Readers must not change what it points to.
+	Decoded any `json:"-"`
 }
 
 // Store appends events to one aggregate's subject and reads them back.

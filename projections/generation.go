@@ -325,7 +325,7 @@ func (g *generation) applyMany(items []streamBatch) (befores []uint64, err error
 				if wants != nil && !wants.wants(env.Type) {
 					continue
 				}
-				ev, err := aggregates.Decode(env.Type, env.Data)
+				ev, err := aggregates.DecodeKnown(env.Decoded, env.Type, env.Data)
 				if err != nil {
 					// A log that cannot be read must not stop every read model behind it for
 					// good: skip the event, loudly.

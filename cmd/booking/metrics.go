@@ -177,21 +177,21 @@ func (m *metrics) onEvent(env eventstore.Envelope) {
 	case aggregates.ReservationExpired{}.EventType():
 		m.holdsExpired.Inc()
 	case aggregates.ReservationCancelled{}.EventType():
-		if ev, err := aggregates.Decode(env.Type, env.Data); err == nil && ev.(aggregates.ReservationCancelled).Reason == aggregates.ReleaseCancelled {
+		if ev, err := aggregates.DecodeKnown(env.Decoded, env.Type, env.Data); err == nil && ev.(aggregates.ReservationCancelled).Reason == aggregates.ReleaseCancelled {
 			m.holdsCancelled.Inc()
 		}
 	case aggregates.PaymentCompleted{}.EventType():
 		m.paymentsCompleted.Inc()
 	case aggregates.PaymentFailed{}.EventType():
 		reason := "OTHER"
-		if ev, err := aggregates.Decode(env.Type, env.Data); err == nil {
+		if ev, err := aggregates.DecodeKnown(env.Decoded, env.Type, env.Data); err == nil {
 			if r := ev.(aggregates.PaymentFailed).Reason; r == aggregates.FailInsufficientPoints || r == aggregates.FailNotPayable {
 				reason = r
 			}
 		}
 		m.paymentsFailed.WithLabelValues(reason).Inc()
 	case aggregates.PointsRefunded{}.EventType():
-		if ev, err := aggregates.Decode(env.Type, env.Data); err == nil && ev.(aggregates.PointsRefunded).Reason == aggregates.RefundReversal {
+		if ev, err := aggregates.DecodeKnown(env.Decoded, env.Type, env.Data); err == nil && ev.(aggregates.PointsRefunded).Reason == aggregates.RefundReversal {
 			m.paymentsReversed.Inc()
 		}
 	case aggregates.PaymentRefunded{}.EventType():
