@@ -160,13 +160,7 @@ func (s *JetStreamStore) EnsureStreams(ctx context.Context, replicas int) error 
 		err := s.ensureStream(opCtx, cfg)
 		cancel()
 		if err != nil {
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode == 10005 { // no suitable peers for placement
-				// A cluster still forming has no peers to place the replicas on yet: worth
-				// another attempt, like an unreachable server.
-				return fmt.Errorf("ensure stream %s: %w: %w", spec.Name, ErrUnavailable, err)
-			}
-			return Classify("ensure stream "+spec.Name, err)
+			return ClassifySetup("ensure stream "+spec.Name, err)
 		}
 	}
 	return s.checkSchema(ctx)
@@ -507,6 +501,8 @@ type replayItem struct {
 // is the connection, a timeout or a missing responder rather than the request itself: what
 // is worth trying again. Packages beside the store that talk to JetStream (the relay) use it
 // so that a start can tell a cluster not ready yet from a refusal.
+//
+// ClassifySetup is the same for creating or updating a stream at start.
 func Classify(op string, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
@@ -528,6 +524,22 @@ func Classify(op string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
+
+// ClassifySetup is Classify for creating or updating a stream (or a bucket, which is one):
+// "no suitable peers" is worth another attempt too, since a cluster still forming has no
+// peers to place the replicas on yet. Anything else the server refuses (a configuration it
+// cannot take, subjects another stream holds) fails the start at once.
+func ClassifySetup(op string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoSuitablePeers {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	return Classify(op, err)
+}
+
+// errCodeNoSuitablePeers is nats-server's JSClusterNoPeersErrF ("no suitable peers for
+// placement"), which nats.go names no constant for.
+const errCodeNoSuitablePeers jetstream.ErrorCode = 10005
 
 var (
 	_ Store   = (*JetStreamStore)(nil)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/booking-engine/booking/eventstore"
 )
 
@@ -62,5 +64,33 @@ func TestRetryUnavailableStopsWaitingWhenTheStartIsCancelled(t *testing.T) {
 	})
 	if calls != 1 || !errors.Is(err, context.Canceled) || !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("calls %d, err %v: want one call and an error that is both the cancellation and the failure", calls, err)
+	}
+}
+
+func TestClassifySetup(t *testing.T) {
+	tests := []struct {
+		name        string
+		err         error
+		unavailable bool
+	}{
+		{"no suitable peers (a cluster still forming) is tried again",
+			&jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "no suitable peers for placement"}, true},
+		{"a timeout is tried again", fmt.Errorf("create: %w", context.DeadlineExceeded), true},
+		{"a server that answers 503 is tried again", &jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}, true},
+		{"a configuration the server refuses fails at once",
+			&jetstream.APIError{Code: 500, ErrorCode: 10052, Description: "stream configuration update can not change storage type"}, false},
+		{"subjects another stream holds fail at once",
+			&jetstream.APIError{Code: 400, ErrorCode: 10065, Description: "subjects overlap with an existing stream"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := eventstore.ClassifySetup("ensure stream X", tt.err)
+			if got := errors.Is(err, eventstore.ErrUnavailable); got != tt.unavailable {
+				t.Errorf("%v: unavailable %v, want %v", err, got, tt.unavailable)
+			}
+			if !errors.Is(err, tt.err) {
+				t.Errorf("%v does not wrap %v", err, tt.err)
+			}
+		})
 	}
 }

@@ -90,8 +90,10 @@ func openKVAnswers(ctx context.Context, js jetstream.JetStream, bucket string, r
 	if replicas == 1 {
 		cfg.PersistMode = jetstream.AsyncPersistMode
 	}
-	unavailable := func(err error) error {
-		return fmt.Errorf("idempotency bucket %s: %w: %w", bucket, eventstore.ErrUnavailable, err)
+	// A start tries again what is unavailable (a server or cluster not ready yet), and fails
+	// at once on a refusal (a stream of that name the server will not change to this).
+	setupErr := func(err error) error {
+		return eventstore.ClassifySetup("idempotency bucket "+bucket, err)
 	}
 	st, err := js.Stream(ctx, cfg.Name)
 	switch {
@@ -102,11 +104,11 @@ func openKVAnswers(ctx context.Context, js jetstream.JetStream, bucket string, r
 		_, err = js.UpdateStream(ctx, cfg)
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, setupErr(err)
 	}
 	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, setupErr(err)
 	}
 	prefix := "$KV." + bucket + "."
 	lookups := &kvLookups{getter: eventstore.NewDirectGetter(js.Conn()), kv: kv, stream: cfg.Name,

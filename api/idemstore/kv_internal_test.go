@@ -260,3 +260,20 @@ func BenchmarkSharedIdempotencyKeep(b *testing.B) {
 		}
 	}
 }
+
+// A start tries the bucket again while JetStream is not ready, but a stream of the bucket's
+// name that the server will not turn into the bucket is a refusal: the start fails at once
+// with the reason instead of retrying it for a minute.
+func TestABucketTheServerRefusesToSetUpIsNotUnavailable(t *testing.T) {
+	es := openTestJetStream(t)
+	bucket := fmt.Sprintf("idem_refused_%d", testBuckets.Add(1))
+	cfg := kvStreamConfig(bucket, 1)
+	cfg.Storage = jetstream.MemoryStorage // the bucket's is file storage, which an update cannot change to
+	if _, err := es.JetStream().CreateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openKVAnswers(context.Background(), es.JetStream(), bucket, 1, nil)
+	if err == nil || errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("err %v, want a refusal that is not ErrUnavailable", err)
+	}
+}
