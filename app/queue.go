@@ -584,10 +584,11 @@ func (s *Service) parseToken(token string) (tokenClaims, error) {
 func envelopeOf(ev aggregates.Event, seq uint64) eventstore.Envelope { return envelopeAt(ev, seq, 0) }
 
 // envelopeAt wraps an event this process just appended at index of its commit at seq, as the
-// log's readers will see it: the queue index makes a token's position of the two.
+// log's readers will see it: the queue index makes a token's position of the two. The event
+// travels as its value (Decoded), which the index takes instead of decoding a payload.
 func envelopeAt(ev aggregates.Event, seq uint64, index int) eventstore.Envelope {
 	data, _ := aggregates.Encode(ev)
-	return eventstore.Envelope{Type: ev.EventType(), Data: data, Sequence: seq, Index: index}
+	return eventstore.Envelope{Type: ev.EventType(), Data: data, Sequence: seq, Index: index, Decoded: ev}
 }
 
 // QueueStats are the waiting queue's counts, for metrics.
