@@ -9,20 +9,21 @@ import (
 
 // commitCacheSlots is how many decoded commits a store remembers. The readers of one stream
 // (the seat map's, the reservations' and the payments' projections all follow SEATS_*; the
-// relay's durable consumers decode for themselves) read the same commits within moments of each other; a few hundred commits cover
-// that distance many times over, and a reader further behind (a rebuild, a replay at start)
-// just decodes for itself.
+// relay's durable consumers decode for themselves) read the same commits within moments of
+// each other; a few hundred commits cover that distance many times over, and a reader
+// further behind (a rebuild, a replay at start) just decodes for itself.
 const commitCacheSlots = 1024
 
 // commitCache hands the envelopes one replay decoded from a commit to the other replays of
 // the same commit, so that a commit read by three followers is parsed once, not three times
 // (decoding was the read models' largest cost under a flash sale). The writer of a commit
 // puts in the envelopes it encoded (remember), so the commits this process appends are not
-// parsed at all: their decoding was still a twentieth of a flash sale's CPU. A slot holds the commit's
-// raw bytes beside its envelopes and is reused only for equal bytes, so a stream deleted and
-// made again with other commits at the same sequences is never answered from the old one.
-// The envelopes are shared: readers copy them by value and must not change what their slices
-// point to (none does: Data is only ever decoded).
+// parsed at all: their decoding was still a twentieth of a flash sale's CPU. A slot holds the
+// commit's raw bytes beside its envelopes and is reused only for equal bytes, so a stream
+// deleted and made again with other commits at the same sequences is never answered from the
+// old one. The envelopes are shared: readers copy them by value and must not change what
+// their slices and Decoded values point to (none does: Data is only ever decoded, events are
+// values the aggregates never change in place).
 type commitCache struct {
 	seed  maphash.Seed
 	slots [commitCacheSlots]atomic.Pointer[decodedCommit]

@@ -52,6 +52,8 @@ type Event struct {
 	// Value, when set, is the event as its writer holds it, the value decoding Data gives. It
 	// is not stored: the readers of this process get it as Envelope.Decoded with the commit
 	// (JetStreamStore's commit cache), so that they need not decode what was just encoded.
+	// The store cannot check that it is what decoding gives; the writer must make it so (a
+	// string that is not UTF-8 would not be: encoding replaces what is not).
 	Value any
 }
 
