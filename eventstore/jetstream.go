@@ -500,9 +500,8 @@ type replayItem struct {
 // Classify wraps err of a JetStream operation with op, adding ErrUnavailable when the cause
 // is the connection, a timeout or a missing responder rather than the request itself: what
 // is worth trying again. Packages beside the store that talk to JetStream (the relay) use it
-// so that a start can tell a cluster not ready yet from a refusal.
-//
-// ClassifySetup is the same for creating or updating a stream at start.
+// so that a start can tell a cluster not ready yet from a refusal. Setting a stream up
+// (ClassifySetup) has one more cause worth another attempt.
 func Classify(op string, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
