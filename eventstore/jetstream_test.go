@@ -27,19 +27,24 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// openSynced opens (or reopens) a store with its embedded server on dir, fsyncing every
+// commit.
+func openSynced(t *testing.T, dir string) *eventstore.JetStreamStore {
+	t.Helper()
+	s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, SyncAlways: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
 func event(name string) eventstore.Event {
 	return eventstore.Event{Type: "A", Data: json.RawMessage(fmt.Sprintf(`{"name":%q}`, name))}
 }
 
 func TestEventsSurviveARestartOfTheEmbeddedServer(t *testing.T) {
 	dir := t.TempDir()
-	open := func() *eventstore.JetStreamStore {
-		s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, SyncAlways: true, Logger: quietLogger()})
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		return s
-	}
+	open := func() *eventstore.JetStreamStore { return openSynced(t, dir) }
 	s := open()
 	var v uint64
 	for i := range 3 {
@@ -284,13 +289,7 @@ func TestAFollowingReplayEndsWhenTheStoreCloses(t *testing.T) {
 // cache): after a restart, reading them decodes the stored bytes, and must give the same.
 func TestACommitReadsTheSameFromItsWriterAndAfterARestart(t *testing.T) {
 	dir := t.TempDir()
-	open := func() *eventstore.JetStreamStore {
-		s, err := eventstore.Open(testCtx(t), eventstore.Options{DataDir: dir, SyncAlways: true, Logger: quietLogger()})
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		return s
-	}
+	open := func() *eventstore.JetStreamStore { return openSynced(t, dir) }
 	seat := eventstore.AggregateRef{Type: eventstore.TypeSeat, ID: "c1.d1.7"}
 	date := eventstore.AggregateRef{Type: eventstore.TypeDate, ID: "c1.d1"}
 	stream, _, err := eventstore.Place(date)
