@@ -93,17 +93,23 @@ func (q *queueIndex) apply(env eventstore.Envelope) {
 	if err != nil {
 		return
 	}
+	q.applyEvent(ev, env.Sequence, env.Index)
+}
+
+// applyEvent applies an event stored at index of its commit at seq: what apply does once it
+// has decoded, and what this process does with the events it has just appended.
+func (q *queueIndex) applyEvent(ev aggregates.Event, seq uint64, index int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch e := ev.(type) {
 	case aggregates.QueueTokenIssued:
-		if env.Index >= 1<<positionIndexBits {
+		if index >= 1<<positionIndexBits {
 			// No commit of this code holds that many events (see positionIndexBits): a
 			// position of it would collide with the next commit's.
 			return
 		}
 		q.tick(e.IssuedAt)
-		q.issued(e, queuePosition(env.Sequence, env.Index))
+		q.issued(e, queuePosition(seq, index))
 	case aggregates.QueueTokenRevoked:
 		q.tick(e.RevokedAt)
 		if t, ok := q.tokens[e.TokenID]; ok {
@@ -367,7 +373,7 @@ func (s *Service) IssueToken(ctx context.Context, meta Meta, userID string) (Tok
 		return Token{}, false, fmt.Errorf("issue token for %s: %w", userID, err)
 	}
 	issued := evs[0].(aggregates.QueueTokenIssued)
-	s.queue.apply(envelopeAt(issued, ver, first))
+	s.queue.applyEvent(issued, ver, first)
 	if err := s.admit(ctx); err != nil {
 		s.slog.Warn("queue admission failed; the next tick retries", "err", err)
 	}
@@ -397,7 +403,7 @@ func (s *Service) admit(ctx context.Context) error {
 		return fmt.Errorf("advance queue to %d: %w", wm, err)
 	}
 	for _, ev := range evs {
-		s.queue.apply(envelopeOf(ev, ver))
+		s.queue.applyEvent(ev, ver, 0)
 	}
 	return nil
 }
@@ -493,7 +499,7 @@ func (s *Service) revokeToken(ctx context.Context, meta Meta, userID, paymentID 
 		return fmt.Errorf("revoke queue token of %s: %w", userID, err)
 	}
 	for i, ev := range evs {
-		s.queue.apply(envelopeAt(ev, ver, first+i))
+		s.queue.applyEvent(ev, ver, first+i)
 	}
 	return nil
 }
@@ -577,18 +583,6 @@ func (s *Service) parseToken(token string) (tokenClaims, error) {
 		return tokenClaims{}, invalid
 	}
 	return tokenClaims{tokenID: tokenID, userID: userID, position: pos, issuedAt: time.UnixMilli(ms).UTC()}, nil
-}
-
-// envelopeOf wraps an event this process just appended as the first of its commit at seq,
-// for the in-memory indexes.
-func envelopeOf(ev aggregates.Event, seq uint64) eventstore.Envelope { return envelopeAt(ev, seq, 0) }
-
-// envelopeAt wraps an event this process just appended at index of its commit at seq, as the
-// log's readers will see it: the queue index makes a token's position of the two. The event
-// travels as its value (Decoded), which the index takes instead of decoding a payload.
-func envelopeAt(ev aggregates.Event, seq uint64, index int) eventstore.Envelope {
-	data, _ := aggregates.Encode(ev)
-	return eventstore.Envelope{Type: ev.EventType(), Data: data, Sequence: seq, Index: index, Decoded: ev}
 }
 
 // QueueStats are the waiting queue's counts, for metrics.

@@ -367,7 +367,7 @@ type indexFeed struct {
 // append applies ev as the only event of the next commit and returns that commit's sequence.
 func (f *indexFeed) append(ev aggregates.Event) uint64 {
 	f.seq++
-	f.q.apply(envelopeOf(ev, f.seq))
+	f.q.applyEvent(ev, f.seq, 0)
 	return f.seq
 }
 
@@ -394,7 +394,7 @@ func TestTheQueueHorizonNeverPassesATokenTheFollowerHasYetToApply(t *testing.T) 
 	if _, ok := f.q.statusOf(c, t0); ok {
 		t.Fatal("a token the follower has not applied yet is judged by the horizon")
 	}
-	f.q.apply(envelopeOf(issuedAt("c", "u3", t0), cSeq))
+	f.q.applyEvent(issuedAt("c", "u3", t0), cSeq, 0)
 	f.follow(last)
 	if want := queuePosition(3, 0); f.q.horizon != want {
 		t.Fatalf("horizon %d once the follower applied everything, want %d (b)", f.q.horizon, want)
