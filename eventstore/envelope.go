@@ -159,6 +159,11 @@ func decodeCommit(dst []Envelope, b []byte, stream string, seq uint64) ([]Envelo
 	return dst, nil
 }
 
+// validateAppend refuses what readers could not decode, before anything is written. Payloads
+// are checked as decodeCommit reads them (json/v2's defaults: valid UTF-8, no duplicate member
+// names), not by encoding/json's Valid, which accepts both: a payload with either would be
+// stored whole and then refused by every reader of its commit. jsontext's check is also about
+// three times faster than Valid, which was 1.7% of a flash sale's CPU.
 func validateAppend(events []Event) error {
 	if len(events) == 0 {
 		return fmt.Errorf("eventstore: append of no events")
@@ -167,8 +172,8 @@ func validateAppend(events []Event) error {
 		if ev.Type == "" {
 			return fmt.Errorf("eventstore: event without a type")
 		}
-		if len(ev.Data) > 0 && !json.Valid(ev.Data) {
-			return fmt.Errorf("eventstore: %s event whose data is not JSON", ev.Type)
+		if len(ev.Data) > 0 && !jsontext.Value(ev.Data).IsValid() {
+			return fmt.Errorf("eventstore: %s event whose data is not JSON a reader can decode (valid UTF-8, no repeated member names)", ev.Type)
 		}
 	}
 	return nil

@@ -78,3 +78,40 @@ func TestAnEventWhoseDataIsNotJSONIsRefusedBeforeAnythingIsWritten(t *testing.T)
 		t.Fatal("data that is not JSON was accepted")
 	}
 }
+
+func TestAnAppendIsAcceptedExactlyWhenItsReadersCanDecodeIt(t *testing.T) {
+	agg := AggregateRef{Type: "seat", ID: "c1.d1"}
+	cases := []struct {
+		name   string
+		data   string
+		accept bool
+	}{
+		{"an object is accepted", `{"seatNo":7,"userId":"u-1"}`, true},
+		{"white space around the value is accepted", " \n{\"a\":1}\t", true},
+		{"a scalar is accepted", `42`, true},
+		{"escaped non-ASCII text is accepted", `{"name":"\uc548\ub155 <&>"}`, true},
+		{"raw non-ASCII text is accepted", `{"name":"안녕"}`, true},
+		{"a truncated object is refused", `{"open":`, false},
+		{"two values are refused", `{} {}`, false},
+		{"invalid UTF-8 in a string is refused", "{\"name\":\"\xff\xfe\"}", false},
+		{"a member name given twice is refused", `{"a":1,"a":2}`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			events := []Event{{Type: "SeatHeld", Data: json.RawMessage(c.data)}}
+			err := validateAppend(events)
+			if (err == nil) != c.accept {
+				t.Fatalf("validateAppend(%q) = %v, want accepted %v", c.data, err, c.accept)
+			}
+			// What is accepted must decode; what is refused would not have.
+			body, _, err := encodeCommit(agg, events, Metadata{}, time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, decErr := DecodeCommit(body, "SEATS_0", 1)
+			if (decErr == nil) != c.accept {
+				t.Fatalf("a commit of %q decodes with %v, but validateAppend accepted it: %v", c.data, decErr, c.accept)
+			}
+		})
+	}
+}
