@@ -40,6 +40,8 @@ func (r AggregateRef) String() string { return r.Type + "/" + r.ID }
 // Event is one event to append: a type name and its JSON payload.
 type Event struct {
 	Type string
+	// Data must be JSON that readers decode: valid UTF-8 and no member name twice in an
+	// object (json/v2's defaults); an append of anything else is refused.
 	Data json.RawMessage
 	// Meta, when set, stands for the append's Metadata for this event: a commit that carries
 	// several commands keeps each one's time, correlation and causation.
