@@ -1,8 +1,11 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -170,4 +173,61 @@ func TestRealClockSleepUntilReturnsWhenTheContextEnds(t *testing.T) {
 	if err := (RealClock{}).SleepUntil(context.Background(), time.Now().Add(-time.Second)); err != nil {
 		t.Errorf("a time in the past: err %v, want nil", err)
 	}
+}
+
+func TestRunOpenRunsEveryCallOnceAndNeverMoreThanTheCapAtOnce(t *testing.T) {
+	cases := []struct {
+		name            string
+		count, inflight int
+	}{
+		{"one call at a time runs them all one after another", 200, 1},
+		{"a few at a time reuse a few workers", 2000, 3},
+		{"a cap above the count starts no more workers than calls", 300, 1000},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var (
+				mu        sync.Mutex
+				running   int
+				most      int
+				seen      = make([]int, c.count)
+				goroutine = map[uint64]bool{}
+			)
+			_, err := RunOpen(context.Background(), RealClock{}, Schedule{Rate: 1e9, Count: c.count, MaxInflight: c.inflight}, func(_ context.Context, i int, _ time.Time) {
+				mu.Lock()
+				running++
+				most = max(most, running)
+				seen[i]++
+				goroutine[goid()] = true
+				mu.Unlock()
+				runtime.Gosched()
+				mu.Lock()
+				running--
+				mu.Unlock()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, n := range seen {
+				if n != 1 {
+					t.Fatalf("call %d ran %d times", i, n)
+				}
+			}
+			if most > c.inflight {
+				t.Fatalf("%d calls ran at once, cap %d", most, c.inflight)
+			}
+			if len(goroutine) > min(c.inflight, c.count) {
+				t.Fatalf("%d goroutines ran the calls, more than the cap %d", len(goroutine), c.inflight)
+			}
+		})
+	}
+}
+
+// goid returns the running goroutine's ID, read from its stack header.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	id, _ := strconv.ParseUint(string(b[:bytes.IndexByte(b, ' ')]), 10, 64)
+	return id
 }
