@@ -110,7 +110,7 @@ func TestAnAppendIsAcceptedExactlyWhenItsReadersCanDecodeIt(t *testing.T) {
 			}
 			_, decErr := DecodeCommit(body, "SEATS_0", 1)
 			if (decErr == nil) != c.accept {
-				t.Fatalf("a commit of %q decodes with %v, but validateAppend accepted it: %v", c.data, decErr, c.accept)
+				t.Fatalf("a commit of %q decodes with error %v, where validateAppend's verdict was accepted %v", c.data, decErr, c.accept)
 			}
 		})
 	}
