@@ -163,7 +163,7 @@ func decodeCommit(dst []Envelope, b []byte, stream string, seq uint64) ([]Envelo
 // are checked as decodeCommit reads them (json/v2's defaults: valid UTF-8, no duplicate member
 // names), not by encoding/json's Valid, which accepts both: a payload with either would be
 // stored whole and then refused by every reader of its commit. jsontext's check is also about
-// three times faster than Valid, which was 1.7% of a flash sale's CPU.
+// 2.5 times faster than Valid (BenchmarkPayloadCheck), which was 1.7% of a flash sale's CPU.
 func validateAppend(events []Event) error {
 	if len(events) == 0 {
 		return fmt.Errorf("eventstore: append of no events")

@@ -115,3 +115,26 @@ func TestAnAppendIsAcceptedExactlyWhenItsReadersCanDecodeIt(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPayloadCheck compares validateAppend with encoding/json's Valid, which it replaced,
+// on a ReservationHeld's payload.
+func BenchmarkPayloadCheck(b *testing.B) {
+	data := json.RawMessage(`{"reservationId":"01a25218-ba15-7e83-bdea-00656ab3ef43","userId":"bench-8e155ac9-book-u-2363",` +
+		`"concertId":"bench-8e155ac9-book-0","dateId":"d1","seatNo":2364,"seatNos":[2364],"price":100,` +
+		`"heldAt":"2026-12-07T20:01:21.941951194Z","heldUntil":"2026-12-07T20:06:21.941951194Z"}`)
+	events := []Event{{Type: "ReservationHeld", Data: data}}
+	b.Run("encoding/json Valid", func(b *testing.B) {
+		for b.Loop() {
+			if !json.Valid(data) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("validateAppend", func(b *testing.B) {
+		for b.Loop() {
+			if err := validateAppend(events); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
