@@ -3,7 +3,9 @@
 // holds to a server that does only the HTTP part of one — Fiber decodes the request's JSON and
 // answers 201 with a reservation-shaped JSON body — run as a child process, as
 // `booking bench --embedded` runs the service. Whatever latency and throughput it shows, the
-// engine cannot beat on the same machine: the rest is the engine's.
+// engine cannot beat on the same machine: the rest is the engine's. It also says how much CPU
+// time per hold the generator and the no-op server leave on this machine for an engine's own
+// work (deciding, committing, read models) at the offered rate.
 //
 //	go run ./cmd/ceiling --rate 10000 --duration 15s --client nethttp
 //
@@ -103,7 +105,33 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		o.client, o.rate, o.duration, res.step.OK, res.okPerSec, res.step.Count-res.step.OK,
 		res.step.P50Ms, res.step.P95Ms, res.step.P99Ms, res.step.P999Ms, res.step.MaxMs,
 		seconds(res.generatorCPU), seconds(res.serverCPU))
+	if err != nil {
+		return err
+	}
+	if busy, perHold, ok := engineBudget(runtime.NumCPU(), res.took, res.generatorCPU, res.serverCPU, res.step.OK); ok {
+		_, err = fmt.Fprintf(out, "of %d CPUs, generator and no-op server kept %.2f busy: an engine on this machine has at most %s of CPU per hold left at this rate, with no time to spare\n",
+			runtime.NumCPU(), busy, perHold.Round(time.Microsecond))
+	}
 	return err
+}
+
+// engineBudget is what a measured run leaves of the machine for the engine's own work: the
+// CPUs the generator and the no-op server kept busy over took (busy, in CPUs), and the CPU
+// time per answered hold that the rest of the machine could give an engine (perHold). An
+// engine that needs more than perHold per hold cannot sustain the rate beside this generator;
+// one that needs all of it runs the machine at 100%, where no latency target holds. ok is
+// false when a CPU time is unknown (a --target server) or nothing was answered.
+func engineBudget(cpus int, took, generatorCPU, serverCPU time.Duration, holds int64) (busy float64, perHold time.Duration, ok bool) {
+	if cpus <= 0 || took <= 0 || generatorCPU < 0 || serverCPU < 0 || holds <= 0 {
+		return 0, 0, false
+	}
+	used := generatorCPU + serverCPU
+	busy = used.Seconds() / took.Seconds()
+	left := time.Duration(cpus)*took - used
+	if left < 0 {
+		left = 0
+	}
+	return busy, left / time.Duration(holds), true
 }
 
 // seconds prints a CPU time, or "n/a" when it could not be read (negative).
@@ -255,6 +283,8 @@ func startChild(ctx context.Context) (child, string, error) {
 type result struct {
 	step     loadgen.StepResult
 	okPerSec float64
+	// took is how long the measured phase ran.
+	took time.Duration
 	// generatorCPU and serverCPU are the CPU time each used in the measured phase (-1: not
 	// known, as for a --target server).
 	generatorCPU, serverCPU time.Duration
@@ -307,6 +337,6 @@ func measure(ctx context.Context, target string, o options, serverPID int) (resu
 	if step.Count == 0 {
 		return result{}, errors.New("no hold was recorded")
 	}
-	res.step, res.okPerSec = step, float64(step.OK)/took.Seconds()
+	res.step, res.okPerSec, res.took = step, float64(step.OK)/took.Seconds(), took
 	return res, nil
 }

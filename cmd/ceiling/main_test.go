@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -31,7 +32,7 @@ func TestTheCeilingStartsItsServerAsAChildAndReportsBothCPUs(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	report := out.String()
-	for _, want := range []string{"100 ok", ", 0 not;", "CPU s generator "} {
+	for _, want := range []string{"100 ok", ", 0 not;", "CPU s generator ", "per hold left at this rate"} {
 		if !strings.Contains(report, want) {
 			t.Fatalf("report %q: want %q", report, want)
 		}
@@ -69,6 +70,9 @@ func TestTheCeilingMeasuresHoldsAnsweredByTheNoOpServer(t *testing.T) {
 			if want := "server n/a"; !strings.Contains(out.String(), want) {
 				t.Fatalf("report %q: want %q for a server this run did not start", out.String(), want)
 			}
+			if strings.Contains(out.String(), "per hold left") {
+				t.Fatalf("report %q: a budget without the server's CPU time", out.String())
+			}
 		})
 	}
 	cancel()
@@ -94,6 +98,37 @@ func TestTheCeilingRefusesABadCommandLine(t *testing.T) {
 			defer cancel()
 			if err := run(ctx, tt.args, &out); err == nil {
 				t.Fatalf("run %v: no error", tt.args)
+			}
+		})
+	}
+}
+
+// TestEngineBudgetIsTheMachineLeftOverPerHold: given what a run measured, the budget is the
+// CPU time the generator and the no-op server left, divided among the holds answered.
+func TestEngineBudgetIsTheMachineLeftOverPerHold(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		cpus           int
+		took, gen, srv time.Duration
+		holds          int64
+		wantBusy       float64
+		wantPerHold    time.Duration
+		wantOK         bool
+	}{
+		{"two CPUs with 1.2 busy leave 0.8 of a CPU for 10,000 holds a second",
+			2, 15 * time.Second, 9 * time.Second, 9 * time.Second, 150_000, 1.2, 80 * time.Microsecond, true},
+		{"a machine the generator and the server fill leaves nothing",
+			2, 10 * time.Second, 12 * time.Second, 9 * time.Second, 1000, 2.1, 0, true},
+		{"a server whose CPU time is unknown gives no budget",
+			2, 15 * time.Second, 9 * time.Second, -1, 150_000, 0, 0, false},
+		{"a run that answered nothing gives no budget",
+			2, 15 * time.Second, 9 * time.Second, 9 * time.Second, 0, 0, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			busy, perHold, ok := engineBudget(tt.cpus, tt.took, tt.gen, tt.srv, tt.holds)
+			if ok != tt.wantOK || perHold != tt.wantPerHold || math.Abs(busy-tt.wantBusy) > 1e-9 {
+				t.Fatalf("engineBudget = %.3f CPUs busy, %s per hold, ok %v; want %.3f, %s, %v",
+					busy, perHold, ok, tt.wantBusy, tt.wantPerHold, tt.wantOK)
 			}
 		})
 	}
