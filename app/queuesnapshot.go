@@ -159,7 +159,8 @@ func withDropped(waiting []*tokenRec, dropped []uint64) []*tokenRec {
 		return waiting
 	}
 	if !slices.IsSorted(dropped) {
-		// A snapshot writes them in the waiting list's order; one that did not is not trusted.
+		// A snapshot writes them in the waiting list's order; sorting one that did not costs
+		// little and keeps the merge right.
 		dropped = slices.Sorted(slices.Values(dropped))
 	}
 	merged := make([]*tokenRec, 0, len(waiting)+len(dropped))
